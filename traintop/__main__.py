@@ -1,0 +1,5 @@
+"""``python -m traintop``."""
+
+from traintop.cli import main
+
+raise SystemExit(main())

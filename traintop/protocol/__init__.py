@@ -1,0 +1,38 @@
+"""The run-directory contract between the trainer and the terminal app.
+
+Imports neither torch nor textual; both halves depend on it, and it depends on nothing of ours.
+"""
+
+from traintop.protocol.control import (
+    COMMANDS,
+    Command,
+    CommandError,
+    ControlInbox,
+    ControlPermissionError,
+    ControlReader,
+    ControlState,
+    Decision,
+    make_command,
+    validate_command,
+)
+from traintop.protocol.events import SCHEMA_VERSION, Event, EventError, decode_line, encode_event
+from traintop.protocol.history import RunHistory, WeightTrack
+from traintop.protocol.load import load_history
+from traintop.protocol.rundir import (
+    CONTROL_FILE,
+    EVENTS_FILE,
+    RunDirError,
+    find_runs,
+    new_run_dir,
+    resolve_run_dir,
+)
+from traintop.protocol.tail import JsonlTail, TailChunk, TailNotice, follow
+from traintop.protocol.writer import EventWriter
+
+__all__ = [
+    "COMMANDS", "CONTROL_FILE", "EVENTS_FILE", "SCHEMA_VERSION", "Command", "CommandError", "ControlInbox",
+    "ControlPermissionError", "ControlReader", "ControlState", "Decision", "Event", "EventError",
+    "EventWriter", "JsonlTail", "RunDirError", "RunHistory", "TailChunk", "TailNotice", "WeightTrack",
+    "decode_line", "encode_event", "find_runs", "follow", "load_history", "make_command", "new_run_dir",
+    "resolve_run_dir", "validate_command",
+]

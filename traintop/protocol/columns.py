@@ -1,0 +1,133 @@
+"""Growable numpy columns and tables of them: the storage under ``RunHistory``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+NAN = float("nan")
+
+
+class Column:
+    """A numpy array that grows by appending batches (amortized ×1.5), read as a view."""
+
+    __slots__ = ("_buf", "_n")
+
+    def __init__(self, dtype: np.dtype | type, capacity: int = 256) -> None:
+        self._buf = np.empty(max(capacity, 16), dtype=dtype)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def values(self) -> np.ndarray:
+        """The filled part (a view: do not keep it across appends)."""
+        return self._buf[: self._n]
+
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more values without further copies."""
+        need = self._n + extra
+        if need > len(self._buf):
+            grown = np.empty(max(need, int(len(self._buf) * 1.5)), dtype=self._buf.dtype)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+
+    def extend(self, values: Sequence[float] | np.ndarray) -> None:
+        """Append a batch."""
+        arr = np.asarray(values, dtype=self._buf.dtype)
+        self.reserve(len(arr))
+        self._buf[self._n: self._n + len(arr)] = arr
+        self._n += len(arr)
+
+    def pad(self, count: int, fill: float = NAN) -> None:
+        """Append ``count`` copies of ``fill`` (a term that was absent from these rows)."""
+        self.reserve(count)
+        self._buf[self._n: self._n + count] = fill
+        self._n += count
+
+    def compact(self, headroom: float = 0.1) -> None:
+        """Drop spare capacity beyond ``headroom`` (after a cold open)."""
+        keep = self._n + max(16, int(self._n * headroom))
+        if len(self._buf) > keep:
+            self._buf = self._buf[:keep].copy()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held, spare capacity included."""
+        return self._buf.nbytes
+
+
+class Table:
+    """Rows of fixed columns plus a dynamic set of float32 term columns, all of equal length."""
+
+    def __init__(self, fixed: dict[str, type]) -> None:
+        self._fixed = {name: Column(dtype) for name, dtype in fixed.items()}
+        self._terms: dict[str, Column] = {}
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._fixed[name].values
+
+    @property
+    def terms(self) -> list[str]:
+        """Term names, in order of first appearance."""
+        return list(self._terms)
+
+    def term(self, name: str) -> np.ndarray:
+        """Values of one term (NaN where a row did not report it)."""
+        col = self._terms.get(name)
+        return col.values if col is not None else np.full(self._n, NAN, dtype=np.float32)
+
+    def append_batch(self, fixed: dict[str, Sequence], terms: dict[str, Sequence], count: int) -> None:
+        """Append ``count`` rows: every fixed column's list and any term lists (missing → NaN)."""
+        if count == 0:
+            return
+        for name, col in self._fixed.items():
+            col.extend(fixed[name])
+        for name, vals in terms.items():
+            col = self._terms.get(name)
+            if col is None:
+                col = self._terms[name] = Column(np.float32, capacity=self._n + count)
+                col.pad(self._n)
+            col.extend(vals)
+        for name, col in self._terms.items():
+            if name not in terms:
+                col.pad(count)
+        self._n += count
+
+    def append_arrays(self, other: Table) -> None:
+        """Append every row of ``other`` (used to merge the parts of a parallel cold open)."""
+        if len(other) == 0:
+            return
+        self.append_batch({k: other[k] for k in self._fixed},
+                          {t: other.term(t) for t in other.terms}, len(other))
+
+    def reserve(self, extra: int) -> None:
+        """Pre-size every column for ``extra`` more rows."""
+        for col in self._fixed.values():
+            col.reserve(extra)
+        for col in self._terms.values():
+            col.reserve(extra)
+
+    def compact(self) -> None:
+        """Drop spare capacity."""
+        for col in [*self._fixed.values(), *self._terms.values()]:
+            col.compact()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all columns."""
+        return sum(c.nbytes for c in [*self._fixed.values(), *self._terms.values()])
+
+
+def floats(values: Iterable[object]) -> list[float]:
+    """Coerce JSON values to floats: ``None`` and non-numbers become NaN."""
+    out = []
+    for v in values:
+        out.append(float(v) if isinstance(v, (int, float)) else NAN)
+    return out

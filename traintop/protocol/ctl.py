@@ -1,0 +1,128 @@
+"""``traintop ctl RUN_DIR COMMAND [ARGS] [--wait [SECONDS]]``: send a command from a script.
+
+Exit codes with ``--wait``: 0 applied (or deferred), 1 rejected (the reason is printed), 2 timeout
+or a bad argument. Bad arguments are refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from traintop.protocol.control import Command, CommandError, ControlInbox, make_command
+from traintop.protocol.events import EventError, decode_line
+from traintop.protocol.rundir import EVENTS_FILE, RunDirError, resolve_run_dir
+from traintop.protocol.tail import JsonlTail
+
+# command-line spelling → (protocol command, positional argument names)
+CTL_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pause": ("pause", ()), "resume": ("resume", ()), "stop": ("stop", ()), "save": ("save", ()),
+    "eval": ("eval", ()), "sample": ("sample", ()), "set-weight": ("set_weight", ("term", "value")),
+    "set-lr": ("set_lr", ("value",)), "scale-lr": ("scale_lr", ("factor",)),
+}
+
+
+def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``traintop ctl``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds events.jsonl)")
+    parser.add_argument("action", metavar="COMMAND", choices=sorted(CTL_COMMANDS),
+                        help="one of: " + ", ".join(CTL_COMMANDS))
+    parser.add_argument("values", metavar="ARG", nargs="*",
+                        help="set-weight TERM VALUE | set-lr VALUE | scale-lr FACTOR")
+    parser.add_argument("--wait", nargs="?", type=float, const=60.0, default=None, metavar="SECONDS",
+                        help="wait for the trainer's ack (default 60 s): exit 0 applied, 1 rejected, 2 timeout")
+
+
+def _run_terms(run_dir: Path) -> list[str] | None:
+    """Loss terms the run declared in its run_start (None when unknown: the trainer decides)."""
+    path = run_dir / EVENTS_FILE
+    try:
+        with path.open("rb") as fh:
+            for _ in range(50):
+                line = fh.readline()
+                if not line:
+                    break
+                try:
+                    event = decode_line(line.rstrip(b"\n"))
+                except EventError:
+                    continue
+                if event.get("type") == "run_start" and isinstance(event.get("terms"), dict):
+                    return list(event["terms"])
+    except OSError:
+        return None
+    return None
+
+
+def build_command(action: str, values: list[str], terms: list[str] | None) -> Command:
+    """Turn command-line words into a validated ``Command`` (raises ``CommandError``)."""
+    cmd, names = CTL_COMMANDS[action]
+    if len(values) != len(names):
+        want = " ".join(n.upper() for n in names) or "no arguments"
+        raise CommandError(f"{action} takes {want}, got {len(values)} argument(s)")
+    args: dict[str, object] = {}
+    for name, raw in zip(names, values):
+        if name == "term":
+            args[name] = raw
+            continue
+        try:
+            args[name] = float(raw)
+        except ValueError:
+            raise CommandError(f"{action}: {name.upper()} must be a number, got {raw!r}") from None
+    return make_command(cmd, terms, **args)
+
+
+def wait_for_ack(run_dir: Path, command_id: str, timeout: float, start_offset: int = 0) -> dict | None:
+    """Follow ``events.jsonl`` from ``start_offset`` until the ack of ``command_id`` or the timeout."""
+    tail = JsonlTail(run_dir / EVENTS_FILE, offset=start_offset)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            chunk = tail.read()
+            for line in chunk.lines:
+                if command_id.encode() not in line:
+                    continue  # cheap filter before parsing
+                try:
+                    event = decode_line(line)
+                except EventError:
+                    continue
+                if event.get("type") == "ack" and event.get("id") == command_id:
+                    return event
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+    finally:
+        tail.close()
+
+
+def run_ctl(args: argparse.Namespace) -> int:
+    """Body of ``traintop ctl``."""
+    try:
+        run_dir = resolve_run_dir(args.run_dir)
+        command = build_command(args.action, list(args.values), _run_terms(run_dir))
+    except (RunDirError, CommandError) as exc:
+        print(f"traintop ctl: {exc}", file=sys.stderr)
+        return 2
+    offset = (run_dir / EVENTS_FILE).stat().st_size
+    try:
+        ControlInbox(run_dir).send(command)
+    except OSError as exc:
+        print(f"traintop ctl: cannot write {run_dir / 'control.jsonl'}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"sent {command.describe()} (id {command.id})")
+    if args.wait is None:
+        return 0
+    ack = wait_for_ack(run_dir, command.id, args.wait, start_offset=max(0, offset - 1))
+    if ack is None:
+        print(f"traintop ctl: no ack for {command.describe()} within {args.wait:g} s "
+              "(is the trainer running? it reads commands at step boundaries)", file=sys.stderr)
+        return 2
+    status = ack.get("status")
+    reason = ack.get("reason") or ""
+    if status == "rejected":
+        print(f"rejected: {reason}", file=sys.stderr)
+        return 1
+    state = ack.get("state")
+    print(f"{status} at step {ack.get('step')}" + (f": {state}" if state else "") + (f" ({reason})" if reason else ""))
+    return 0

@@ -1,0 +1,132 @@
+"""Cold open: read a whole ``events.jsonl`` into a ``RunHistory`` as fast as the parser allows.
+
+Parsing JSON is the floor, and it is CPU-bound, so a large file is cut at line boundaries into one
+part per core: this process parses the first while worker processes parse the rest, and the parts
+are merged in order. Each part keeps columns, never one Python object per event.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from traintop.protocol.history import RunHistory
+from traintop.protocol.tail import MAX_LINE, TailNotice
+
+PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
+READ_BLOCK = 256 << 10  # small blocks keep each block's transient dicts in cache
+
+
+def _cut_points(path: Path, size: int, parts: int) -> list[int]:
+    cuts = [0]
+    with path.open("rb") as fh:
+        for i in range(1, parts):
+            fh.seek(size * i // parts)
+            fh.readline()  # move to the start of the next whole line
+            pos = fh.tell()
+            if pos > cuts[-1] and pos < size:
+                cuts.append(pos)
+    cuts.append(size)
+    return cuts
+
+
+def load_range(path: str, start: int, stop: int, progress: Callable[[int], None] | None = None
+               ) -> tuple[RunHistory, int]:
+    """Parse the complete lines in ``[start, stop)``; return the history and the end offset read.
+
+    A trailing partial line (a trainer mid-write) is left unread: the offset points at its start.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()  # the transient dicts of a block hold no cycles; collecting them mid-load only costs time
+    try:
+        return _load_range(path, start, stop, progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_range(path: str, start: int, stop: int, progress: Callable[[int], None] | None
+                ) -> tuple[RunHistory, int]:
+    history = RunHistory()
+    offset = start
+    rest = b""
+    discarding = False  # inside an over-long line: drop bytes until its newline
+    name = os.path.basename(path)
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        remaining = stop - start
+        while remaining > 0:
+            block = fh.read(min(READ_BLOCK, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            if discarding:
+                nl = block.find(b"\n")
+                offset += len(block) if nl < 0 else nl + 1
+                if nl < 0:
+                    continue
+                block, discarding = block[nl + 1:], False
+            data = rest + block if rest else block
+            end = data.rfind(b"\n")
+            if end < 0:
+                rest = data
+                if len(rest) > MAX_LINE:
+                    history.note(TailNotice("bad_line", offset, f"{name} byte {offset}: line over "
+                                            f"{MAX_LINE} bytes; skipped"))
+                    offset += len(rest)
+                    rest, discarding = b"", True
+                continue
+            history.ingest_block(data[: end + 1], offset, name)
+            rest = data[end + 1:]
+            offset += end + 1
+            if progress is not None:
+                progress(offset)
+    history.flush()
+    return history, offset
+
+
+def _load_part(path: str, start: int, stop: int) -> tuple[RunHistory, int]:
+    return load_range(path, start, stop)
+
+
+def load_history(path: str | Path, *, workers: int | None = None,
+                 progress: Callable[[float], None] | None = None) -> tuple[RunHistory, int]:
+    """Read ``path`` into a new ``RunHistory``; return it and the offset to keep tailing from.
+
+    ``workers`` defaults to the number of cores for files over 32 MiB (1 below). ``progress`` is
+    called with the fraction of the file parsed (coarse when parts run in other processes).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if workers is None:
+        workers = (os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 1
+    workers = max(1, min(workers, 8))
+
+    def report(done: int, base: int = 0, share: float = 1.0) -> None:
+        if progress is not None and size:
+            progress(min(1.0, share * (done - base) / max(1, size)))
+
+    if workers == 1 or size == 0:
+        history, offset = load_range(str(path), 0, size, lambda off: report(off))
+        history.compact()
+        return history, offset
+
+    cuts = _cut_points(path, size, workers)
+    futures: list[Future] = []
+    with ProcessPoolExecutor(max_workers=len(cuts) - 2 or 1, mp_context=get_context("spawn")) as pool:
+        for a, b in zip(cuts[1:-1], cuts[2:]):
+            futures.append(pool.submit(_load_part, str(path), a, b))
+        first_share = (cuts[1] - cuts[0]) / size
+        history, offset = load_range(str(path), cuts[0], cuts[1],
+                                     lambda off: report(off, 0, 1.0 if first_share == 0 else 1.0))
+        for fut in futures:
+            part, offset = fut.result()
+            history.merge(part)
+            if progress is not None:
+                progress(offset / size)
+    history.compact()
+    return history, offset

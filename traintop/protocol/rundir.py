@@ -1,0 +1,80 @@
+"""The run directory: names of its files, private creation, and discovery of runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from pathlib import Path
+
+EVENTS_FILE = "events.jsonl"
+CONTROL_FILE = "control.jsonl"
+RUN_CONFIG_FILE = "run.yaml"
+TRAINER_LOG = "trainer.log"
+CHECKPOINTS_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RunDirError(ValueError):
+    """A path that is not a usable run directory; the message names it."""
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700 for the leaf; tighten it if it already exists."""
+    path.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077 and path.stat().st_uid == os.getuid():
+        os.chmod(path, 0o700)
+
+
+def open_private_append(path: Path) -> int:
+    """Open ``path`` for appending, creating it with mode 0600; return the raw descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def new_run_dir(root: str | Path, name: str, *, now: float | None = None) -> Path:
+    """Create ``<root>/<name>-<YYYYmmdd-HHMMSS>`` (0700), adding a suffix if it already exists."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    base = f"{_SAFE_NAME.sub('-', name).strip('-') or 'run'}-{stamp}"
+    for i in range(1000):
+        candidate = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            candidate.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(candidate, 0o700)
+        return candidate
+    raise RunDirError(f"{root}: could not create a new run directory named {base}")
+
+
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` holds an ``events.jsonl``."""
+    return (path / EVENTS_FILE).is_file()
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first."""
+    root = Path(root)
+    if is_run_dir(root):
+        return [root]
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and is_run_dir(p)]
+    return sorted(runs, key=lambda p: (p / EVENTS_FILE).stat().st_mtime, reverse=True)
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """Return ``path`` as a run directory, or raise ``RunDirError`` saying what is wrong with it."""
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"{p}: no such run directory")
+    if not p.is_dir():
+        raise RunDirError(f"{p}: not a directory (expected a run directory holding {EVENTS_FILE})")
+    if not is_run_dir(p):
+        raise RunDirError(f"{p}: not a run directory (no {EVENTS_FILE} inside)")
+    return p
