@@ -11,13 +11,12 @@ chart draws each segment on its own rather than a line backwards.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from traintop.protocol.columns import NAN, Table
+from traintop.protocol.columns import NAN, RowBatch, Table, as_float, as_int
 from traintop.protocol.events import SCHEMA_VERSION, EventError, decode_line
 from traintop.protocol.tail import MAX_LINE, TailChunk, TailNotice
 
@@ -28,17 +27,6 @@ _EVAL_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np
 _SYSTEM_FIXED = {"t": np.float64, "cpu": np.float32, "rss": np.float64}
 GPU_FIELDS = ("util", "mem_used", "mem_total", "temp", "power")
 MAX_NOTICES = 200  # keep the first bad-line notices; count the rest
-
-
-def _num(v: Any) -> float:
-    return float(v) if v.__class__ in (float, int) else NAN
-
-
-def _int(v: Any, default: int = -1) -> int:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else default
-
-
-_FLAG_VALUES = {"nan": NAN, "inf": math.inf, "-inf": -math.inf}
 
 
 @dataclass
@@ -72,54 +60,6 @@ class WeightTrack:
         out = np.asarray(self.values, dtype=np.float64)[np.clip(idx, 0, None)]
         out[idx < 0] = NAN
         return out
-
-
-def _column(values: list[Any], dtype: type) -> np.ndarray:
-    try:
-        return np.array(values, dtype=dtype)
-    except (TypeError, ValueError):  # a hostile value (a string, a list): that cell becomes NaN / -1
-        if dtype is np.float64:
-            return np.array([_num(v) for v in values], dtype=dtype)
-        return np.array([_int(v) for v in values], dtype=dtype)
-
-
-class _Batch:
-    """Rows of one chunk as Python lists, turned into column batches once per chunk."""
-
-    def __init__(self, fixed: dict[str, type]) -> None:
-        self.fixed: dict[str, list] = {k: [] for k in fixed}
-        self.losses: list[dict[str, Any]] = []
-        self.flags: list[tuple[int, dict[str, str]]] = []
-
-    def clear(self) -> None:
-        for v in self.fixed.values():
-            v.clear()
-        self.losses = []
-        self.flags = []
-
-    def flush_into(self, table: Table) -> None:
-        n = len(self.losses)
-        if n == 0:
-            return
-        names: dict[str, None] = {}
-        for d in self.losses:
-            for k in d:
-                names[k] = None
-        terms: dict[str, np.ndarray] = {}
-        for name in names:
-            # None (a non-finite written as null) and missing both become NaN via float dtype
-            terms[name] = _column([d.get(name) for d in self.losses], np.float64)
-        for row, flags in self.flags:
-            for path, flag in flags.items():
-                head, _, term = path.partition(".")
-                if head == "losses" and term in terms:
-                    terms[term][row] = _FLAG_VALUES.get(flag, NAN)
-                elif head in self.fixed and not term:
-                    self.fixed[head][row] = _FLAG_VALUES.get(flag, NAN)
-        fixed = {k: _column(v, np.int64 if k in ("step", "epoch") else np.float64)
-                 for k, v in self.fixed.items()}
-        table.append_batch(fixed, terms, n)
-        self.clear()
 
 
 class RunHistory:
@@ -160,8 +100,8 @@ class RunHistory:
         self.generation = getattr(self, "generation", -1) + 1  # bumps on every reset
         self._last_step: int | None = None
         self._last_weights: dict[str, Any] | None = None
-        self._sb = _Batch(_STEP_FIXED)
-        self._eb = _Batch(_EVAL_FIXED)
+        self._sb = RowBatch(_STEP_FIXED)
+        self._eb = RowBatch(_EVAL_FIXED)
         self._sys_rows: list[dict[str, Any]] = []
 
     # -- ingestion ---------------------------------------------------------------------------
@@ -311,8 +251,8 @@ class RunHistory:
     def _eval(self, d: dict[str, Any], t: Any) -> None:
         step = d.get("step")
         f = self._eb.fixed
-        f["step"].append(_int(step))
-        f["epoch"].append(_int(d.get("epoch")))
+        f["step"].append(as_int(step))
+        f["epoch"].append(as_int(d.get("epoch")))
         f["t"].append(t)
         f["total"].append(d.get("total"))
         losses = d.get("losses")
@@ -361,58 +301,17 @@ class RunHistory:
 
     def _flush_system(self) -> None:
         rows, self._sys_rows = self._sys_rows, []
-        fixed = {"t": [_num(r.get("t")) for r in rows], "cpu": [_num(r.get("cpu")) for r in rows],
-                 "rss": [_num(r.get("rss")) for r in rows]}
+        fixed = {"t": [as_float(r.get("t")) for r in rows], "cpu": [as_float(r.get("cpu")) for r in rows],
+                 "rss": [as_float(r.get("rss")) for r in rows]}
         gpu_cols: dict[str, list[float]] = {}
         n_gpu = max((len(r.get("gpus") or []) for r in rows), default=0)
         self.gpu_count = max(self.gpu_count, n_gpu)
         for i in range(self.gpu_count):
             for fld in GPU_FIELDS:
                 gpu_cols[f"gpu{i}.{fld}"] = [
-                    _num(g[i].get(fld)) if isinstance(g := r.get("gpus"), list) and len(g) > i
+                    as_float(g[i].get(fld)) if isinstance(g := r.get("gpus"), list) and len(g) > i
                     and isinstance(g[i], dict) else NAN for r in rows]
         self.system.append_batch(fixed, gpu_cols, len(rows))
-
-    def merge(self, later: RunHistory) -> None:
-        """Append ``later`` (the history of the lines that follow this one's) to this history."""
-        self.flush()
-        later.flush()
-        rows = len(self.steps)
-        if len(later.steps) and self._last_step is not None and int(later.steps["step"][0]) <= self._last_step:
-            self.segments.append(rows)  # the later part starts back in time: a resume boundary
-        self.segments.extend(rows + s for s in later.segments[1:])
-        self.steps.append_arrays(later.steps)
-        self.evals.append_arrays(later.evals)
-        self.gpu_count = max(self.gpu_count, later.gpu_count)
-        self.system.append_arrays(later.system)
-        for term, track in later.weights.items():
-            mine = self.weights.setdefault(term, WeightTrack())
-            for s, v, r in zip(track.steps, track.values, track.rows):
-                if not mine.values or mine.values[-1] != v:
-                    mine.steps.append(s)
-                    mine.values.append(v)
-                    mine.rows.append(r + rows)
-        self.resumes.extend({**r, "row": r["row"] + rows} for r in later.resumes)
-        if self.run_start is None:
-            self.run_start = later.run_start
-        if later.run_start is not None or later.run_end is not None:
-            self.run_end = later.run_end
-        for name in ("checkpoints", "samples", "ack_log", "states", "alerts", "notices"):
-            getattr(self, name).extend(getattr(later, name))
-        self.acks.update(later.acks)
-        if later.states or later.run_end is not None or later.run_start is not None:
-            self.state = later.state
-        if later.first_seq is not None and self.last_seq is not None and later.first_seq != self.last_seq + 1:
-            self.seq_gaps += 1
-        for name in ("events", "unknown_types", "seq_gaps", "duplicates", "bad_lines"):
-            setattr(self, name, getattr(self, name) + getattr(later, name))
-        self.max_version = max(self.max_version, later.max_version)
-        self.first_t = self.first_t if self.first_t is not None else later.first_t
-        self.first_seq = self.first_seq if self.first_seq is not None else later.first_seq
-        self.last_t = later.last_t if later.last_t is not None else self.last_t
-        self.last_seq = later.last_seq if later.last_seq is not None else self.last_seq
-        self._last_step = later._last_step if later._last_step is not None else self._last_step
-        self._last_weights = later._last_weights or self._last_weights
 
     # -- reading -----------------------------------------------------------------------------
 

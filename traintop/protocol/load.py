@@ -14,7 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from traintop.protocol.history import RunHistory
+from traintop.protocol.history import RunHistory, WeightTrack
 from traintop.protocol.tail import MAX_LINE, TailNotice
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
@@ -125,8 +125,50 @@ def load_history(path: str | Path, *, workers: int | None = None,
                                      lambda off: report(off, 0, 1.0 if first_share == 0 else 1.0))
         for fut in futures:
             part, offset = fut.result()
-            history.merge(part)
+            merge_into(history, part)
             if progress is not None:
                 progress(offset / size)
     history.compact()
     return history, offset
+
+
+def merge_into(history: RunHistory, later: RunHistory) -> None:
+    """Append ``later`` (the history of the lines that follow ``history``'s) to ``history``."""
+    history.flush()
+    later.flush()
+    rows = len(history.steps)
+    if len(later.steps) and history._last_step is not None and int(later.steps["step"][0]) <= history._last_step:
+        history.segments.append(rows)  # the later part starts back in time: a resume boundary
+    history.segments.extend(rows + s for s in later.segments[1:])
+    history.steps.append_arrays(later.steps)
+    history.evals.append_arrays(later.evals)
+    history.gpu_count = max(history.gpu_count, later.gpu_count)
+    history.system.append_arrays(later.system)
+    for term, track in later.weights.items():
+        mine = history.weights.setdefault(term, WeightTrack())
+        for s, v, r in zip(track.steps, track.values, track.rows):
+            if not mine.values or mine.values[-1] != v:
+                mine.steps.append(s)
+                mine.values.append(v)
+                mine.rows.append(r + rows)
+    history.resumes.extend({**r, "row": r["row"] + rows} for r in later.resumes)
+    if history.run_start is None:
+        history.run_start = later.run_start
+    if later.run_start is not None or later.run_end is not None:
+        history.run_end = later.run_end
+    for name in ("checkpoints", "samples", "ack_log", "states", "alerts", "notices"):
+        getattr(history, name).extend(getattr(later, name))
+    history.acks.update(later.acks)
+    if later.states or later.run_end is not None or later.run_start is not None:
+        history.state = later.state
+    if later.first_seq is not None and history.last_seq is not None and later.first_seq != history.last_seq + 1:
+        history.seq_gaps += 1
+    for name in ("events", "unknown_types", "seq_gaps", "duplicates", "bad_lines"):
+        setattr(history, name, getattr(history, name) + getattr(later, name))
+    history.max_version = max(history.max_version, later.max_version)
+    history.first_t = history.first_t if history.first_t is not None else later.first_t
+    history.first_seq = history.first_seq if history.first_seq is not None else later.first_seq
+    history.last_t = later.last_t if later.last_t is not None else history.last_t
+    history.last_seq = later.last_seq if later.last_seq is not None else history.last_seq
+    history._last_step = later._last_step if later._last_step is not None else history._last_step
+    history._last_weights = later._last_weights or history._last_weights
