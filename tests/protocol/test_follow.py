@@ -1,0 +1,49 @@
+"""follow(): lines written by another process reach the callback, with inotify and with polling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from traintop.protocol.history import RunHistory
+from traintop.protocol.tail import JsonlTail, TailChunk, follow
+
+WRITER = """
+import sys, time
+from traintop.protocol.writer import EventWriter
+w = EventWriter(sys.argv[1])
+for i in range(20):
+    w.emit("step", step=i, epoch=0, losses={"a": 1.0 / (i + 1)}, weights={"a": 1.0}, total=1.0, lr=1e-3,
+           grad_norm=1.0, step_time=0.01, loader_time=0.0)
+    time.sleep(0.02)
+w.emit("run_end", status="completed", step=19, error=None)
+w.close()
+"""
+
+
+@pytest.mark.parametrize("use_watchdog", [True, False], ids=["inotify", "polling"])
+def test_follow_delivers_a_live_writers_lines(tmp_path: Path, use_watchdog: bool) -> None:
+    run = tmp_path / "run"  # does not exist yet: the follower waits for it
+    history = RunHistory()
+    stop = threading.Event()
+
+    def on_chunk(chunk: TailChunk) -> None:
+        history.ingest_chunk(chunk)
+        if history.run_end is not None:
+            stop.set()
+
+    tail = JsonlTail(run / "events.jsonl")
+    thread = threading.Thread(target=follow, args=(tail, on_chunk, stop), kwargs={"use_watchdog": use_watchdog},
+                              daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    subprocess.run([sys.executable, "-c", WRITER, str(run)], check=True, timeout=60)
+    assert stop.wait(20), "the follower never saw run_end"
+    thread.join(5)
+    assert history.steps["step"].tolist() == list(range(20))
+    assert history.status() == "completed"
