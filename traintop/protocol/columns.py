@@ -38,7 +38,8 @@ class Column:
 
     def extend(self, values: Sequence[float] | np.ndarray) -> None:
         """Append a batch."""
-        arr = np.asarray(values, dtype=self._buf.dtype)
+        with np.errstate(over="ignore"):  # a float beyond float32 range is stored as ±inf, as meant
+            arr = np.asarray(values, dtype=self._buf.dtype)
         self.reserve(len(arr))
         self._buf[self._n: self._n + len(arr)] = arr
         self._n += len(arr)

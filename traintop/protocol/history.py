@@ -77,7 +77,8 @@ class RunHistory:
         self.weights: dict[str, WeightTrack] = {}
         self.segments: list[int] = [0]  # row index where each segment of steps begins
         self.resumes: list[dict[str, Any]] = []  # {"row", "step", "from"}
-        self.run_start: dict[str, Any] | None = None
+        self.run_start: dict[str, Any] | None = None  # the first start of the run
+        self.latest_start: dict[str, Any] | None = None  # the latest (re)start: its host and pid are live
         self.run_end: dict[str, Any] | None = None
         self.checkpoints: list[dict[str, Any]] = []
         self.samples: list[dict[str, Any]] = []
@@ -266,6 +267,7 @@ class RunHistory:
             self.flush()
             if self.run_start is None:
                 self.run_start = d
+            self.latest_start = d
             if d.get("resumed_from"):
                 self.resumes.append({"row": len(self.steps), "step": self._last_step,
                                      "from": d.get("resumed_from"), "t": d.get("t")})

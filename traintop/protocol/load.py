@@ -154,6 +154,7 @@ def merge_into(history: RunHistory, later: RunHistory) -> None:
     history.resumes.extend({**r, "row": r["row"] + rows} for r in later.resumes)
     if history.run_start is None:
         history.run_start = later.run_start
+    history.latest_start = later.latest_start or history.latest_start
     if later.run_start is not None or later.run_end is not None:
         history.run_end = later.run_end
     for name in ("checkpoints", "samples", "ack_log", "states", "alerts", "notices"):

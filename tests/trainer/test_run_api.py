@@ -1,0 +1,132 @@
+"""``traintop.trainer.run.Run``: the instrumentation API for any loop, driven in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.conftest import REPO, read_events
+from traintop.protocol.control import Command, ControlInbox
+from traintop.protocol.events import validate_event
+from traintop.trainer.run import CommandRejected, Run
+
+
+def test_importing_run_pulls_in_neither_torch_nor_textual() -> None:
+    code = ("import sys, traintop.trainer.run, traintop.trainer.system; "
+            "bad = [m for m in ('torch', 'textual', 'TTS', 'trainer') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_trainer_cli_module_is_light_at_import() -> None:
+    code = ("import sys, traintop.trainer.cli; "
+            "bad = [m for m in ('torch', 'TTS', 'trainer', 'textual') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_a_small_loop_writes_a_valid_run(tmp_path: Path) -> None:
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0, "kl": 0.1}, planned_steps=3,
+                    system_interval=0.05)
+    for step in range(1, 4):
+        run.log_step(step, 0, {"mel": 2.0 / step, "kl": 10.0}, lr=1e-3, grad_norm=1.5,
+                     step_time=0.01, loader_time=0.001)
+        assert run.poll(step) == []
+    run.log_eval(3, 0, {"mel": 0.9, "kl": 9.0})
+    run.log_checkpoint(3, tmp_path / "ckpt.pth", is_best=True, metric=1.8)
+    run.log_sample(3, error="RuntimeError: cuFFT error")
+    time.sleep(0.15)
+    run.end("completed")
+    events = read_events(run.run_dir)
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert all(validate_event(e) == [] for e in events)
+    step1 = next(e for e in events if e["type"] == "step")
+    assert step1["weights"] == {"mel": 1.0, "kl": 0.1}
+    assert step1["total"] == pytest.approx(2.0 + 0.1 * 10.0)
+    assert any(e["type"] == "system" for e in events)
+    assert events[-1] == {**events[-1], "type": "run_end", "status": "completed", "step": 3}
+    with pytest.raises((OSError, ValueError)):
+        run.writer.emit("step")  # closed after end
+
+
+def test_commands_handlers_and_acks(tmp_path: Path) -> None:
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=60)
+    inbox = ControlInbox(run.run_dir)
+    saved: list[str] = []
+    run.on("save", lambda c: saved.append(c.id) or {"path": "x.pth"})
+    run.on("sample", lambda c: (_ for _ in ()).throw(CommandRejected("no reference clip")))
+    a = inbox.send_new("set_weight", term="mel", value=3.0)
+    b = inbox.send_new("save")
+    c = inbox.send_new("sample")
+    d = inbox.send_new("scale_lr", factor=0.5)  # no handler: handed back to the caller
+    e = inbox.send_new("set_weight", term="nope", value=1.0)
+    left = run.poll(7, unhandled="return")
+    assert [x.id for x in left] == [d.id] and run.weights == {"mel": 3.0} and saved == [b.id]
+    run.ack(d.id, "applied", state={"lr": 0.5})
+    f = inbox.send_new("eval")
+    assert run.poll(8) == []  # by default a command nobody handles is rejected, with the reason
+    run.end("completed")
+    acks = {x["id"]: x for x in read_events(run.run_dir) if x["type"] == "ack"}
+    assert acks[a.id]["status"] == "applied" and acks[a.id]["state"]["weight"] == 3.0
+    assert acks[b.id]["state"] == {"path": "x.pth"} and acks[b.id]["step"] == 7
+    assert acks[c.id]["status"] == "rejected" and acks[c.id]["reason"] == "no reference clip"
+    assert acks[d.id]["status"] == "applied"
+    assert acks[e.id]["status"] == "rejected" and "no loss term 'nope'" in acks[e.id]["reason"]
+    assert acks[f.id]["status"] == "rejected" and "no handler" in acks[f.id]["reason"]
+
+
+def test_pause_blocks_until_resume_and_defers_eval(tmp_path: Path) -> None:
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=0.05)
+    run.poll_interval = 0.01
+    inbox = ControlInbox(run.run_dir)
+    inbox.send_new("pause")
+    run.poll(1)
+    assert run.paused
+    done = threading.Event()
+
+    def wait() -> None:
+        run.wait_while_paused(1)
+        done.set()
+
+    t = threading.Thread(target=wait)
+    t.start()
+    ev = inbox.send_new("eval")
+    time.sleep(0.3)
+    assert not done.is_set()
+    inbox.send(Command("resume"))
+    assert done.wait(5)
+    t.join()
+    # deferred while paused, handed over after resume
+    assert [x.id for x in run.poll(2, unhandled="return")] == [ev.id]
+    run.end("completed")
+    events = read_events(run.run_dir)
+    states = [x["state"] for x in events if x["type"] == "state"]
+    assert states == ["running", "paused", "running"]
+    assert any(x["type"] == "ack" and x["id"] == ev.id and x["status"] == "deferred" for x in events)
+    assert sum(x["type"] == "system" for x in events) >= 2  # heartbeat while paused
+
+
+def test_state_dict_restores_weights_and_control_position(tmp_path: Path) -> None:
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=60)
+    inbox = ControlInbox(run.run_dir)
+    first = inbox.send_new("set_weight", term="mel", value=2.5)
+    run.poll(1)
+    state = run.state_dict()
+    run.end("stopped")
+    again = Run.start(tmp_path, "custom", terms={"mel": 1.0}, run_dir=run.run_dir,
+                      system_interval=60)
+    again.load_state_dict(state)
+    second = inbox.send_new("set_weight", term="mel", value=4.0)
+    again.poll(2)
+    again.end("completed")
+    acks = [x for x in read_events(run.run_dir) if x["type"] == "ack"]
+    assert [x["id"] for x in acks] == [first.id, second.id]  # the first one was not re-applied
+    assert again.weights == {"mel": 4.0}
+    events = read_events(run.run_dir)
+    assert [x["seq"] for x in events] == list(range(len(events)))

@@ -1,0 +1,79 @@
+"""``traintop report RUN_DIR [--profile NAME|PATH] [--json] [--follow --on-alert CMD]``.
+
+Exit codes: 0 healthy, 1 warning, 2 critical, 3 the run (or the profile asked for) could not be read.
+Kept light at import time: ``traintop --help`` imports this module to build its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_CODES = {"healthy": 0, "warning": 1, "critical": 2}
+EXIT_UNREADABLE = 3
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` subcommand's arguments to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holding events.jsonl)")
+    parser.add_argument("--profile", metavar="NAME|PATH", default=None,
+                        help="health profile: a built-in name (seed-six-term, vits, xtts-gpt) or a YAML file; "
+                             "default: the one the run names, else the best match by term names")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--follow", action="store_true",
+                        help="keep following the run until it ends, running --on-alert for each new alert")
+    parser.add_argument("--on-alert", metavar="CMD", default=None,
+                        help="with --follow: shell command run once per new alert at warning or above, "
+                             "with the alert as JSON on its standard input")
+    parser.add_argument("--poll", action="store_true", help="with --follow: poll instead of inotify (NFS, sshfs)")
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, int, Any, Path] | int:
+    from traintop.health.loader import choose_profile
+    from traintop.health.profile import ProfileError
+    from traintop.protocol import EVENTS_FILE, RunDirError, load_history, resolve_run_dir
+
+    try:
+        run_dir = resolve_run_dir(args.run_dir)
+        history, offset = load_history(run_dir / EVENTS_FILE)
+    except (RunDirError, OSError) as exc:
+        print(f"traintop report: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if history.events == 0:
+        print(f"traintop report: {run_dir / EVENTS_FILE}: no readable event", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        profile = choose_profile(history, args.profile)
+    except ProfileError as exc:
+        print(f"traintop report: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return history, offset, profile, run_dir
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Run ``traintop report``; return the exit code."""
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    history, offset, profile, run_dir = loaded
+    if args.on_alert and not args.follow:
+        print("traintop report: --on-alert needs --follow", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if args.follow:
+        from traintop.health.follow import follow_run
+
+        return follow_run(history, offset, profile, run_dir, args.on_alert, use_watchdog=not args.poll,
+                          as_json=args.json)
+    from traintop.health.report import build_report
+
+    report = build_report(history, profile)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        from traintop.health.render import print_report
+
+        print_report(report, run_dir)
+    return EXIT_CODES[report["verdict"]]

@@ -1,0 +1,126 @@
+"""Atomic checkpoints in coqui's format, plus what traintop needs to resume exactly.
+
+A checkpoint is coqui's dict (``config``, ``model``, ``optimizer``, ``scheduler``, ``scaler``,
+``step``, ``epoch``, ...) so coqui's own loaders read it, with one extra key ``traintop``: the
+recipe, the live weights and lr, the control reader's position and the event ``seq``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
+BEST_NAME = "best_model.pth"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, unreadable, from another recipe)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` via a temporary file, fsync and rename: never a torn file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` a copy of ``src`` atomically (a hard link when possible: no second write)."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_state(trainer: Any, traintop: dict[str, Any], model_loss: dict[str, Any] | None = None,
+                exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A coqui-format checkpoint dict of ``trainer`` with the ``traintop`` resume state."""
+    model = trainer._get_model()
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith(exclude)}
+    config = trainer.config.to_dict() if hasattr(trainer.config, "to_dict") else trainer.config
+    return {
+        "config": config,
+        "model": weights,
+        "optimizer": [o.state_dict() for o in trainer.optimizer],
+        "scheduler": [s.state_dict() for s in trainer.scheduler if s is not None],
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "step": trainer.total_steps_done,
+        "epoch": trainer.epochs_done,
+        "date": datetime.date.today().strftime("%B %d, %Y"),
+        "model_loss": model_loss or {},
+        "traintop": traintop,
+    }
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint_<step>.pth``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for p in directory.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def keep_last(directory: Path, n: int) -> None:
+    """Delete all but the newest ``n`` step checkpoints (the best model is kept apart)."""
+    for _, p in list_checkpoints(directory)[:-n] if n > 0 else []:
+        p.unlink(missing_ok=True)
+
+
+def load_model_state(model: Any, state: dict[str, Any], exclude: tuple[str, ...]) -> None:
+    """Load checkpoint weights; only the excluded (frozen, rebuilt) prefixes may be missing."""
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(exclude)]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(f"checkpoint does not fit this model: missing {missing[:5]}, "
+                              f"unexpected {list(result.unexpected_keys)[:5]}")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU, with an error naming the file when it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torn / foreign file: say which one
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path}: not a coqui/traintop checkpoint (no 'model' and 'config')")
+    return state
+
+
+def write_config_json(directory: Path, config: Any) -> None:
+    """``config.json`` beside the checkpoints, as coqui's inference API expects it."""
+    data = config.to_dict() if hasattr(config, "to_dict") else config
+    atomic_write_text(directory / "config.json", json.dumps(data, indent=2, default=str))

@@ -1,0 +1,63 @@
+"""``NullRun``: the no-op twin of ``Run`` for ranks other than 0 (no files, no commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from traintop.protocol.control import ControlState, Decision
+from traintop.trainer.run import Run
+
+
+class _NullWriter:
+    next_seq = 0
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        return {"type": type, **fields}
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _NullControl:
+    state = ControlState()
+
+    def poll(self) -> list[Decision]:
+        return []
+
+    def check_permissions(self) -> None:
+        pass
+
+
+class _NullMonitor:
+    def start(self) -> _NullMonitor:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
+class NullRun(Run):
+    """The no-op twin of ``Run`` for ranks other than 0: same attributes, no files, no commands."""
+
+    def __init__(self, terms: dict[str, float]) -> None:  # noqa: D107 - see class docstring
+        self.run_dir = Path(".")
+        self.writer = _NullWriter()  # type: ignore[assignment]
+        self.weights = {k: float(v) for k, v in terms.items()}
+        self.lr = None
+        self.step = 0
+        self.paused = False
+        self.should_stop = False
+        self.stop_reason = ""
+        self.poll_interval = 0.1
+        self._handlers = {}
+        self._deferred = []
+        self.control = _NullControl()  # type: ignore[assignment]
+        self.monitor = _NullMonitor()  # type: ignore[assignment]
+        self._ended = False
+
+    def pause(self, reason: str) -> None:
+        """Only rank 0 pauses; the others wait for it inside the command broadcast."""

@@ -1,0 +1,345 @@
+"""``Run``: instrument any training loop for traintop (imports no torch).
+
+A ten-line loop::
+
+    from traintop import Run
+
+    run = Run.start("logs", "my-voice", terms={"mel": 1.0, "kl": 0.1}, planned_steps=1000)
+    for step in range(1000):
+        losses = model_losses(batch)                       # tensors
+        total = sum(run.weights[k] * v for k, v in losses.items())
+        total.backward(); opt.step(); opt.zero_grad()
+        if step % 10 == 0:                                 # .item() is a GPU sync: log interval only
+            run.log_step(step, 0, {k: v.item() for k, v in losses.items()}, total=total.item(),
+                         lr=opt.param_groups[0]["lr"])
+        run.poll(step)                                     # applies pause / set_weight, acks all
+        run.wait_while_paused(step)
+        if run.should_stop: break
+    run.end("stopped" if run.should_stop else "completed", step)
+
+Every value handed to ``Run`` is a plain Python float: call ``.item()`` yourself, only at your log
+interval, because on a GPU it waits for the device. ``Run`` never touches a tensor.
+
+Commands are read only when you call ``poll`` (a step boundary). ``pause`` / ``resume`` /
+``stop`` / ``set_weight`` are handled here; ``save`` / ``eval`` / ``sample`` / ``set_lr`` /
+``scale_lr`` go to a handler registered with ``on(cmd, fn)`` (``fn(command) -> state dict``; raise
+``CommandRejected`` to refuse). Without a handler they are rejected with a reason that says so, or,
+with ``poll(step, unhandled="return")``, handed back for you to apply and ``ack``. Every command
+gets exactly one ``ack``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from traintop.protocol.control import (
+    Command,
+    ControlPermissionError,
+    ControlReader,
+    ControlState,
+    Decision,
+)
+from traintop.protocol.rundir import CONTROL_FILE, ensure_private_dir, new_run_dir, open_private_append
+from traintop.protocol.writer import EventWriter
+from traintop.trainer.system import SystemMonitor
+
+Handler = Callable[[Command], dict[str, Any] | None]
+SELF_HANDLED = frozenset({"pause", "resume", "stop", "set_weight"})
+WHILE_PAUSED = frozenset({"resume", "stop", "save", "set_weight", "set_lr", "scale_lr", "pause"})
+
+
+class CommandRejected(Exception):
+    """Raise from a handler to reject a command; the message becomes the ack's reason."""
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("torch", "TTS", "trainer"):
+        m = sys.modules.get(mod)  # only report what is already imported: Run must stay light
+        if m is not None and hasattr(m, "__version__"):
+            out[mod] = str(m.__version__)
+    try:
+        from importlib.metadata import version
+
+        out["traintop"] = version("traintop")
+    except Exception:  # not installed as a distribution (running from a checkout)
+        pass
+    return out
+
+
+class Run:
+    """One training run's events and commands (rank 0 only; other ranks use ``NullRun``)."""
+
+    def __init__(self, run_dir: str | Path, *, terms: dict[str, float],
+                 control_state: ControlState | None = None, system_interval: float = 5.0,
+                 poll_interval: float = 0.1) -> None:
+        self.run_dir = Path(run_dir)
+        ensure_private_dir(self.run_dir)
+        os.close(open_private_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
+        self.writer = EventWriter(self.run_dir)
+        self.weights: dict[str, float] = {k: float(v) for k, v in terms.items()}
+        self.lr: float | None = None
+        self.step = 0
+        self.paused = False
+        self.should_stop = False
+        self.stop_reason = ""
+        self.poll_interval = poll_interval
+        self._handlers: dict[str, Handler] = {}
+        self._deferred: list[Command] = []
+        self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
+                                     state=control_state)
+        self.control.check_permissions()
+        self.monitor = SystemMonitor(self.writer.emit, interval=system_interval)
+        self._ended = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, logs: str | Path, name: str, *, terms: dict[str, float], recipe: str = "custom",
+              profile: str | None = None, planned_steps: int | None = None,
+              planned_epochs: int | None = None, run_dir: str | Path | None = None,
+              resumed_from: dict[str, Any] | None = None,
+              control_state: ControlState | None = None, system_interval: float = 5.0,
+              **extra: Any) -> Run:
+        """Create (or reopen, with ``run_dir``) a run directory, emit ``run_start`` and start stats."""
+        directory = Path(run_dir) if run_dir is not None else new_run_dir(logs, name)
+        run = cls(directory, terms=terms, control_state=control_state,
+                  system_interval=system_interval)
+        run.writer.emit("run_start", run=directory.name, recipe=recipe, profile=profile,
+                        terms=dict(run.weights), planned_steps=planned_steps,
+                        planned_epochs=planned_epochs, host=socket.gethostname(), pid=os.getpid(),
+                        versions=_versions(), resumed_from=resumed_from, **extra)
+        run.emit_state("running")
+        run.monitor.start()
+        return run
+
+    def end(self, status: str, step: int | None = None, error: str | None = None) -> None:
+        """Emit ``run_end`` (``completed`` / ``stopped`` / ``failed``), stop stats, close the file."""
+        if self._ended:
+            return
+        self._ended = True
+        self.monitor.stop()
+        self.writer.emit("run_end", status=status, step=self.step if step is None else step,
+                         error=error)
+        self.writer.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, _tb: Any) -> None:
+        if exc_type is None:
+            self.end("stopped" if self.should_stop else "completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("stopped", error="interrupted")
+        else:
+            self.end("failed", error=f"{exc_type.__name__}: {exc}")
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Append any event (see DESIGN.md, "Events")."""
+        return self.writer.emit(type, **fields)
+
+    def emit_state(self, state: str) -> None:
+        """Emit a ``state`` event (``running`` / ``paused`` / ``stopping``)."""
+        self.writer.emit("state", state=state)
+
+    def log_step(self, step: int, epoch: int, losses: dict[str, float], *,
+                 weights: dict[str, float] | None = None, total: float | None = None,
+                 lr: float | None = None, grad_norm: float | None = None,
+                 step_time: float | None = None, loader_time: float | None = None,
+                 **extra: Any) -> None:
+        """Log one step: raw (unweighted) losses, the weights beside them, and the optimized total.
+
+        ``total`` defaults to the weighted sum of ``losses`` with ``weights`` (default: the live
+        weights). Pass plain floats: ``.item()`` only at your log interval (a GPU sync point).
+        """
+        self.step = step
+        w = self.weights if weights is None else weights
+        if total is None:
+            total = sum(float(v) * w.get(k, 1.0) for k, v in losses.items())
+        if lr is not None:
+            self.lr = lr
+        self.writer.emit("step", step=step, epoch=epoch, losses=losses, weights=dict(w),
+                         total=total, lr=lr, grad_norm=grad_norm, step_time=step_time,
+                         loader_time=loader_time, **extra)
+
+    def log_eval(self, step: int, epoch: int, losses: dict[str, float],
+                 total: float | None = None) -> None:
+        """Log the average losses over the eval set."""
+        if total is None:
+            total = sum(float(v) * self.weights.get(k, 1.0) for k, v in losses.items())
+        self.writer.emit("eval", step=step, epoch=epoch, losses=losses, total=total)
+
+    def log_checkpoint(self, step: int, path: str | Path, *, is_best: bool = False,
+                       metric: float | None = None) -> None:
+        """Log a checkpoint written to ``path`` (and fsync the event file: checkpoints are durable)."""
+        self.writer.emit("checkpoint", step=step, path=str(path), is_best=is_best, metric=metric)
+        self.writer.sync()
+
+    def log_sample(self, step: int, *, wav: str | Path | None = None,
+                   reference: str | Path | None = None, text: str | None = None,
+                   mel: str | Path | None = None, error: str | None = None, **extra: Any) -> None:
+        """Log a sample written during training, or the ``error`` that prevented it."""
+        fields: dict[str, Any] = {"wav": str(wav) if wav else None,
+                                  "reference": str(reference) if reference else None,
+                                  "text": text, "mel": str(mel) if mel else None, **extra}
+        if error is not None:
+            fields["error"] = error
+        self.writer.emit("sample", step=step, **fields)
+
+    def alert(self, kind: str, term: str | None, message: str) -> None:
+        """Emit an ``alert`` the trainer itself acts on (non-finite loss)."""
+        self.writer.emit("alert", kind=kind, term=term, message=message)
+
+    def ack(self, command_id: str | None, status: str, *, reason: str = "",
+            state: dict[str, Any] | None = None) -> None:
+        """Answer a command: ``applied`` / ``rejected`` / ``deferred``."""
+        self.writer.emit("ack", id=command_id, status=status, reason=reason, step=self.step,
+                         state=state or {})
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def on(self, cmd: str, handler: Handler) -> None:
+        """Register ``handler(command) -> state`` for ``save`` / ``eval`` / ``sample`` / lr commands."""
+        self._handlers[cmd] = handler
+
+    def set_terms(self, terms: Iterable[str], default: float = 1.0) -> None:
+        """Add terms discovered after the start (their weight defaults to ``default``)."""
+        for t in terms:
+            self.weights.setdefault(t, default)
+
+    def poll(self, step: int | None = None, *, unhandled: str = "reject") -> list[Command]:
+        """Read new commands and apply them at this step boundary.
+
+        A valid command with no handler (see ``on``) is rejected with a reason saying so, unless
+        ``unhandled="return"``: then it is returned, and the caller applies it and calls ``ack``.
+        """
+        out = self._poll(step)
+        if unhandled == "return":
+            return out
+        for c in out:
+            self.ack(c.id, "rejected", reason=f"{c.cmd}: this training loop does not handle it "
+                     "(no handler registered with Run.on)")
+        return []
+
+    def _poll(self, step: int | None) -> list[Command]:
+        if step is not None:
+            self.step = step
+        try:
+            decisions = self.control.poll()
+        except ControlPermissionError as exc:
+            self.alert("control", None, str(exc))
+            return []
+        out: list[Command] = []
+        if self._deferred and not self.paused:
+            pending, self._deferred = self._deferred, []
+            for command in pending:
+                out.extend(self._apply(command))
+        for d in decisions:
+            out.extend(self._decide(d))
+        return out
+
+    def _decide(self, d: Decision) -> list[Command]:
+        if not d.accepted or d.command is None:
+            self.ack(d.id, "rejected", reason=d.reason)
+            return []
+        if self.paused and d.command.cmd not in WHILE_PAUSED:
+            self._deferred.append(d.command)  # eval / sample wait for resume, as promised in the ack
+            self.ack(d.id, "deferred", reason="paused: runs after resume")
+            return []
+        return self._apply(d.command)
+
+    def _apply(self, c: Command) -> list[Command]:
+        if c.cmd in SELF_HANDLED:
+            self._apply_own(c)
+            return []
+        handler = self._handlers.get(c.cmd)
+        if handler is None:
+            return [c]
+        try:
+            state = handler(c)
+        except CommandRejected as exc:
+            self.ack(c.id, "rejected", reason=str(exc))
+            return []
+        except Exception as exc:  # a failing save/sample must answer, not kill training
+            self.ack(c.id, "rejected", reason=f"{c.cmd} failed: {type(exc).__name__}: {exc}")
+            return []
+        self.ack(c.id, "applied", state=state or {})
+        return []
+
+    def _apply_own(self, c: Command) -> None:
+        if c.cmd == "pause":
+            if self.paused:
+                self.ack(c.id, "applied", reason="already paused", state={"state": "paused"})
+                return
+            self.paused = True
+            self.ack(c.id, "applied", state={"state": "paused"})
+            self.emit_state("paused")
+        elif c.cmd == "resume":
+            was = self.paused
+            self.paused = False
+            self.ack(c.id, "applied", reason="" if was else "not paused",
+                     state={"state": "running"})
+            if was:
+                self.emit_state("running")
+        elif c.cmd == "stop":
+            self.should_stop = True
+            self.paused = False
+            self.stop_reason = "stop command"
+            self.ack(c.id, "applied", state={"state": "stopping"})
+            self.emit_state("stopping")
+        elif c.cmd == "set_weight":
+            term, value = c.args["term"], float(c.args["value"])
+            old = self.weights.get(term)
+            self.weights[term] = value
+            self.ack(c.id, "applied", state={"term": term, "weight": value, "previous": old,
+                                             "from_step": self.step + 1})
+
+    def request_stop(self, reason: str) -> None:
+        """Stop from inside the trainer (Ctrl-C, non-finite policy): same path as ``stop``."""
+        if not self.should_stop:
+            self.should_stop = True
+            self.paused = False
+            self.stop_reason = reason
+            self.emit_state("stopping")
+
+    def pause(self, reason: str) -> None:
+        """Pause from inside the trainer (non-finite policy ``pause``)."""
+        if not self.paused:
+            self.paused = True
+            self.emit_state("paused")
+
+    def wait_while_paused(self, step: int | None = None, *, unhandled: str = "reject",
+                          sleep: Callable[[float], None] = time.sleep) -> list[Command]:
+        """Block while paused, still answering commands (``unhandled`` as in ``poll``)."""
+        out: list[Command] = []
+        while self.paused and not self.should_stop:
+            sleep(self.poll_interval)
+            out.extend(self.poll(step, unhandled=unhandled))
+        return out
+
+    # -- checkpoint state ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must carry for an exact resume: weights, lr, control offset, seq."""
+        return {"weights": dict(self.weights), "lr": self.lr,
+                "control": self.control.state.to_dict(), "seq": self.writer.next_seq}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore weights and the control position (the event ``seq`` continues by itself)."""
+        self.weights.update({k: float(v) for k, v in (state.get("weights") or {}).items()
+                             if isinstance(v, (int, float)) and math.isfinite(v)})
+        self.lr = state.get("lr")
+        if state.get("control") is not None:
+            self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
+                                         state=ControlState.from_dict(state["control"]))
+

@@ -1,0 +1,80 @@
+"""Audio samples during training and from a saved checkpoint: wav, reference clip, mel array."""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traintop.protocol.rundir import SAMPLES_DIR
+
+
+def write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
+    """Write float audio in [-1, 1] as 16-bit mono PCM."""
+    pcm = (np.clip(np.nan_to_num(wav), -1.0, 1.0) * 32767.0).astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Read a 16-bit mono WAV as float32 in [-1, 1]."""
+    with wave.open(str(path), "rb") as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return data.astype(np.float32) / 32767.0, w.getframerate()
+
+
+def log_mel(wav: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
+    """Log-mel spectrogram (n_mels × frames, float32) for the terminal spectrogram view."""
+    import torch
+    import torchaudio
+
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=rate, n_fft=1024, hop_length=256,
+                                               n_mels=n_mels)(torch.from_numpy(wav).float())
+    return torch.log(torch.clamp(mel, min=1e-5)).numpy().astype(np.float32)
+
+
+def sample_paths(run_dir: Path, step: int, index: int) -> dict[str, Path]:
+    """Where the sample of ``step`` (``index``-th text) and its companions go."""
+    stem = f"step_{step}" if index == 0 else f"step_{step}_{index}"
+    d = run_dir / SAMPLES_DIR
+    return {"wav": d / f"{stem}.wav", "reference": d / f"{stem}_reference.wav",
+            "mel": d / f"{stem}.mel.npy"}
+
+
+def take_samples(run: Any, bundle: Any, recipe: dict[str, Any], reference: Path | None,
+                 step: int, run_dir: Path, log: Any = print) -> list[dict[str, Any]]:
+    """Synthesize the recipe's test sentences now; a failure becomes a ``sample`` event with ``error``.
+
+    Never raises: sampling must not kill training (the seeds' cuFFT lesson).
+    """
+    s = recipe["sample"]
+    results: list[dict[str, Any]] = []
+    for i, text in enumerate(s["texts"]):
+        paths = sample_paths(run_dir, step, i)
+        try:
+            if reference is None or not reference.is_file():
+                raise FileNotFoundError(f"reference clip {reference} not found "
+                                        "(set sample.speaker_wav or sample.speaker)")
+            paths["wav"].parent.mkdir(parents=True, exist_ok=True)
+            wav, rate = bundle.synthesize(text, str(reference), s["language"], s["seed"],
+                                          s["device"])
+            write_wav(paths["wav"], wav, rate)
+            shutil.copyfile(reference, paths["reference"])
+            np.save(paths["mel"], log_mel(wav, rate))
+            run.log_sample(step, wav=paths["wav"], reference=paths["reference"], text=text,
+                           mel=paths["mel"], sample_rate=rate, seed=s["seed"])
+            results.append({"wav": paths["wav"], "text": text})
+        except Exception as exc:  # any synthesis failure is reported, never fatal
+            log(f"sampling failed at step {step}: {traceback.format_exc()}")
+            run.log_sample(step, text=text, error=f"{type(exc).__name__}: {exc}")
+            results.append({"error": str(exc), "text": text})
+    return results

@@ -1,0 +1,45 @@
+"""``traintop sample``: the same audio as during training, from a saved checkpoint alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traintop.trainer.checkpoint import CheckpointError, load_checkpoint
+from traintop.trainer.samples import write_wav
+
+
+def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str | None = None,
+                           seed: int | None = None, language: str | None = None,
+                           device: str = "cpu") -> Path:
+    """Rebuild the model from ``path`` (config + weights), synthesize ``text``, write ``out``."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    state = load_checkpoint(path)
+    info = state.get("traintop") or {}
+    recipe = info.get("resolved_recipe") or {}
+    sample = recipe.get("sample") or {}
+    family = info.get("family")
+    ref = speaker_wav or info.get("reference")
+    if not ref or not Path(ref).is_file():
+        raise FileNotFoundError(f"reference clip {ref!r} not found; pass --speaker-wav")
+    seed = int(sample.get("seed", 0)) if seed is None else seed
+    language = language or sample.get("language", "pt")
+    import torch
+
+    threads = torch.get_num_threads()
+    if family == "xtts":
+        from traintop.trainer.coqui_xtts import XttsBundle, synthesize_xtts
+
+        model = XttsBundle.load_for_inference(state)
+        torch.set_num_threads(threads)  # as in training (coqui's XTTS dataset module sets 1)
+        wav, rate = synthesize_xtts(model, text, ref, language, seed, device)
+    elif family == "vits":
+        from traintop.trainer.coqui_vits import VitsBundle, synthesize_vits
+
+        model = VitsBundle.load_for_inference(state)
+        wav, rate = synthesize_vits(model, text, ref, language, seed, device)
+    else:
+        raise CheckpointError(f"{path}: not a traintop checkpoint (no recipe family inside)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(out, wav, rate)
+    return out
