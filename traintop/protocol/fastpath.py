@@ -19,12 +19,16 @@ if TYPE_CHECKING:
     from traintop.protocol.history import RunHistory
 
 _STEP_FLOATS = ("total", "lr", "grad_norm", "step_time", "loader_time")
+# itemgetter + zip build every column in C; a missing key raises KeyError → the exact path
+_STEP_FIELDS = operator.itemgetter("step", "epoch", "t", *_STEP_FLOATS, "losses", "weights")
+_HEAD = operator.itemgetter("type", "seq")
 
 
 def parse_block(data: bytes) -> list[Any] | None:
-    """All lines of ``data`` (complete, newline-separated) as one list, or None if any is bad."""
-    if b"\n\n" in data or b"NaN" in data or b"Infinity" in data:
-        return None
+    """All lines of ``data`` (complete, newline-separated) as one list, or None if any is bad.
+
+    Empty lines and bare NaN / Infinity make the joined text invalid JSON, so they need no scan.
+    """
     try:
         out = orjson.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
     except orjson.JSONDecodeError:
@@ -34,16 +38,18 @@ def parse_block(data: bytes) -> list[Any] | None:
 
 def ingest_fast(history: RunHistory, data: bytes) -> bool:
     """Ingest a block of complete lines; ``False`` (nothing changed) when it needs the exact path."""
-    if b'"nonfinite"' in data or b'"run_start"' in data:
-        return False  # rare lines with semantics the exact path owns
+    if b'"nonfinite"' in data:
+        return False  # flagged non-finite values: the exact path restores them
     evs = parse_block(data)
     if evs is None or not evs:
         return False
     try:
-        types = [d["type"] for d in evs]
-        seqs = np.array([d["seq"] for d in evs], dtype=np.int64)
+        types, seq_list = zip(*map(_HEAD, evs))
+        seqs = np.array(seq_list, dtype=np.int64)
     except (KeyError, TypeError, ValueError):
         return False
+    if "run_start" in types:
+        return False  # a (re)start: the exact path records the resume where it happens
     last = history.last_seq
     if (last is not None and seqs[0] <= last) or (len(seqs) > 1 and np.any(np.diff(seqs) <= 0)):
         return False  # duplicates: the exact path drops them one by one
@@ -106,33 +112,25 @@ def _times(history: RunHistory, evs: list[Any]) -> None:
 def _step_columns(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not steps:
         return {}
-    cols: dict[str, Any] = {"step": np.array([d["step"] for d in steps], dtype=np.int64)}
-    epochs = [d.get("epoch") for d in steps]
+    step, epoch, t, *floats, losses, weights = zip(*map(_STEP_FIELDS, steps))
     try:
-        cols["epoch"] = np.array(epochs, dtype=np.int64)
+        cols: dict[str, Any] = {"step": np.array(step, dtype=np.int64), "epoch": np.array(epoch, dtype=np.int64)}
     except TypeError:
-        return None  # a missing epoch: let the exact path fill -1
-    cols["t"] = np.array([d.get("t") for d in steps], dtype=np.float64)
-    for name in _STEP_FLOATS:
-        cols[name] = np.array([d.get(name) for d in steps], dtype=np.float64)
-    losses = [d["losses"] for d in steps]
+        return None  # a null step or epoch: let the exact path fill -1
+    cols["t"] = np.array(t, dtype=np.float64)
+    for name, values in zip(_STEP_FLOATS, floats):
+        cols[name] = np.array(values, dtype=np.float64)
     first = losses[0]
-    if first.__class__ is not dict:
+    if first.__class__ is not dict or not first:
         return None
-    width = len(first)
-    if any(n != width for n in map(len, losses)):
+    names = tuple(first)
+    if set(map(len, losses)) != {len(names)}:
         return None  # terms come and go inside the block: the exact path takes the union
-    terms = {}
-    for name in first:
-        arr = np.array([x.get(name) for x in losses], dtype=np.float64)
-        terms[name] = arr
-    if width and np.isnan(terms[next(iter(first))]).any():
-        # a null may mean a row with other keys than the first: verify those rows exactly
-        rows = np.flatnonzero(np.isnan(terms[next(iter(first))]))
-        if any(losses[int(r)].keys() != first.keys() for r in rows):
-            return None
+    values = np.array(list(map(operator.itemgetter(*names), losses)), dtype=np.float64)
+    values = values.reshape(len(losses), len(names))
+    terms = {name: values[:, i] for i, name in enumerate(names)}
     cols["_terms"] = terms
-    cols["_weights"] = [d.get("weights") for d in steps]
+    cols["_weights"] = weights
     return cols
 
 
