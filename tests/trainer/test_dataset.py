@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import wave
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from traintop.trainer.dataset import (
 
 def test_two_speakers_at_22050_hz_and_deterministic(tmp_path: Path) -> None:
     a = ensure_demo_dataset(tmp_path / "a")
+    time.sleep(1.1)  # espeak-ng seeds its noise from the clock unless told otherwise
     b = ensure_demo_dataset(tmp_path / "b")
     samples = load_metadata(a, "coqui", "metadata.csv", "pt")
     assert len(samples) == len(SENTENCES) * len(SPEAKERS)

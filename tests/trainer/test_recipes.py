@@ -40,6 +40,7 @@ def _write(tmp_path: Path, mutate) -> Path:  # noqa: ANN001 - a small callable
     (lambda r: r.update(model="tacotron"), "key 'model' must be one of"),
     (lambda r: r.pop("dataset"), "missing required key 'dataset'"),
     (lambda r: r["weights"].update(loss_mel_ce=-1), "key 'weights.loss_mel_ce' must be >= 0"),
+    (lambda r: r["weights"].update(loss_mell=1.0), "unknown key 'weights.loss_mell'"),
 ])
 def test_bad_keys_are_named_with_the_file(tmp_path: Path, mutate, message: str) -> None:  # noqa: ANN001
     path = _write(tmp_path, mutate)
@@ -114,3 +115,11 @@ def test_resume_refuses_a_checkpoint_of_another_recipe(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "recipe 'vits_tiny'" in res.stderr and "'xtts_tiny'" in res.stderr
     assert (run / "events.jsonl").read_text() == ""  # the run directory is left as it was
+
+
+def test_term_names_match_the_model_code() -> None:
+    from traintop.trainer import coqui_vits, coqui_xtts
+    from traintop.trainer.config import MODEL_TERMS
+
+    assert set(MODEL_TERMS["xtts"]) == set(coqui_xtts.TERMS)
+    assert set(MODEL_TERMS["vits"]) == set(coqui_vits.TERMS)

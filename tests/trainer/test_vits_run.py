@@ -69,3 +69,10 @@ def test_vits_tiny_run_with_set_weight(start_trainer, cache_dir: Path, tmp_path:
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert out.read_bytes() == Path(sample["wav"]).read_bytes()
+    other = tmp_path / "bruno.wav"
+    res = subprocess.run([sys.executable, "-m", "traintop.trainer.cli", "sample",
+                          str(p.run_dir / "checkpoints" / "checkpoint_4.pth"), "--speaker", "bruno",
+                          "--text", sample["text"], "--out", str(other)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert other.read_bytes() != out.read_bytes()  # the other speaker's embedding

@@ -39,6 +39,10 @@ SCHEMA: dict[str, Any] = {
     "vits": None,
 }
 REQUIRED = ("recipe", "model", "dataset", "training", "cadence")
+# loss terms per model family (coqui's own keys); coqui_xtts.TERMS / coqui_vits.TERMS map them
+MODEL_TERMS = {"xtts": ("loss_text_ce", "loss_mel_ce"),
+               "vits": ("loss_mel", "loss_kl", "loss_feat", "loss_gen", "loss_duration",
+                        "loss_spk_encoder", "loss_disc")}
 MODELS = ("xtts", "vits")
 NONFINITE_POLICIES = ("skip", "pause", "stop")
 
@@ -136,6 +140,9 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
         raise RecipeError(f"{where}: key 'nonfinite' must be one of "
                           f"{', '.join(NONFINITE_POLICIES)}, got {out['nonfinite']!r}")
     for term, w in out["weights"].items():
+        if term not in MODEL_TERMS[out["model"]]:
+            raise RecipeError(f"{where}: unknown key 'weights.{term}': {out['model']} terms are "
+                              f"{', '.join(MODEL_TERMS[out['model']])}")
         _check_type(w, NUM, f"weights.{term}", where)
         if w < 0:
             raise RecipeError(f"{where}: key 'weights.{term}' must be >= 0, got {w}")

@@ -237,9 +237,14 @@ class VitsBundle(ModelBundle):
         return synthesize_vits(self.model, text, speaker_wav, language, seed, device)
 
 
+def speaker_names(model: Any) -> list[str]:
+    """The speakers a multi-speaker VITS was trained with."""
+    return list(model.speaker_manager.name_to_id) if model.speaker_manager else []
+
+
 def speaker_of(model: Any, speaker_wav: str) -> str:
     """The training speaker a reference clip belongs to (demo naming: ``<speaker>_<n>.wav``)."""
-    names = list(model.speaker_manager.name_to_id) if model.speaker_manager else []
+    names = speaker_names(model)
     stem = Path(speaker_wav).stem
     for name in names:
         if stem.startswith(f"{name}_") or stem == name:
@@ -249,8 +254,8 @@ def speaker_of(model: Any, speaker_wav: str) -> str:
     return names[0]
 
 
-def synthesize_vits(model: Any, text: str, speaker_wav: str, language: str, seed: int,
-                    device: str) -> tuple[np.ndarray, int]:
+def synthesize_vits(model: Any, text: str, speaker_wav: str | None, language: str, seed: int,
+                    device: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
     """Synthesize ``text`` on ``device`` with the speaker of ``speaker_wav``; restores modes."""
     train_device = next(model.parameters()).device
     target = model if torch.device(device) == train_device else copy.deepcopy(model).to(device)
@@ -259,7 +264,7 @@ def synthesize_vits(model: Any, text: str, speaker_wav: str, language: str, seed
         target.eval()
         torch.manual_seed(seed)
         with torch.inference_mode():
-            out = target.synthesize(text, speaker=speaker_of(target, speaker_wav))
+            out = target.synthesize(text, speaker=speaker or speaker_of(target, speaker_wav or ""))
         wav = np.asarray(out["wav"], dtype=np.float32).reshape(-1)
     finally:
         for m, training in modes.items():

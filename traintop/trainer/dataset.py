@@ -6,7 +6,7 @@ and renamed into place, so a half-written dataset is never mistaken for a whole 
 
 Layout (coqui's ``coqui`` formatter)::
 
-    <cache>/demo-ptbr-v1/
+    <cache>/demo-ptbr-v2/
         metadata.csv      audio_file|text|speaker_name|emotion_name
         wavs/<speaker>_<nnn>.wav   22050 Hz mono 16-bit
 """
@@ -24,7 +24,7 @@ import wave
 from pathlib import Path
 
 SAMPLE_RATE = 22050
-DATASET_NAME = "demo-ptbr-v1"  # bump when sentences or voices change, so caches are rebuilt
+DATASET_NAME = "demo-ptbr-v2"  # bump when sentences or voices change, so caches are rebuilt
 METADATA_FILE = "metadata.csv"
 SPEAKERS: dict[str, str] = {"ana": "pt-br+f3", "bruno": "pt-br+m3"}
 
@@ -133,6 +133,10 @@ class EspeakVoice:
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if rate <= 0:
             raise DatasetError(f"espeak_Initialize failed (returned {rate}) with data at {data!r}")
+        # espeak_Initialize seeds its noise generator from the clock: fix it, or every build differs
+        if hasattr(lib, "espeak_ng_SetRandSeed"):
+            lib.espeak_ng_SetRandSeed(1)
+        ctypes.CDLL(None).srand(1)
         return lib, rate
 
     @property

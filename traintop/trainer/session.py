@@ -133,8 +133,12 @@ def _start_failed(recipe: dict[str, Any], run_dir: Path, error: str, log: Any) -
 def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
                   max_steps: int | None, log: Any = print) -> tuple[str, str | None]:
     """Train per ``recipe`` in ``run_dir``; return the end status and error (already in events)."""
+    import warnings
+
     import torch
 
+    # torchaudio 2.8 warns about its 2.9 backend on every load; once per line of trainer.log is noise
+    warnings.filterwarnings("ignore", message=r"In 2\.9, this function's implementation")
     t = recipe["training"]
     threads = int(t.get("threads") or torch.get_num_threads())
     try:

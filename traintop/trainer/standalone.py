@@ -10,7 +10,7 @@ from traintop.trainer.samples import write_wav
 
 def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str | None = None,
                            seed: int | None = None, language: str | None = None,
-                           device: str = "cpu") -> Path:
+                           device: str = "cpu", speaker: str | None = None) -> Path:
     """Rebuild the model from ``path`` (config + weights), synthesize ``text``, write ``out``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -20,7 +20,7 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
     sample = recipe.get("sample") or {}
     family = info.get("family")
     ref = speaker_wav or info.get("reference")
-    if not ref or not Path(ref).is_file():
+    if not (family == "vits" and speaker) and (not ref or not Path(ref).is_file()):
         raise FileNotFoundError(f"reference clip {ref!r} not found; pass --speaker-wav")
     seed = int(sample.get("seed", 0)) if seed is None else seed
     language = language or sample.get("language", "pt")
@@ -34,10 +34,13 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
         torch.set_num_threads(threads)  # as in training (coqui's XTTS dataset module sets 1)
         wav, rate = synthesize_xtts(model, text, ref, language, seed, device)
     elif family == "vits":
-        from traintop.trainer.coqui_vits import VitsBundle, synthesize_vits
+        from traintop.trainer.coqui_vits import VitsBundle, speaker_names, synthesize_vits
 
         model = VitsBundle.load_for_inference(state)
-        wav, rate = synthesize_vits(model, text, ref, language, seed, device)
+        if speaker and speaker not in speaker_names(model):
+            raise CheckpointError(f"{path}: no speaker {speaker!r}; its speakers are "
+                                  f"{', '.join(speaker_names(model))}")
+        wav, rate = synthesize_vits(model, text, ref, language, seed, device, speaker=speaker)
     else:
         raise CheckpointError(f"{path}: not a traintop checkpoint (no recipe family inside)")
     out.parent.mkdir(parents=True, exist_ok=True)
