@@ -21,6 +21,7 @@ from pathlib import Path
 from traintop.protocol.control import ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.rundir import EVENTS_FILE, TRAINER_LOG
+from traintop.protocol.runs import process_alive
 from traintop.protocol.tail import JsonlTail
 
 RECIPES = ("vits_tiny", "xtts_tiny")
@@ -51,7 +52,7 @@ def demo_lock(logs: Path) -> Iterator[None]:
     except FileExistsError:
         text = lock.read_text(errors="replace").split()
         pid = int(text[0]) if text and text[0].isdigit() else None
-        if pid is not None and _alive(pid):
+        if pid is not None and process_alive(pid):
             where = text[1] if len(text) > 1 else str(logs)
             raise DemoError(f"another traintop demo is running (pid {pid}); watch it with "
                             f"`traintop watch {where}` or stop it first") from None
@@ -63,16 +64,6 @@ def demo_lock(logs: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_writable(logs: Path) -> None:

@@ -34,17 +34,22 @@ class RunSummary:
     last_event_age_s: float | None
 
 
-def pid_alive(pid: object, host: object) -> bool | None:
-    """Whether the trainer's pid still runs; None when it ran on another host or is unknown."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return None
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host (signal 0 checks without touching it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # it exists, under another user
     return True
+
+
+def pid_alive(pid: object, host: object) -> bool | None:
+    """Whether the trainer's pid still runs; None when it ran on another host or is unknown."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    return process_alive(pid)
 
 
 def run_status(history: RunHistory, now: float, stall_after: float = STALL_SECONDS) -> str:
