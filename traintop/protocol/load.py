@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -18,17 +18,22 @@ from traintop.protocol.history import RunHistory, WeightTrack
 from traintop.protocol.tail import MAX_LINE, TailNotice
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
+LEAD_SHARE = 0.55  # with two parts, the share this process parses while the worker starts up
 READ_BLOCK = 256 << 10  # small blocks keep each block's transient dicts in cache
 
 
-def _cut_points(path: Path, size: int, parts: int) -> list[int]:
+def _cut_points(path: Path, size: int, parts: int, lead: float) -> list[int]:
+    """Line-aligned cuts: this process takes ``lead`` of the file, the workers share the rest."""
+    shares = [lead] + [(1 - lead) / (parts - 1)] * (parts - 1)
     cuts = [0]
     with path.open("rb") as fh:
-        for i in range(1, parts):
-            fh.seek(size * i // parts)
+        acc = 0.0
+        for share in shares[:-1]:
+            acc += share
+            fh.seek(int(size * acc))
             fh.readline()  # move to the start of the next whole line
             pos = fh.tell()
-            if pos > cuts[-1] and pos < size:
+            if cuts[-1] < pos < size:
                 cuts.append(pos)
     cuts.append(size)
     return cuts
@@ -106,28 +111,24 @@ def load_history(path: str | Path, *, workers: int | None = None,
         workers = (os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 1
     workers = max(1, min(workers, 8))
 
-    def report(done: int, base: int = 0, share: float = 1.0) -> None:
+    def report(offset: int) -> None:
         if progress is not None and size:
-            progress(min(1.0, share * (done - base) / max(1, size)))
+            progress(min(1.0, offset / size))
 
     if workers == 1 or size == 0:
-        history, offset = load_range(str(path), 0, size, lambda off: report(off))
+        history, offset = load_range(str(path), 0, size, report)
         history.compact()
         return history, offset
 
-    cuts = _cut_points(path, size, workers)
-    futures: list[Future] = []
-    with ProcessPoolExecutor(max_workers=len(cuts) - 2 or 1, mp_context=get_context("spawn")) as pool:
-        for a, b in zip(cuts[1:-1], cuts[2:]):
-            futures.append(pool.submit(_load_part, str(path), a, b))
-        first_share = (cuts[1] - cuts[0]) / size
-        history, offset = load_range(str(path), cuts[0], cuts[1],
-                                     lambda off: report(off, 0, 1.0 if first_share == 0 else 1.0))
+    # a worker pays ~0.3 s to start (a fresh interpreter importing numpy): give this process more
+    cuts = _cut_points(path, size, workers, lead=LEAD_SHARE if workers == 2 else 1 / workers)
+    with ProcessPoolExecutor(max_workers=max(1, len(cuts) - 2), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_load_part, str(path), a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+        history, offset = load_range(str(path), cuts[0], cuts[1], report)
         for fut in futures:
             part, offset = fut.result()
             merge_into(history, part)
-            if progress is not None:
-                progress(offset / size)
+            report(offset)
     history.compact()
     return history, offset
 
