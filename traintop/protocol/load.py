@@ -120,6 +120,18 @@ def load_history(path: str | Path, *, workers: int | None = None,
         history.compact()
         return history, offset
 
+    try:
+        return _load_parallel(path, size, workers, report)
+    except (OSError, ValueError, RuntimeError):
+        # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
+        # parsing in this process alone is slower but just as right
+        history, offset = load_range(str(path), 0, size, report)
+    history.compact()
+    return history, offset
+
+
+def _load_parallel(path: Path, size: int, workers: int, report: Callable[[int], None]
+                   ) -> tuple[RunHistory, int]:
     # a worker pays ~0.3 s to start (a fresh interpreter importing numpy): give this process more
     cuts = _cut_points(path, size, workers, lead=LEAD_SHARE if workers == 2 else 1 / workers)
     with ProcessPoolExecutor(max_workers=max(1, len(cuts) - 2), mp_context=get_context("spawn")) as pool:

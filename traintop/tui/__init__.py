@@ -1,0 +1,1 @@
+"""The terminal app (``traintop watch``). Imports no torch, ever; knows protocol and health only."""

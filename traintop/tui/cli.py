@@ -1,0 +1,29 @@
+"""``traintop watch [PATH] [--poll]`` — light at import: Textual loads only when the app runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``traintop watch``."""
+    parser.add_argument("path", nargs="?", default="logs", type=Path,
+                        help="a run directory or a folder of runs (default: ./logs); waited for if missing")
+    parser.add_argument("--poll", action="store_true",
+                        help="poll the events file instead of inotify (NFS, sshfs and other silent filesystems)")
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """Run the app until the person quits; the trainer is never touched."""
+    path: Path = args.path
+    if path.is_file() and path.name != "events.jsonl":
+        print(f"traintop watch: {path} is a file; give a run directory (holding events.jsonl) "
+              "or a folder of runs", file=sys.stderr)
+        return 2
+    from traintop.tui.app import TraintopApp  # Textual is imported only here
+
+    app = TraintopApp(path, use_watchdog=not args.poll)
+    app.run()
+    return int(app.return_code or 0)

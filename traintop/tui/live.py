@@ -1,0 +1,260 @@
+"""``LiveRun``: one run's history, kept current by a reader loop, with health judged beside it.
+
+No Textual here: the app's worker thread calls ``open()`` then ``follow()``, and a test can drive
+the same object by hand. Every mutation of the history happens under ``lock``; readers on the UI
+thread take the same lock while they copy out what they draw.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traintop.protocol import EVENTS_FILE, JsonlTail, RunHistory, TailNotice, load_history
+from traintop.protocol.tail import FileWaker
+from traintop.tui.series import EmaState, ema_continue
+
+HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (stalls are minutes long)
+DEFAULT_STRENGTH = 0.9  # the charts' smoothing until a person changes it
+WARM_ROWS = 50_000  # longer series are smoothed by the reader thread, not by a redraw
+POST_EVERY = 1.0  # seconds between "new steps" messages to the UI (urgent news goes at once)
+HEALTH_MIN_GAP = 2.0  # seconds between health passes while rows arrive: one pass covers many chunks
+
+
+def default_monitor_factory(history: RunHistory) -> Any:
+    """The health monitor for ``history``, or ``None`` while ``traintop.health`` is unavailable."""
+    try:
+        from traintop.health import HealthMonitor, choose_profile
+    except ImportError:
+        return None
+    return HealthMonitor(choose_profile(history))
+
+
+@dataclass
+class RunUpdate:
+    """What one pass of the reader changed: counts and notices, never the data itself."""
+
+    events: int = 0
+    notices: list[TailNotice] = field(default_factory=list)
+    restarted: bool = False
+    alerts_changed: bool = False
+
+
+class LiveRun:
+    """The state of one watched run, shared between the reader thread and the UI."""
+
+    def __init__(self, run_dir: str | Path, *, monitor_factory: Callable[[RunHistory], Any] = default_monitor_factory,
+                 use_watchdog: bool = True, clock: Callable[[], float] = time.time) -> None:
+        self.run_dir = Path(run_dir)
+        self.events_path = self.run_dir / EVENTS_FILE
+        self.history = RunHistory()
+        self.lock = threading.RLock()
+        self.offset = 0
+        self.loaded = False
+        self.use_watchdog = use_watchdog
+        self.clock = clock
+        self.watch_mode = "polling"
+        self.monitor: Any = None
+        self.alerts: list[Any] = []
+        self.health_error: str | None = None
+        self._monitor_factory = monitor_factory
+        self._alert_key: tuple = ()
+        self._health: dict[str, tuple[str | None, list[tuple[float, float, str]], str | None]] = {}
+        self._ema: dict[tuple[str, bool, float], tuple[int, np.ndarray, EmaState]] = {}
+        self.warmed = False
+        self.health_version = 0  # bumps whenever alerts, zones, bands or expectations change
+        self.settled = False  # the first smoothing and health pass after the cold open are done
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open(self, progress: Callable[[float], None] | None = None) -> RunUpdate:
+        """Cold open: parse what the file holds now (in parallel when large); health comes after."""
+        update = RunUpdate()
+        if self.events_path.is_file():
+            history, offset = load_history(self.events_path, progress=progress)
+        else:
+            history, offset = RunHistory(), 0
+        with self.lock:
+            self.history = history
+            self.offset = offset
+            self.loaded = True
+            update.events = history.events
+        return update  # health is judged by the first pass of ``follow``: the series plot before that
+
+    def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
+        """Tail the events file from where ``open`` stopped until ``stop`` is set."""
+        tail = JsonlTail(self.events_path, self.offset)
+        waker = FileWaker(self.events_path, use_watchdog=self.use_watchdog)
+        self.watch_mode = waker.mode
+        self._stop_waker = waker
+        watching_dir = self.run_dir.exists()
+        last_health = -math.inf
+        unjudged = True  # rows arrived that health has not seen yet
+        first = True
+        pending, last_post, last_news = RunUpdate(), -math.inf, self._news()
+        try:
+            while not stop.is_set():
+                update = self.read_once(tail)
+                unjudged = unjudged or bool(update.events or update.restarted)
+                now = time.monotonic()
+                since = now - last_health
+                if first:
+                    self.warm_smoothing()
+                    on_update(RunUpdate(events=0, alerts_changed=True))  # redraw with the smoothing
+                # judge every few seconds while rows arrive, and now and then when silent (stalls)
+                if (unjudged and since >= HEALTH_MIN_GAP) or since >= HEALTH_INTERVAL:
+                    # no lock: this thread is the only writer, and the UI reads health's snapshot
+                    update.alerts_changed = self.judge()
+                    last_health, unjudged = now, False
+                if first:
+                    first = False
+                    release_free_memory()  # the cold open and first health pass freed a lot; give it back
+                    self.settled = True
+                pending.events += update.events
+                pending.notices.extend(update.notices)
+                pending.restarted |= update.restarted
+                pending.alerts_changed |= update.alerts_changed
+                news = self._news()
+                urgent = update.restarted or update.alerts_changed or bool(update.notices) or news != last_news
+                last_news = news
+                waiting = bool(pending.events or pending.notices or pending.restarted or pending.alerts_changed)
+                # rows are in the store already; the UI hears about plain steps at most once a second
+                if waiting and (urgent or now - last_post >= POST_EVERY):
+                    on_update(pending)
+                    pending, last_post, waiting = RunUpdate(), now, False
+                if not watching_dir and self.run_dir.exists():
+                    watching_dir = True  # the run directory appeared: watch it now
+                    waker.close()
+                    waker = self._stop_waker = FileWaker(self.events_path, use_watchdog=self.use_watchdog)
+                    self.watch_mode = waker.mode
+                interval = 1.0 if waker.mode == "inotify" else 0.25
+                if waiting:
+                    interval = min(interval, max(0.01, POST_EVERY - (time.monotonic() - last_post)))
+                waker.wait(interval)
+        finally:
+            waker.close()
+            tail.close()
+
+    def _news(self) -> tuple:
+        # what a person waits to see at once: acks, state changes, checkpoints, samples, the end
+        h = self.history
+        return (h.generation, len(h.ack_log), len(h.states), len(h.checkpoints), len(h.samples), len(h.alerts),
+                h.run_end is not None, len(h.notices))
+
+    def wake(self) -> None:
+        """Wake the reader loop now (used when stopping it)."""
+        waker = getattr(self, "_stop_waker", None)
+        if waker is not None:
+            waker.wake()
+
+    def read_once(self, tail: JsonlTail) -> RunUpdate:
+        """Read and ingest what arrived since the last call."""
+        chunk = tail.read()
+        update = RunUpdate(notices=list(chunk.notices), restarted=chunk.restarted)
+        if not (chunk.lines or chunk.notices or chunk.restarted):
+            return update
+        with self.lock:
+            if chunk.restarted:
+                self.history.reset()
+                self._alert_key = ()
+                self._health = {}
+                if self.monitor is not None:
+                    self.monitor = None  # a replaced file is a new run: judge it afresh
+            for notice in chunk.notices:
+                self.history.note(notice)
+            if chunk.lines:
+                update.events = self.history.ingest_lines(chunk.lines, chunk.start)
+            self.offset = tail.offset
+        return update
+
+    # -- health ---------------------------------------------------------------------------
+
+    def judge(self) -> bool:
+        """Run the health monitor (from the reader thread); True when the set of alerts changed.
+
+        The UI never calls the monitor: it reads ``alerts`` and the per-term snapshot this pass
+        publishes, each swapped in whole, so a long first pass never blocks a redraw.
+        """
+        if self.health_error is not None:
+            return False
+        try:
+            if self.monitor is None:
+                if self.history.run_start is None and not len(self.history.steps):
+                    return False
+                self.monitor = self._monitor_factory(self.history)
+                if self.monitor is None:
+                    return False
+            self.monitor.update(self.history, self.clock())
+            alerts = list(self.monitor.active_alerts())
+            snapshot = {t: (self.monitor.zone(t), list(self.monitor.bands(t)), self.monitor.expectation(t))
+                        for t in self.history.terms}
+        except Exception as exc:  # noqa: BLE001 - a health bug must not take the watcher down
+            self.health_error = f"health checks stopped: {type(exc).__name__}: {exc}"
+            return True
+        key = tuple((getattr(a, "id", None), getattr(a, "step", None), getattr(a, "message", None)) for a in alerts)
+        changed = key != self._alert_key or snapshot != self._health
+        if changed:
+            self.health_version += 1
+        self._alert_key = key
+        self.alerts = alerts
+        self._health = snapshot
+        return changed
+
+    def zone(self, term: str) -> str | None:
+        """The health zone of ``term`` at the last health pass, or ``None`` when unknown."""
+        return self._health.get(term, (None, [], None))[0]
+
+    def bands(self, term: str) -> list[tuple[float, float, str]]:
+        """Zone bands of ``term`` for the chart background."""
+        return self._health.get(term, (None, [], None))[1]
+
+    def expectation(self, term: str) -> str | None:
+        """The profile's one-line expectation for ``term`` (from the seed guide)."""
+        return self._health.get(term, (None, [], None))[2]
+
+    # -- smoothing --------------------------------------------------------------------------
+
+    def smoothed(self, term: str, series: np.ndarray, weighted: bool, strength: float,
+                 *, wait_for_warm: bool = False) -> np.ndarray | None:
+        """Debiased EMA of ``series`` (call under ``lock``); extended incrementally as rows arrive.
+
+        With ``wait_for_warm``, a long series not smoothed yet gives ``None``: the reader thread is
+        about to smooth it, and the UI draws the raw line meanwhile instead of freezing.
+        """
+        key = (term, weighted, strength)
+        gen, ema, state = self._ema.get(key, (-1, np.empty(0, dtype=np.float32), EmaState()))
+        if gen != self.history.generation or len(ema) > len(series):
+            if wait_for_warm and not self.warmed and len(series) > WARM_ROWS:
+                return None
+            ema, state = np.empty(0, dtype=np.float32), EmaState()
+        if len(ema) < len(series):
+            more, state = ema_continue(series[len(ema):], strength, state)
+            ema = np.concatenate([ema, more.astype(np.float32)])  # float32 like the raw column
+        self._ema[key] = (self.history.generation, ema, state)
+        return ema
+
+    def warm_smoothing(self, strength: float = DEFAULT_STRENGTH) -> None:
+        """Smooth every term once in the reader thread, so the first draw does not pay for it."""
+        for term in [*self.history.terms, "total"]:
+            with self.lock:  # one term at a time: the UI waits at most one term's worth
+                h = self.history
+                series = h.steps["total"] if term == "total" else h.steps.term(term)
+                self.smoothed(term, series, False, strength)
+        self.warmed = True
+
+
+def release_free_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

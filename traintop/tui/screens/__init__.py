@@ -1,0 +1,1 @@
+"""Screens of the app: the runs list, one run, and the modal dialogs."""

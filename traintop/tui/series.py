@@ -1,0 +1,133 @@
+"""Chart maths over numpy columns: debiased EMA smoothing and per-column min/max/last decimation.
+
+Pure numpy, no Textual: a chart asks for the pixels of a visible step window and gets arrays as
+long as the chart is wide, whatever the length of the series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+_MAX_EXP = 200.0  # keep s**-k under 1e200 within a block so float64 never overflows
+
+
+def debiased_ema(values: np.ndarray, strength: float) -> np.ndarray:
+    """TensorBoard's smoothing: ``last = last*s + (1-s)*x``, shown as ``last / (1 - s**n)``.
+
+    ``n`` counts finite values only; non-finite inputs stay NaN in the output and do not move the
+    average (as in TensorBoard). Vectorized in blocks, so a million points take milliseconds.
+    """
+    return ema_continue(values, strength, EmaState())[0]
+
+
+@dataclass
+class EmaState:
+    """Where a smoothing pass stopped: the biased average and how many finite values it has seen."""
+
+    last: float = 0.0
+    count: int = 0
+
+
+def ema_continue(values: np.ndarray, strength: float, state: EmaState) -> tuple[np.ndarray, EmaState]:
+    """Smooth ``values`` that follow those summarized by ``state``; return them and the new state."""
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    finite = np.isfinite(x)
+    v = x[finite]
+    if len(v) == 0:
+        return out, state
+    s = float(strength)
+    if s <= 0.0:
+        out[finite] = v
+        return out, EmaState(float(v[-1]), state.count + len(v))
+    s = min(s, 0.999999)
+    block = max(1, min(4096, int(_MAX_EXP * math.log(10) / -math.log(s))))
+    n = len(v)
+    pad = (-n) % block
+    vb = np.concatenate([v, np.zeros(pad)]).reshape(-1, block)
+    k = np.arange(block, dtype=np.float64)
+    sk = s ** k  # s^j for j in block
+    # within a block, starting from 0: e_j = (1-s) * sum_{i<=j} s^(j-i) x_i
+    inner = (1.0 - s) * np.cumsum(vb * s ** -k, axis=1) * sk
+    # carry the state from one block to the next: e_j += s^(j+1) * e_start
+    starts = np.empty(len(vb))
+    last = state.last
+    tail_decay = s ** block
+    ends = inner[:, -1]
+    for i in range(len(vb)):  # one scalar op per block (a few thousand for 1M points)
+        starts[i] = last
+        last = last * tail_decay + ends[i]
+    biased = (inner + starts[:, None] * (sk * s)[None, :]).reshape(-1)[:n]
+    debias = 1.0 - s ** np.arange(state.count + 1, state.count + n + 1, dtype=np.float64)
+    out[finite] = biased / debias
+    return out, EmaState(float(biased[-1]), state.count + n)
+
+
+@dataclass
+class Decimated:
+    """One value triple per pixel column: ``lo``/``hi`` span and ``last``; NaN where the column is empty."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    last: np.ndarray
+
+
+def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> Decimated:
+    """Bin points with ``x`` (sorted) in ``[x0, x1]`` into ``width`` equal columns: min, max, last.
+
+    Column ``c`` holds ``x0 + c*w <= x < x0 + (c+1)*w`` (the last one also ``x1``). Column bounds
+    come from a binary search, so no per-point temporary is made; NaNs are skipped.
+    """
+    lo = np.full(width, np.nan)
+    hi = np.full(width, np.nan)
+    last = np.full(width, np.nan)
+    if width <= 0 or len(x) == 0 or x1 < x0:
+        return Decimated(lo, hi, last)
+    i0 = int(np.searchsorted(x, x0, side="left"))
+    i1 = int(np.searchsorted(x, x1, side="right"))
+    if i1 <= i0:
+        return Decimated(lo, hi, last)
+    xs, ys = x[i0:i1], y[i0:i1]
+    edges = column_edges(x0, x1, width)
+    starts = np.r_[0, np.searchsorted(xs, edges, side="left")]
+    ends = np.r_[starts[1:], len(xs)]
+    filled = ends > starts
+    with np.errstate(invalid="ignore"):
+        lo[filled] = np.fmin.reduceat(ys, starts[filled])
+        hi[filled] = np.fmax.reduceat(ys, starts[filled])
+    last[filled] = ys[ends[filled] - 1]
+    # a column whose last point is NaN joins on from its max instead
+    last = np.where(np.isfinite(last), last, hi)
+    return Decimated(lo, hi, last)
+
+
+def column_edges(x0: float, x1: float, width: int) -> np.ndarray:
+    """Left edges of columns 1..width-1 of ``[x0, x1]``."""
+    return x0 + (x1 - x0) * np.arange(1, width) / width
+
+
+def map_decimated(d: Decimated, fn: object) -> Decimated:
+    """Apply a monotonic rising ``fn`` (log10) after decimation: min / max / last commute with it."""
+    return Decimated(fn(d.lo), fn(d.hi), fn(d.last))  # type: ignore[operator]
+
+
+def nice_range(lo: float, hi: float, log: bool) -> tuple[float, float]:
+    """A y range with a little headroom (in log10 units when ``log``)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return (0.0, 1.0)
+    if hi - lo < 1e-12:
+        pad = abs(hi) * 0.05 or (0.5 if log else 1.0)
+        return (lo - pad, hi + pad)
+    pad = (hi - lo) * 0.05
+    return (lo - pad, hi + pad)
+
+
+def to_log(values: np.ndarray) -> np.ndarray:
+    """log10 of positive values; zero and negatives become NaN (they cannot be drawn on log-y)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(np.asarray(values, dtype=np.float64))
+    out[~np.isfinite(out)] = np.nan
+    return out

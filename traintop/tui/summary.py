@@ -1,0 +1,138 @@
+"""Numbers a person reads first: status, speed, elapsed time and ETA of a run (no Textual)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traintop.protocol import EVENTS_FILE, JsonlTail, RunHistory
+
+STALL_AFTER = 120.0  # seconds without any event (system events are the heartbeat) before "stalled"
+SPEED_WINDOW = 50  # recent steps the it/s figure averages over
+SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+
+
+@dataclass
+class RunSummary:
+    """One line's worth of facts about a run."""
+
+    name: str
+    recipe: str
+    status: str
+    step: int | None
+    epoch: int | None
+    its: float | None
+    elapsed: float | None
+    eta: float | None
+    planned_steps: int | None
+    worst_alert: str = ""
+    worst_rank: int = 0
+
+
+def status_of(history: RunHistory, now: float) -> str:
+    """``running``/``paused``/... as the history says, or ``stalled`` when a live run went silent."""
+    status = history.status()
+    if status in ("running", "stopping") and history.last_t is not None and now - history.last_t > STALL_AFTER:
+        return "stalled"
+    return status
+
+
+def speed(history: RunHistory) -> float | None:
+    """Steps per second over the last ``SPEED_WINDOW`` rows of the current segment."""
+    n = len(history.steps)
+    start = history.segments[-1] if history.segments else 0
+    if n - start < 2:
+        return None
+    lo = max(start, n - SPEED_WINDOW)
+    steps = history.steps["step"]
+    t = history.steps["t"]
+    dt = float(t[n - 1] - t[lo])
+    ds = float(steps[n - 1] - steps[lo])
+    if not (dt > 0 and math.isfinite(dt)) or ds <= 0:
+        return None
+    return ds / dt
+
+
+def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()) -> RunSummary:
+    """Everything the header and the runs list show about ``history``."""
+    rs = history.run_start or {}
+    planned = rs.get("planned_steps") if isinstance(rs.get("planned_steps"), int) else None
+    its = speed(history)
+    status = status_of(history, now)
+    elapsed = None
+    if history.first_t is not None:
+        end = now if status in ("running", "paused", "stalled", "stopping") else (history.last_t or now)
+        elapsed = max(0.0, end - history.first_t)
+    step = history.last_step
+    eta = None
+    if planned and its and step is not None and status == "running":
+        eta = max(0.0, (planned - step) / its)
+    worst, rank = "", 0
+    for a in alerts:
+        r = SEVERITY_RANK.get(getattr(a, "severity", ""), 0)
+        if r > rank:
+            worst, rank = f"{a.severity}: {getattr(a, 'message', '')}", r
+    for a in history.alerts:  # the trainer's own (non-finite loss) alerts count as critical
+        if rank < 3:
+            worst, rank = f"critical: {a.get('message', a.get('kind', 'alert'))}", 3
+    return RunSummary(name=name, recipe=str(rs.get("recipe") or "?"), status=status, step=step,
+                      epoch=history.last_epoch, its=its, elapsed=elapsed, eta=eta, planned_steps=planned,
+                      worst_alert=worst, worst_rank=rank)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``42s`` or ``–``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_value(v: float | None) -> str:
+    """A loss value in 4 significant digits, or ``–``."""
+    if v is None or not math.isfinite(v):
+        return "–" if v is None or math.isnan(v) else ("+inf" if v > 0 else "-inf")
+    return f"{v:.4g}"
+
+
+TAIL_BYTES = 1 << 20  # the runs list reads only the head and the last MiB of each run
+
+
+def peek_run(run_dir: Path) -> RunHistory:
+    """A partial history of a run for the runs list: its first line and its last ``TAIL_BYTES``."""
+    history = RunHistory()
+    path = run_dir / EVENTS_FILE
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.readline(1 << 20)
+    except OSError:
+        return history
+    if head.endswith(b"\n"):
+        history.ingest_lines([head.rstrip(b"\n")], 0)
+    start = max(len(head), size - TAIL_BYTES)
+    tail = JsonlTail(path, start)
+    try:
+        chunk = tail.read()
+    finally:
+        tail.close()
+    lines = chunk.lines[1:] if start > len(head) and chunk.lines else chunk.lines  # first may be partial
+    history.ingest_lines(lines, chunk.start)
+    return history
+
+
+def last_values(history: RunHistory, term: str, weighted: bool = False) -> float | None:
+    """The latest finite train value of ``term``."""
+    vals = history.weighted(term) if weighted else history.steps.term(term)
+    finite = np.flatnonzero(np.isfinite(vals[-200:]))
+    return float(vals[-200:][finite[-1]]) if len(finite) else None

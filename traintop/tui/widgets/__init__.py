@@ -1,0 +1,1 @@
+"""Widgets of the run screen, one area per module."""

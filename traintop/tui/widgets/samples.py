@@ -1,0 +1,138 @@
+"""``SamplesPane``: samples by step; the selected one's mel drawn in half-block colour cells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.style import Style
+from rich.text import Text
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+# a small perceptual ramp (dark blue → green → yellow), like the usual spectrogram colours
+_RAMP = [(13, 8, 135), (84, 2, 163), (139, 10, 165), (185, 50, 137), (219, 92, 104), (244, 136, 73),
+         (254, 188, 43), (240, 249, 33)]
+
+
+def _colour(v: float) -> str:
+    i = min(len(_RAMP) - 1, max(0, int(v * (len(_RAMP) - 1) + 0.5)))
+    r, g, b = _RAMP[i]
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def mel_text(mel: np.ndarray, width: int, height: int) -> Text:
+    """A mel array (bins × frames, low bins first) as ``height`` rows of ``▀`` cells, 2 bins per cell."""
+    m = np.asarray(mel, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0:
+        return Text(f"mel has shape {m.shape}; expected bins × frames", style="red")
+    if m.shape[0] > m.shape[1] * 4:  # frames × bins on disk: turn it so frequency runs up
+        m = m.T
+    finite = np.isfinite(m)
+    lo, hi = (np.percentile(m[finite], [2, 98]) if finite.any() else (0.0, 1.0))
+    norm = np.clip((np.nan_to_num(m, nan=lo) - lo) / ((hi - lo) or 1.0), 0, 1)
+    rows, cols = max(2, height * 2), max(1, width)
+    ri = np.linspace(m.shape[0] - 1, 0, rows).round().astype(int)  # high frequencies at the top
+    ci = np.linspace(0, m.shape[1] - 1, cols).round().astype(int)
+    grid = norm[ri][:, ci]
+    t = Text()
+    for r in range(0, rows - 1, 2):
+        for c in range(cols):
+            t.append("▀", Style(color=_colour(grid[r, c]), bgcolor=_colour(grid[r + 1, c])))
+        if r + 2 < rows - 1:
+            t.append("\n")
+    return t
+
+
+class SampleList(OptionList):
+    """Samples by step, newest first."""
+
+    class Chosen(Message):
+        """A sample was highlighted."""
+
+        def __init__(self, sample: dict[str, Any]) -> None:
+            self.sample = sample
+            super().__init__()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._samples: list[dict[str, Any]] = []
+
+    def show(self, samples: list[dict[str, Any]]) -> None:
+        """Rebuild when samples were added."""
+        if len(samples) == len(self._samples):
+            return
+        self._samples = list(reversed(samples))
+        self.clear_options()
+        options = []
+        for s in self._samples:
+            t = Text(f"step {s.get('step', '?'):>7,} " if isinstance(s.get("step"), int) else "step ? ")
+            if s.get("error"):
+                t.append("failed", style="bold red")
+            else:
+                t.append(str(s.get("text") or "")[:14], style="dim")
+            options.append(Option(t))
+        self.add_options(options or [Option(Text("no samples yet", style="dim"), disabled=True)])
+        if self._samples:
+            self.highlighted = 0
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Tell the pane which sample is under the cursor."""
+        event.stop()
+        if 0 <= event.option_index < len(self._samples):
+            self.post_message(self.Chosen(self._samples[event.option_index]))
+
+
+class SamplesPane(Horizontal):
+    """The sample list beside the selected sample's mel and paths."""
+
+    def compose(self) -> Any:
+        """List on the left, detail on the right."""
+        yield SampleList(id="sample-list")
+        yield SampleDetail(id="sample-detail")
+
+    def show_detail(self, sample: dict[str, Any], mel: Any, error: str | None) -> None:
+        """Draw ``sample`` (its mel already loaded by a worker, or the error that stopped it)."""
+        self.query_one(SampleDetail).show(sample, mel, error)
+
+
+class SampleDetail(Widget):
+    """One sample: its text, its mel at the size the pane has, and the wav paths."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._state: tuple[dict[str, Any], Any, str | None] | None = None
+
+    def show(self, sample: dict[str, Any], mel: Any, error: str | None) -> None:
+        """Keep what to draw; ``render`` fits it to the current size."""
+        self._state = (sample, mel, error)
+        self.refresh()
+
+    def render(self) -> Text:
+        """The sample's detail."""
+        if self._state is None:
+            return Text("select a sample", style="dim")
+        sample, mel, error = self._state
+        width = max(10, self.content_size.width)
+        height = max(3, self.content_size.height - 5)
+        t = Text()
+        t.append(f"step {sample.get('step')}", style="bold")
+        if sample.get("error"):
+            t.append("\nsampling failed: ", style="bold red")
+            t.append(str(sample["error"]))
+            return t
+        t.append(f"  “{sample.get('text', '')}”\n")
+        if mel is not None:
+            t.append_text(mel_text(mel, width, height))
+        elif error:
+            t.append(f"no mel to draw: {error}", style="yellow")
+        else:
+            t.append("no mel array for this sample", style="dim")
+        t.append("\noutput    ", style="dim")
+        t.append(str(sample.get("wav") or "–"))
+        t.append("\nreference ", style="dim")
+        t.append(str(sample.get("reference") or "–"))
+        return t
