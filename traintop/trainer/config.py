@@ -69,24 +69,19 @@ class RecipeError(ValueError):
 
 def configs_dir() -> Path:
     """The recipes shipped with traintop (``traintop/configs``)."""
-    import traintop
+    from traintop.resources import CONFIG_DIR
 
-    return Path(next(iter(traintop.__path__))) / "configs"
+    return CONFIG_DIR
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
-    """A path to an existing file as given, else a bare recipe name from ``traintop/configs``."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    if p.suffix == "" and "/" not in name_or_path:
-        shipped = configs_dir() / f"{name_or_path}.yaml"
-        if shipped.is_file():
-            return shipped
-        names = sorted(x.stem for x in configs_dir().glob("*.yaml"))
-        raise RecipeError(f"{name_or_path}: no such recipe file, and not a shipped recipe "
-                          f"(shipped: {', '.join(names)})")
-    raise RecipeError(f"{name_or_path}: no such recipe file")
+    """A bare name resolves to the recipe shipped in ``traintop/configs``; a path to the user's file."""
+    from traintop.resources import resolve_recipe
+
+    try:
+        return resolve_recipe(name_or_path)
+    except FileNotFoundError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def _type_name(t: Any) -> str:
