@@ -136,3 +136,21 @@ def test_total_plateau_for_20_epochs_scales_the_lr(tmp_path: Path) -> None:
     # epoch 40 (steps 391–400) is the last improvement; epochs 41..60 are the 20 without one
     assert a.step == 410 and a.evidence["window"] == [410, 600] and a.evidence["best_step"] == 400
     assert _labels(a) == ["scale_lr 0.8"]
+
+
+def test_a_weight_already_in_force_is_not_suggested_again(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ideal = seed_curves(rng, noise=0.01)
+
+    def losses(epoch: int, k: int, step: int) -> dict[str, float]:
+        out = ideal(epoch, k, step)
+        if epoch >= 20:
+            out["speaker"] = 0.6
+        return out
+
+    weights = {"reconstruction": 1.0, "speaker": 1.2, "perceptual": 0.5, "alignment": 0.3, "adversarial": 0.1,
+               "regularization": 0.01}  # the person already raised the speaker weight to 1.2
+    write_run(tmp_path / "raised", 28, losses, weights=weights, end=None)
+    mon, _ = _judge(tmp_path / "raised")
+    a = _only(mon, "speaker", "roles.speaker.rules[0]")
+    assert a.active and _labels(a) == []  # the warning stands; the no-op fix is not offered

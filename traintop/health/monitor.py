@@ -235,6 +235,8 @@ class HealthMonitor:
                         value = float(f"{weights[t] * (spec.value or 0):.6g}")
                     else:
                         value = spec.value
+                    if weights.get(t) == value:
+                        continue  # already in force: suggesting it again would be a no-op
                     arg_sets.append({"term": t, "value": value})
             elif spec.cmd == "set_lr":
                 arg_sets = [{"value": spec.value}]
