@@ -170,7 +170,9 @@ class LiveRun:
             for notice in chunk.notices:
                 self.history.note(notice)
             if chunk.lines:
-                update.events = self.history.ingest_lines(chunk.lines, chunk.start)
+                # exact offsets when the tail dropped a line, so a bad line is named where it is
+                start = chunk.offsets if chunk.offsets is not None else chunk.start
+                update.events = self.history.ingest_lines(chunk.lines, start)
             self.offset = tail.offset
         return update
 
