@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -126,14 +126,6 @@ class Table:
     def nbytes(self) -> int:
         """Bytes held by all columns."""
         return sum(c.nbytes for c in [*self._fixed.values(), *self._terms.values()])
-
-
-def floats(values: Iterable[object]) -> list[float]:
-    """Coerce JSON values to floats: ``None`` and non-numbers become NaN."""
-    out = []
-    for v in values:
-        out.append(float(v) if isinstance(v, (int, float)) else NAN)
-    return out
 
 
 def as_float(v: Any) -> float:

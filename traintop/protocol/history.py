@@ -18,6 +18,7 @@ import numpy as np
 
 from traintop.protocol.columns import NAN, RowBatch, Table, as_float, as_int
 from traintop.protocol.events import SCHEMA_VERSION, EventError, decode_line
+from traintop.protocol.fastpath import ingest_fast
 from traintop.protocol.tail import MAX_LINE, TailChunk, TailNotice
 
 _STEP_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32,
@@ -135,8 +136,6 @@ class RunHistory:
         Well-formed blocks take the bulk path (one parse, column passes); anything unusual — a bad
         line, a resume, a non-finite flag, a duplicate — takes the exact per-line path instead.
         """
-        from traintop.protocol.fastpath import ingest_fast
-
         if ingest_fast(self, data):
             return
         lines: list[bytes] = []
