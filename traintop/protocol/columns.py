@@ -52,7 +52,7 @@ class Column:
 
     def compact(self, headroom: float = 0.1) -> None:
         """Drop spare capacity beyond ``headroom`` (after a cold open)."""
-        keep = self._n + max(16, int(self._n * headroom))
+        keep = self._n + (max(16, int(self._n * headroom)) if headroom > 0 else 0)
         if len(self._buf) > keep:
             self._buf = self._buf[:keep].copy()
 
@@ -117,10 +117,10 @@ class Table:
         for col in self._terms.values():
             col.reserve(extra)
 
-    def compact(self) -> None:
-        """Drop spare capacity."""
+    def compact(self, headroom: float = 0.1) -> None:
+        """Drop spare capacity beyond ``headroom``."""
         for col in [*self._fixed.values(), *self._terms.values()]:
-            col.compact()
+            col.compact(headroom)
 
     @property
     def nbytes(self) -> int:

@@ -370,9 +370,9 @@ class RunHistory:
         """Bytes held by the columns."""
         return self.steps.nbytes + self.evals.nbytes + self.system.nbytes
 
-    def compact(self) -> None:
-        """Drop spare column capacity (after a cold open)."""
+    def compact(self, headroom: float = 0.1) -> None:
+        """Drop spare column capacity beyond ``headroom`` (after a cold open)."""
         self.flush()
-        self.steps.compact()
-        self.evals.compact()
-        self.system.compact()
+        self.steps.compact(headroom)
+        self.evals.compact(headroom)
+        self.system.compact(headroom)

@@ -95,7 +95,9 @@ def _load_range(path: str, start: int, stop: int, progress: Callable[[int], None
 
 
 def _load_part(path: str, start: int, stop: int) -> tuple[RunHistory, int]:
-    return load_range(path, start, stop)
+    history, offset = load_range(path, start, stop)
+    history.compact(headroom=0.0)  # the pickle carries whole buffers: send no spare capacity
+    return history, offset
 
 
 def load_history(path: str | Path, *, workers: int | None = None,
