@@ -8,8 +8,6 @@ feeds every term's detectors and zone rules with raw values, and turns their sig
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from typing import Any
 
@@ -20,6 +18,7 @@ from traintop.health.detectors import Signal
 from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.term import TermState
 from traintop.protocol.control import CommandError, validate_command
+from traintop.protocol.runs import pid_alive
 
 ZONE_RANK = {"good": 0, "warn": 1, "critical": 2}
 MAX_ENDED_ALERTS = 500  # ended alerts kept for the record; a pathological run cannot grow memory forever
@@ -330,15 +329,6 @@ def _qualifier(slot: str, kind: str) -> str:
 
 def _pid_gone(run_start: Any) -> bool:
     """True when the run started on this host and its pid no longer exists."""
-    if not isinstance(run_start, dict) or run_start.get("host") != socket.gethostname():
+    if not isinstance(run_start, dict):
         return False
-    pid = run_start.get("pid")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # it exists, owned by someone else
-    return False
+    return pid_alive(run_start.get("pid"), run_start.get("host")) is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -11,13 +12,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from traintop.protocol.history import RunHistory
 from traintop.protocol.load import load_history
 from traintop.protocol.rundir import EVENTS_FILE, find_runs
 
 STALL_SECONDS = 120.0  # no event (not even a `system` heartbeat, sent every ~5 s) for this long
+SPEED_WINDOW = 50  # recent steps the it/s figure averages over
 
 
 @dataclass
@@ -47,35 +47,42 @@ def process_alive(pid: int) -> bool:
 
 def pid_alive(pid: object, host: object) -> bool | None:
     """Whether the trainer's pid still runs; None when it ran on another host or is unknown."""
-    if not isinstance(pid, int) or host != socket.gethostname():
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or host != socket.gethostname():
         return None
     return process_alive(pid)
 
 
 def run_status(history: RunHistory, now: float, stall_after: float = STALL_SECONDS) -> str:
-    """running / paused / stopping / completed / stopped / failed / stalled / unknown."""
+    """running / paused / stopping / completed / stopped / failed / stalled / unknown.
+
+    ``stalled``: a live run that sent no event (not even the heartbeat) for ``stall_after``
+    seconds, or whose trainer pid, on this host, is gone.
+    """
     status = history.status()
-    if history.run_end is not None or history.run_start is None:
+    if history.run_end is not None:
         return status
-    start = history.run_start
-    alive = pid_alive(start.get("pid"), start.get("host"))
-    age = now - history.last_t if history.last_t is not None else None
-    if alive is False or (age is not None and age > stall_after):
+    start = history.latest_start or history.run_start or {}  # a resume runs under a new pid
+    if pid_alive(start.get("pid"), start.get("host")) is False:
+        return "stalled"
+    if status in ("running", "stopping") and history.last_t is not None and now - history.last_t > stall_after:
         return "stalled"
     return status
 
 
-def speed(history: RunHistory, window: int = 50) -> float | None:
+def speed(history: RunHistory, window: int = SPEED_WINDOW) -> float | None:
     """Steps per second over the last ``window`` train rows of the current segment."""
     n = len(history.steps)
-    seg_start = history.segments[-1] if history.segments else 0
-    lo = max(seg_start, n - window)
-    if n - lo < 2:
+    start = history.segments[-1] if history.segments else 0
+    if n - start < 2:
         return None
-    steps = history.steps["step"][lo:n]
-    ts = history.steps["t"][lo:n]
-    dt = float(ts[-1] - ts[0])
-    return float(steps[-1] - steps[0]) / dt if dt > 0 and np.isfinite(dt) else None
+    lo = max(start, n - window)
+    steps = history.steps["step"]
+    t = history.steps["t"]
+    dt = float(t[n - 1] - t[lo])
+    ds = float(steps[n - 1] - steps[lo])
+    if not (dt > 0 and math.isfinite(dt)) or ds <= 0:
+        return None
+    return ds / dt
 
 
 def summarize(run_dir: Path, now: float | None = None) -> RunSummary:

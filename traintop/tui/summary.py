@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from traintop.protocol import EVENTS_FILE, JsonlTail, RunHistory
+from traintop.protocol.runs import run_status as status_of
+from traintop.protocol.runs import speed
 
-STALL_AFTER = 120.0  # seconds without any event (system events are the heartbeat) before "stalled"
-SPEED_WINDOW = 50  # recent steps the it/s figure averages over
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
 
 
@@ -31,30 +31,6 @@ class RunSummary:
     planned_steps: int | None
     worst_alert: str = ""
     worst_rank: int = 0
-
-
-def status_of(history: RunHistory, now: float) -> str:
-    """``running``/``paused``/... as the history says, or ``stalled`` when a live run went silent."""
-    status = history.status()
-    if status in ("running", "stopping") and history.last_t is not None and now - history.last_t > STALL_AFTER:
-        return "stalled"
-    return status
-
-
-def speed(history: RunHistory) -> float | None:
-    """Steps per second over the last ``SPEED_WINDOW`` rows of the current segment."""
-    n = len(history.steps)
-    start = history.segments[-1] if history.segments else 0
-    if n - start < 2:
-        return None
-    lo = max(start, n - SPEED_WINDOW)
-    steps = history.steps["step"]
-    t = history.steps["t"]
-    dt = float(t[n - 1] - t[lo])
-    ds = float(steps[n - 1] - steps[lo])
-    if not (dt > 0 and math.isfinite(dt)) or ds <= 0:
-        return None
-    return ds / dt
 
 
 def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()) -> RunSummary:
