@@ -54,7 +54,6 @@ class F5Loop:
 
     def fit(self) -> tuple[str, str | None]:
         """Train until ``max_steps`` / epochs / ``stop``; return the end status and error."""
-        import torch
 
         weight_of = self.run.weights
         while self.epoch < self.t["epochs"]:
@@ -68,11 +67,11 @@ class F5Loop:
                     if not math.isfinite(value):
                         self.optimizer.zero_grad(set_to_none=True)
                         self._nonfinite()
-                        if self._boundary(None, None, 0.0, 0.0):
+                        if self._boundary(None, None, None, 0.0, 0.0):
                             return self._end_status()
                         continue
                     self.acc.backward(loss * weight_of.get(TERM, 1.0))
-                    grad_norm = None
+                    grad_norm, lr = None, self.optimizer.param_groups[0]["lr"]  # the rate this step uses
                     if self.acc.sync_gradients and self.t["grad_clip"]:
                         grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(),
                                                                    self.t["grad_clip"]))
@@ -84,23 +83,23 @@ class F5Loop:
                 if self.ema is not None:
                     self.ema.update()
                 self.step += 1
-                if self._boundary(value, grad_norm, time.time() - start, start - loader_start):
+                if self._boundary(value, grad_norm, lr, time.time() - start, start - loader_start):
                     return self._end_status()
                 loader_start = time.time()
             self.epoch += 1
         self.save()
         return "completed", None
 
-    def _boundary(self, loss: float | None, grad_norm: float | None, step_time: float,
-                  loader_time: float) -> bool:
+    def _boundary(self, loss: float | None, grad_norm: float | None, lr: float | None,
+                  step_time: float, loader_time: float) -> bool:
         """Events, evals, samples, saves and commands between two steps; True = leave the loop."""
         step, c = self.step, self.cadence
         if loss is not None:
             self.run.log_step(step, self.epoch, {TERM: loss}, total=loss * self.run.weights.get(TERM, 1.0),
-                              lr=self.optimizer.param_groups[0]["lr"], grad_norm=grad_norm,
+                              lr=lr, grad_norm=grad_norm,
                               step_time=step_time, loader_time=loader_time)
             if step % max(1, c["print_every"]) == 0:
-                self.log(f"step {step} {TERM} {loss:.4f} lr {self.optimizer.param_groups[0]['lr']:.3g}")
+                self.log(f"step {step} {TERM} {loss:.4f} lr {lr:.3g}")
         if loss is not None and c.get("eval_every") and step % c["eval_every"] == 0:
             self.evaluate()
             n = c.get("sample_every_evals")

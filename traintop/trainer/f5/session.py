@@ -104,7 +104,7 @@ def train_f5(recipe: dict[str, Any], run_dir: Path, *, resume: bool, max_steps: 
 
     from traintop.trainer.f5.ckpt import load_f5_checkpoint
     from traintop.trainer.f5.loop import F5Loop
-    from traintop.trainer.session import start_failed, latest_checkpoint
+    from traintop.trainer.session import latest_checkpoint, start_failed
 
     t = recipe["training"]
     torch.set_num_threads(int(t.get("threads") or torch.get_num_threads()))
