@@ -17,7 +17,6 @@ TINY = {"dim": 32, "depth": 1, "heads": 2, "ff_mult": 2, "text_dim": 16, "conv_l
 BUILD = r"""
 import sys, torch
 from pathlib import Path
-from ema_pytorch import EMA
 from safetensors.torch import save_file
 from traintop.trainer.f5.model import build_cfm, write_random_vocos
 from traintop.trainer.f5.settings import DEFAULTS
@@ -29,9 +28,9 @@ out.mkdir(parents=True, exist_ok=True)
 (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
 torch.manual_seed(0)
 cfm = build_cfm({**DEFAULTS["arch"], **arch}, DEFAULTS["mel_spec"], tokens)
-ema = EMA(cfm, include_online_model=False)
-ema.update()  # initted: the EMA copy holds the weights, as in a released checkpoint
-state = {k: v.contiguous() for k, v in ema.state_dict().items()}
+# the key layout of an ema_pytorch EMA state dict, as F5 releases carry it (no second copy in memory)
+state = {f"ema_model.{k}": v.contiguous() for k, v in cfm.state_dict().items()}
+state.update(initted=torch.tensor(True), step=torch.tensor(1))
 tmp = out / ".model.safetensors.tmp"
 save_file(state, str(tmp))
 tmp.replace(out / "model.safetensors")

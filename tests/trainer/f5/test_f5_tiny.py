@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.trainer.conftest import QUICK, REPO
 from traintop.protocol.events import validate_event
 
@@ -20,6 +22,7 @@ def _cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # ~1.5 min on 2 idle cores; 7 min with the machine 7x oversubscribed
 def test_f5_tiny_trains_steers_samples_and_reproduces(start_trainer, cache_dir, tmp_path) -> None:
     p = start_trainer("f5_tiny", "--max-steps", "40", *QUICK, "--set", "cadence.eval_every=20",
                       "--set", "cadence.save_every=20", "--set", "cadence.sample_every_evals=1")

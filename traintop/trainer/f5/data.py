@@ -69,6 +69,23 @@ def _write_arrow(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
+class MelCache:
+    """F5's ``CustomDataset`` items computed once and kept (its ``__getitem__`` has no randomness).
+
+    For small datasets (``f5.cache_mels``): decoding, resampling and the mel of every clip on every
+    epoch cost more than a tiny model's step.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.items = [dataset[i] for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index]
+
+
 def _custom_dataset(arrow: Path, durations: list[float], mel: dict[str, Any]) -> Any:
     from datasets import Dataset
     from f5_tts.model.dataset import CustomDataset
@@ -78,7 +95,8 @@ def _custom_dataset(arrow: Path, durations: list[float], mel: dict[str, Any]) ->
 
 def prepare(samples: list[dict[str, str]], evals: list[dict[str, str]], folder: Path,
             mel: dict[str, Any], *, vocab_file: Path | None, sample_texts: list[str],
-            speaker: str | None, speaker_wav: str | None, reference_text: str | None) -> F5Data:
+            speaker: str | None, speaker_wav: str | None, reference_text: str | None,
+            cache_mels: bool = False) -> F5Data:
     """Write ``folder`` (raw.arrow, eval.arrow, duration.json, vocab.txt) and load it with F5's classes."""
     from f5_tts.model.utils import convert_char_to_pinyin
 
@@ -109,5 +127,7 @@ def prepare(samples: list[dict[str, str]], evals: list[dict[str, str]], folder: 
         reference, ref_text = Path(held[0]["audio_file"]), reference_text or held[0]["text"]
     train_ds = _custom_dataset(folder / "raw.arrow", splits["raw"], mel)
     eval_ds = _custom_dataset(folder / "eval.arrow", splits["eval"], mel) if evals else None
+    if cache_mels:
+        train_ds, eval_ds = MelCache(train_ds), MelCache(eval_ds) if eval_ds is not None else None
     return F5Data(folder, train_ds, eval_ds, tokens, reference, ref_text,
                   [s["text"] for s in samples])

@@ -50,7 +50,8 @@ def build_parts(recipe: dict[str, Any], run_dir: Path, max_steps: int | None,
     data = prepare(train, evals, run_dir / "assets" / "f5_dataset", f["mel_spec"],
                    vocab_file=Path(f["vocab"]).expanduser() if f["vocab"] else None,
                    sample_texts=list(s["texts"]), speaker=s.get("speaker"),
-                   speaker_wav=s.get("speaker_wav"), reference_text=f["reference_text"])
+                   speaker_wav=s.get("speaker_wav"), reference_text=f["reference_text"],
+                   cache_mels=bool(f["cache_mels"]))
     torch.manual_seed(t["seed"])
     random.seed(t["seed"])  # CFM draws its CFG drops from Python's random
     cfm = build_cfm(f["arch"], f["mel_spec"], data.tokens, f["audio_drop_prob"], f["cond_drop_prob"])

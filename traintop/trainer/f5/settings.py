@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "nfe_step": 32,             # utils_infer defaults for samples
     "cfg_strength": 2.0,
     "sway_sampling_coef": -1.0,
+    "cache_mels": False,        # compute every clip's mel once, at start, and keep it (small data)
     "reference_text": None,     # transcript of sample.speaker_wav (else the held-out clip's own)
 }
 ARCH_KEYS = frozenset(DEFAULTS["arch"])
