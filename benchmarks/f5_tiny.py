@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def main() -> int:
         cmd = [sys.executable, "-m", "traintop.cli", "train", "f5_tiny", "--logs", tmp,
                "--max-steps", str(args.steps), "--set", "cadence.eval_every=null",
                "--set", "cadence.save_every=null", "--set", f"training.threads={args.threads}"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(cmd, cwd=REPO, env=env, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = next(p for p in Path(tmp).iterdir() if (p / "events.jsonl").is_file())
         steps = [e for e in map(orjson.loads, (run / "events.jsonl").read_bytes().splitlines())
                  if e["type"] == "step"]
@@ -47,6 +50,9 @@ def main() -> int:
     print(f"{'benchmark':<28}{'value':>12}  target")
     print(f"{'f5_tiny steps/s (wall)':<28}{rate:>12.2f}  >= 2 on 2 cores ({args.threads} threads)")
     print(f"{'f5_tiny median step_time s':<28}{step_med:>12.4f}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    print(f"{'CPU s / step (all, startup)':<28}{cpu / len(steps):>12.4f}  one core-second per step, any load")
+    print(f"{'load average (1 min)':<28}{os.getloadavg()[0]:>12.2f}  on {os.cpu_count()} cores")
     return 0
 
 

@@ -116,19 +116,19 @@ def check_f5_recipe(recipe: dict[str, Any], where: str) -> None:
     except F5NotInstalled as exc:
         raise RecipeAssetError(str(exc)) from None
     f = f5_section(recipe, where)
-    vocab_path = None
-    if f["vocab"] is not None or f["checkpoint"] is not None:
-        vocab_path = _need_file(f["vocab"], "f5.vocab", where, RELEASE_SOURCE)
-        read_vocab(vocab_path)
+    ckpt = None
     if f["checkpoint"] is not None:
         ckpt = _need_file(f["checkpoint"], "f5.checkpoint", where, RELEASE_SOURCE)
         if ckpt.suffix not in (".pt", ".safetensors"):
             raise RecipeAssetError(f"{where}: key 'f5.checkpoint': {ckpt} must be a .pt or "
                                    ".safetensors F5-TTS checkpoint")
-        from traintop.trainer.f5.model import check_vocab_fits_checkpoint
+    if f["vocab"] is not None or ckpt is not None:  # a pretrained model needs its own vocab.txt
+        vocab_path = _need_file(f["vocab"], "f5.vocab", where, RELEASE_SOURCE)
+        read_vocab(vocab_path)
+        if ckpt is not None:
+            from traintop.trainer.f5.model import check_vocab_fits_checkpoint
 
-        assert vocab_path is not None
-        check_vocab_fits_checkpoint(ckpt, vocab_path)
+            check_vocab_fits_checkpoint(ckpt, vocab_path)
     v = f["vocoder"]
     if v.get("path"):
         folder = Path(str(v["path"])).expanduser()
