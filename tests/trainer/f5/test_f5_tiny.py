@@ -74,6 +74,14 @@ def test_f5_tiny_trains_steers_samples_and_reproduces(start_trainer, cache_dir, 
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == wav_bytes
 
+    # F5's own inference loader reads the checkpoint (EMA weights) with the vocab.txt beside it
+    f5_load = ("import sys, torch; from f5_tts.infer.utils_infer import load_model; "
+               "from f5_tts.model import DiT; s = torch.load(sys.argv[1], weights_only=True); "
+               "load_model(DiT, s['traintop']['f5']['arch'], sys.argv[1], vocab_file=sys.argv[2], device='cpu')")
+    r = subprocess.run([sys.executable, "-c", f5_load, str(moved / "checkpoint_40.pth"), str(moved / "vocab.txt")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
     # another seed: other audio (the seed is what makes it reproducible, not a constant output)
     other = tmp_path / "seed1.wav"
     r = _cli("sample", str(moved / "checkpoint_40.pth"), "--text", s["text"], "--out", str(other),

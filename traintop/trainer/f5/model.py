@@ -83,22 +83,42 @@ def ema_weights(state: dict[str, Any]) -> dict[str, Any]:
             and k.replace("ema_model.", "", 1) not in STALE_KEYS}
 
 
+def _cfm_key(key: str) -> str | None:
+    """A checkpoint key as the plain ``CFM`` names it (None: EMA bookkeeping or a stale buffer)."""
+    k = key.replace("ema_model.", "", 1)
+    return None if key in ("initted", "step", "update") or k in STALE_KEYS else k
+
+
 def load_pretrained(cfm: Any, ckpt: Path) -> None:
-    """Load an F5 release / training checkpoint's EMA weights into ``cfm`` (all keys must fit)."""
+    """Load an F5 release / training checkpoint's EMA weights into ``cfm`` (all keys must fit).
+
+    Tensors are copied into the model one at a time (safetensors lazily, .pt memory-mapped): a
+    Base model never sits in memory twice.
+    """
     import torch
 
+    own = cfm.state_dict()  # shares storage with the parameters: copy_ writes into the model
     if ckpt.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        state: dict[str, Any] = {"ema_model_state_dict": load_file(str(ckpt), device="cpu")}
+        fh = safe_open(str(ckpt), framework="pt")
+        keys, get = list(fh.keys()), fh.get_tensor
     else:
         state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    weights = ema_weights(state)
-    del state
-    result = cfm.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise RecipeAssetError(f"{ckpt}: does not fit the recipe's f5.arch: missing "
-                               f"{result.missing_keys[:4]}, unexpected {result.unexpected_keys[:4]}")
+        tensors = state.get("ema_model_state_dict") or state
+        keys, get = list(tensors), tensors.__getitem__
+    mapped = {_cfm_key(k): k for k in keys if _cfm_key(k) is not None}
+    missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
+    if missing or unexpected:
+        raise RecipeAssetError(f"{ckpt}: does not fit the recipe's f5.arch: missing {missing[:4]}, "
+                               f"unexpected {unexpected[:4]}")
+    with torch.no_grad():
+        for name, key in mapped.items():
+            value = get(key)
+            if value.shape != own[name].shape:
+                raise RecipeAssetError(f"{ckpt}: '{key}' has shape {tuple(value.shape)}, the recipe's "
+                                       f"f5.arch makes {tuple(own[name].shape)}")
+            own[name].copy_(value)
 
 
 def file_sha256(path: Path) -> str:
