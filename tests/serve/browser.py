@@ -94,10 +94,19 @@ class Page:
                 if ev.get("method") == "Network.responseReceived" and ev["params"].get("type") == "Document":
                     status = ev["params"]["response"]["status"]
                     if status not in (301, 302, 303, 307, 308):
+                        await self._loaded(deadline)
                         return int(status)
             await self.evaluate("1")  # lets further events arrive
             await asyncio.sleep(0.1)
         raise TimeoutError(f"no document response for {url}")
+
+    async def _loaded(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if any(ev.get("method") == "Page.loadEventFired" for ev in self.events):
+                return
+            await self.evaluate("1")
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the page never finished loading")
 
     async def press(self, key: str) -> None:
         """Type one printable key (or Enter) into the focused element, as a person would."""
