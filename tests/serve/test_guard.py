@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -81,3 +83,11 @@ def test_given_token_and_loopback_default(run: Path, serve) -> None:
     assert status("http://127.0.0.1:8155/", {"Host": "attacker.example:8155"}) == 403
     # any web page may open a websocket to localhost: one from another site is refused
     assert ws_status("ws://127.0.0.1:8155/ws", {"Origin": "http://attacker.example"}) == 403
+
+
+def test_a_taken_port_is_a_clear_error(run: Path, serve) -> None:
+    serve(run, 8153)
+    second = subprocess.run([sys.executable, "-m", "traintop.cli", "serve", str(run), "--port", "8153"],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert "cannot listen on 127.0.0.1:8153" in second.stderr and "choose another --port" in second.stderr
