@@ -20,6 +20,7 @@ import pytest
 
 from tests.serve.browser import RECORD_WEBSOCKET, Chromium, Page, chromium_path
 from tests.serve.conftest import CDP_PORT, REPO, plain, read_jsonl, wait_until
+from tests.tui.fixtures import append_events, small_run
 
 QUICK = ["--set", "cadence.eval_every=null", "--set", "cadence.save_every=null",
          "--set", "cadence.system_every=1.0", "--set", "cadence.print_every=1000"]
@@ -34,7 +35,7 @@ def _missing() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -96,6 +97,8 @@ def steps(run: Path) -> int:
     return max((e.get("step", 0) for e in read_jsonl(run / "events.jsonl") if e.get("type") == "step"), default=0)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 async def test_served_app_in_chromium_pauses_a_real_trainer(live_run, serve, tmp_path: Path) -> None:
     proc, run = live_run
     server = serve(run, PORT, "--host", "0.0.0.0")  # not loopback: a token is generated and required
@@ -167,3 +170,24 @@ async def download_tabs(browser: Chromium) -> list[str]:
             return tabs
         await asyncio.sleep(0.3)
     raise AssertionError("no tab opened on the sample's download URL")
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="no chromium here (scripts/setup.sh installs Debian's chromium "
+                                                    "when run as root)")
+async def test_a_recorded_run_being_appended_shows_its_new_alert_on_loopback(serve, tmp_path: Path) -> None:
+    run = small_run(tmp_path / "logs")
+    server = serve(run, PORT - 1)  # loopback: no token
+    assert server.token is None
+    browser = Chromium(chromium_path(), tmp_path / "profile", CDP_PORT)
+    try:
+        page = await browser.first_page()
+        await page.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_WEBSOCKET)
+        assert await page.navigate(server.url) == 200
+        await wait_shown(page, ["loss_mel", "loss_text_ce", "Alerts", "no active alerts"], 60, "the run screen")
+        # what the trainer writes when a loss goes NaN (traintop.trainer.run): the page must show it live
+        append_events(run, ("alert", {"kind": "nonfinite", "term": "loss_mel",
+                                      "message": "loss_mel is NaN at step 120; step skipped"}))
+        await wait_shown(page, ["NaN at step 120", "CRITICAL"], 30, "the appended alert")
+        await page.screenshot(tmp_path / "serve-alert.png")
+    finally:
+        await browser.close()
