@@ -150,7 +150,10 @@ class Chromium:
 
     async def first_page(self) -> Page:
         """The initial tab, with Page, Network and Runtime events on."""
-        target = (await self.targets())[0]
+        return await self.attach((await self.targets())[0])
+
+    async def attach(self, target: dict[str, Any]) -> Page:
+        """A CDP session on one tab from :meth:`targets`."""
         ws = await self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(ws)
         for domain in ("Page", "Network", "Runtime"):

@@ -142,8 +142,10 @@ async def test_served_app_in_chromium_pauses_a_real_trainer(live_run, serve, tmp
         await page.press("Enter")
         meta = await offered_wav(page)
         assert meta
-        tabs = await download_tabs(browser)
-        assert tabs
+        tab = await browser.attach((await download_tabs(browser))[0])
+        # the tab got the wav itself (the download route is behind the token cookie too)
+        kind = await wait_async_value(tab, "document.contentType", lambda v: v and v != "text/html")
+        assert kind == "audio/wav"
         assert proc.poll() is None
     finally:
         await browser.close()
@@ -161,11 +163,23 @@ async def offered_wav(page: Page) -> list[str]:
     raise AssertionError(f"the wav was never offered to the browser; shown: {(await shown(page))[-500:]}")
 
 
-async def download_tabs(browser: Chromium) -> list[str]:
+async def wait_async_value(page: Page, expression: str, done, timeout: float = 30):  # noqa: ANN001, ANN201
+    """The value of ``expression`` in ``page`` once ``done(value)`` holds."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await page.evaluate(expression)
+        if done(value):
+            return value
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{expression} stayed {value!r}")
+
+
+async def download_tabs(browser: Chromium) -> list[dict]:
     """The new tab the browser opened on the wav's download URL."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        tabs = [t["url"] for t in await browser.targets() if "/download/" in t["url"]]
+        tabs = [t for t in await browser.targets() if "/download/" in t["url"]]
         if tabs:
             return tabs
         await asyncio.sleep(0.3)
