@@ -91,7 +91,8 @@ def missing_extra(command: str) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommand modules are imported to add their arguments)."""
     parser = argparse.ArgumentParser(
-        prog="traintop", description="top for TTS training runs: train headless, watch and steer from a terminal.",
+        prog="traintop",
+        description="top for TTS training runs: train headless, watch and steer from a terminal or a browser.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  traintop demo\n  traintop train xtts_tiny & traintop watch\n"
                "  traintop ctl logs/RUN pause --wait\n\nrun `traintop COMMAND --help` for a command's options.")
