@@ -23,6 +23,6 @@ def test_train_f5_tiny_without_the_extra_names_the_install_command(tmp_path: Pat
     r = subprocess.run([sys.executable, "-c", BLOCKED, "train", "f5_tiny", "--logs", str(logs)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert "pip install 'traintop[f5]'" in r.stderr and "f5_tiny" in r.stderr, r.stderr
+    assert f"{sys.executable} -m pip install 'traintop[f5]'" in r.stderr and "f5_tiny" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert not logs.exists() or not any(logs.iterdir())  # refused before any run directory

@@ -13,7 +13,6 @@ at module level, so the base install and its tests never need it. Modules:
 
 from __future__ import annotations
 
-INSTALL_COMMAND = "pip install 'traintop[f5]'"
 CHECKOUT_INSTALL_COMMAND = "pip install -e '.[f5]'"
 TERM = "loss_flow"  # F5's flow-matching loss (its trainer logs it as `loss`)
 
@@ -30,6 +29,9 @@ def require_f5(recipe_name: str = "f5") -> None:
         import f5_tts  # noqa: F401
         import vocos  # noqa: F401
     except ImportError as exc:
+        from traintop.cli import install_command  # the same wording as every other missing extra
+
         raise F5NotInstalled(
-            f"recipe {recipe_name} needs F5-TTS, which is not installed ({exc}); install the extra "
-            f"with: {INSTALL_COMMAND}  (from a source checkout: {CHECKOUT_INSTALL_COMMAND})") from None
+            f"recipe {recipe_name} needs the optional 'f5' extra (F5-TTS), which is not installed "
+            f"({exc}). Install it with:\n    {install_command('f5')}\n(from a source checkout: "
+            f"{CHECKOUT_INSTALL_COMMAND})") from None
