@@ -67,6 +67,14 @@ def test_f5_tiny_trains_steers_samples_and_reproduces(start_trainer, cache_dir, 
     moved = tmp_path / "moved"
     shutil.copytree(p.run_dir / "checkpoints", moved)
     wav_bytes = Path(s["wav"]).read_bytes()
+
+    # --resume continues the run from its last checkpoint: steps and event seq go on
+    r = _cli("train", "--resume", str(p.run_dir), "--max-steps", "42", cache=cache_dir)
+    assert r.returncode == 0, r.stderr
+    resumed = p.events()
+    assert [e["step"] for e in resumed if e["type"] == "step"][-2:] == [41, 42]
+    assert [e["seq"] for e in resumed] == list(range(len(resumed)))
+    assert next(e for e in resumed[len(events):] if e["type"] == "run_start")["resumed_from"]["step"] == 40
     shutil.rmtree(p.run_dir)
     out = tmp_path / "again.wav"
     r = _cli("sample", str(moved / "checkpoint_40.pth"), "--text", s["text"], "--out", str(out),
