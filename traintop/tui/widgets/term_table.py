@@ -143,11 +143,12 @@ class TermTable(Widget):
             if i:
                 out.append("\n")
             chosen = row.term == self.selected
-            line = Text(no_wrap=True, overflow="ellipsis", style="reverse" if chosen else "")
+            line = Text(no_wrap=True, overflow="ellipsis")
             colour = ZONE_COLOUR.get(row.zone, "cyan")
             name = row.term if len(row.term) <= nw else row.term[:nw - 1] + "…"
-            line.append("▸" if chosen else " ")
-            line.append(f"{name:<{nw}} ", style="bold")
+            line.append("▸" if chosen else " ", style="bold")
+            line.append(f"{name:<{nw}}", style="bold reverse" if chosen else "bold")
+            line.append(" ")
             if cells:
                 line.append_text(spark_text(row.spark[-cells:], colour))
                 line.append(" " * (cells - min(cells, len(row.spark))))
