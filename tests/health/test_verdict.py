@@ -81,6 +81,10 @@ def test_overfit_early_stays_critical_after_the_rules_window_ended(tmp_path: Pat
     assert "✘ no critical alert during training" in done.stdout and "Verdict: CRITICAL" in done.stdout
     assert "HEALTHY" not in done.stdout.split("Verdict:")[1].split("\n")[0]
     assert "severe overfitting" in done.stdout and "ended at step" in done.stdout
+    piped = traintop("report", str(run), columns=None)  # to a file or a pager: no terminal, no COLUMNS
+    line = next(x for x in piped.stdout.splitlines() if "no critical alert during training" in x)
+    assert line.rstrip().endswith("ended at step 795)"), line  # one line, not wrapped at 80 columns
+    assert max(len(x) for x in piped.stdout.splitlines()) > 80
 
 
 def test_overfit_early_while_live_shows_now_and_worst_so_far(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ def _watch_in_tmux(run: Path, width: int, height: int, wanted, what: str) -> str
     session = f"issue-home-{uuid.uuid4().hex[:8]}"
     env_path = os.environ.get("PYTHONPATH", "")
     # a tmux server keeps the environment it started with: COLUMNS / LINES from there would override the pane size
-    cmd = (f"unset COLUMNS LINES; cd {run.parent.parent} && PYTHONPATH={REPO}:{env_path} {sys.executable} -m traintop watch {run}; "
-           "sleep 30")  # stderr stays the pane's: Textual draws there
+    cmd = (f"unset COLUMNS LINES; cd {run.parent.parent} && PYTHONPATH={REPO}:{env_path} "
+           f"{sys.executable} -m traintop watch {run}; sleep 30")  # stderr stays the pane's: Textual draws there
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), cmd], check=True)
     try:
         deadline = time.monotonic() + 60

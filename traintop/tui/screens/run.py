@@ -195,9 +195,12 @@ class RunScreen(RunControl, Screen[None]):
                 self.query_one(ChartsPane).sync(h.terms)
             statuses = self._row_statuses()
             if self._changed("alerts", (health, len(h.alerts), len(h.ack_log), len(self.alert_sent))):
-                self.query_one(AlertsPane).show(live.alerts, h.alerts, self._suggestion_status,
-                                                live.health_error or "")
-                self.query_one(ChartsPane).show_alerts(live.alerts, getattr(live.monitor, "worst", None))
+                worst = getattr(live.monitor, "worst", None)
+                # health turns the trainer's own alerts into its alerts; without health, show them raw
+                raw = h.alerts if live.monitor is None else []
+                self.query_one(AlertsPane).show(live.alerts, raw, self._suggestion_status, live.health_error or "",
+                                                worst)
+                self.query_one(ChartsPane).show_alerts(live.alerts, worst)
             lr = h.steps["lr"][-1] if len(h.steps) else None
             lr = None if lr is None or not np.isfinite(lr) else float(lr)
             weights = h.current_weights()

@@ -103,7 +103,8 @@ class RunsScreen(Screen[None]):
             alert = Text(s.worst_alert[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
             table.add_row(s.name, Text(s.status, style=STATUS_STYLE.get(s.status, "")),
                           "–" if s.step is None else f"{s.step:,}", "–" if s.epoch is None else str(s.epoch),
-                          f"{s.its:.2f}" if s.its and s.status not in ENDED else "–", alert, fmt_duration(s.elapsed), s.recipe, key=str(path))
+                          f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
+                          alert, fmt_duration(s.elapsed), s.recipe, key=str(path))
         if keep in self.paths:
             table.move_cursor(row=self.paths.index(keep))
         note = self.query_one("#runs-note", Static)

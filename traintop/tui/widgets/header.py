@@ -23,14 +23,24 @@ def header_text(s: RunSummary, width: int) -> Text:
     if s.planned_steps:
         step += f"/{s.planned_steps:,}"
     live = s.status not in ENDED
+    eta = Text(f"  ETA {fmt_duration(s.eta)}") if live and s.eta is not None else Text()
+    speed = (f"  {s.its:.2f} it/s" if s.its else "  – it/s") if live else ""
+    tight = len(s.status) + len(step) + len(speed) + len(eta) + 9 > width
     core = Text()
     core.append(f" {s.status.upper()} ", style=STATUS_STYLE.get(s.status, "bold"))
-    core.append(f" step {step}")
+    if tight:  # under ~50 columns: the same four facts, with single spaces
+        core.append(f" {step}")
+        if speed:
+            core.append(f" {s.its:.2f}it/s" if s.its else " –it/s")
+        if eta:
+            eta = Text(f" ETA {fmt_duration(s.eta)}")
+        lead = len(core)
+    else:
+        core.append(f" step {step}")
+        lead = len(core)
+        core.append(speed)
     epoch = Text(f"  ep {'–' if s.epoch is None else s.epoch}")
-    if live:
-        core.append(f"  {s.its:.2f} it/s" if s.its else "  – it/s")
     elapsed = Text(f"  ⏱ {fmt_duration(s.elapsed)}")
-    eta = Text(f"  ETA {fmt_duration(s.eta)}") if live and s.eta is not None else Text()
     recipe = Text(f" {s.recipe} ", style="dim")
     room = width - len(core) - len(eta)
     optional = []
@@ -47,10 +57,10 @@ def header_text(s: RunSummary, width: int) -> Text:
         t.append(f" {name} ", style="bold reverse")
     if recipe in optional:
         t.append_text(recipe)
-    t.append_text(core[:len(f" {s.status.upper()} ") + len(f" step {step}")])
+    t.append_text(core[:lead])
     if epoch in optional:
         t.append_text(epoch)
-    t.append_text(core[len(f" {s.status.upper()} ") + len(f" step {step}"):])
+    t.append_text(core[lead:])
     if elapsed in optional:
         t.append_text(elapsed)
     t.append_text(eta)
