@@ -132,3 +132,23 @@ def test_the_header_keeps_status_step_speed_and_eta_at_any_width(width: int) -> 
         assert part in text, (width, text)
     assert width < 60 or "step 402/3,000" in text
     assert len(text) <= width
+
+
+def test_term_row_reads_the_visible_window() -> None:
+    import numpy as np
+
+    from traintop.tui.widgets.term_table import spark_text, term_row
+
+    steps = np.r_[np.arange(1, 101), np.arange(91, 201)]  # a resume went back 10 steps at row 100
+    raw = np.linspace(2.0, 0.1, len(steps)).astype(np.float32)
+    raw[-3] = np.nan
+    ema = raw.astype(np.float64)
+    whole = term_row("loss_mel", steps, raw, ema, "warn", None, 10, start=100)
+    assert len(whole.spark) == 10 and whole.spark[0] > whole.spark[-1]  # in time order across the resume
+    assert whole.last == pytest.approx(raw[-1]) and whole.trend == "↓" and whole.zone == "warn"
+    zoomed = term_row("loss_mel", steps, raw, ema, None, (150.0, 200.0), 5, start=100)
+    assert zoomed.spark[-1] == pytest.approx(raw[-1]) and zoomed.ema == pytest.approx(raw[-1])
+    flat = term_row("x", steps, np.ones(len(steps), np.float32), np.ones(len(steps)), None, None, 4, start=100)
+    assert flat.trend == "→" and spark_text(flat.spark, "cyan").plain == "▄▄▄▄"
+    empty = term_row("x", steps[:0], raw[:0], None, None, None, 4)
+    assert empty.spark == () and empty.last is None and empty.trend == " "

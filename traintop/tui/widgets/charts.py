@@ -75,12 +75,13 @@ class ChartsPane(Container, can_focus=True):
         with live.lock:
             h = live.history
             steps = h.steps["step"]
+            start = h.segments[-1] if h.segments and h.segments[-1] < len(steps) else 0  # where steps rise from
+            window = visible_range(steps[start:], view)
             rows = []
             for term in terms:
                 raw = h.steps["total"] if term == TOTAL else h.steps.term(term)
                 ema = live.smoothed(term, raw, False, view.strength) if len(raw) else None
-                window = visible_range(steps, view)
-                rows.append(term_row(term, steps, raw, ema, self._zone(term), window, cells))
+                rows.append(term_row(term, steps, raw, ema, self._zone(term), window, cells, start))
         if not self.picked:
             worst = worst_term(rows)
             if worst is not None and worst in self._charts and terms.index(worst) != self.current:

@@ -18,7 +18,6 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from traintop.tui.series import decimate
 from traintop.tui.summary import fmt_value
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -42,13 +41,19 @@ class TermRow:
     trend: str  # ↓ ↑ → or " " when there is too little to tell
 
 
-def trend_arrow(ema: np.ndarray) -> str:
-    """``↓`` / ``↑`` / ``→`` from the EMA now against the EMA a fifth of the window back."""
-    finite = ema[np.isfinite(ema)]
-    if len(finite) < 5:
+def _finite_before(values: np.ndarray, i: int, lo: int, look: int = 200) -> float | None:
+    """The last finite value at or before index ``i`` (not before ``lo``, at most ``look`` back)."""
+    if i < lo:
+        return None
+    part = values[max(lo, i - look):i + 1]
+    fin = np.flatnonzero(np.isfinite(part))
+    return float(part[fin[-1]]) if len(fin) else None
+
+
+def trend_arrow(now: float | None, back: float | None) -> str:
+    """``↓`` / ``↑`` / ``→`` from the EMA now against the EMA a fifth of the visible window back."""
+    if now is None or back is None:
         return " "
-    back = float(finite[-max(2, int(len(finite) * TREND_SHARE))])
-    now = float(finite[-1])
     change = (now - back) / max(abs(back), 1e-12)
     if abs(change) < TREND_TOLERANCE:
         return "→"
@@ -56,22 +61,39 @@ def trend_arrow(ema: np.ndarray) -> str:
 
 
 def term_row(term: str, steps: np.ndarray, raw: np.ndarray, ema: np.ndarray | None, zone: str | None,
-             window: tuple[float, float] | None, cells: int) -> TermRow:
-    """The row of ``term`` over the visible ``window`` of steps (``None``: the whole run)."""
-    finite = np.flatnonzero(np.isfinite(raw))
-    last = float(raw[finite[-1]]) if len(finite) else None
-    if len(steps) == 0:
+             window: tuple[float, float] | None, cells: int, start: int = 0) -> TermRow:
+    """The row of ``term`` over the visible ``window`` of steps (``None``: the whole run).
+
+    Only rows from ``start`` (the latest segment: steps rise from there) are read, and only
+    ``cells`` + a few of them — the cost does not grow with the run.
+    """
+    n = len(steps)
+    last = _finite_before(raw, n - 1, 0, look=500)
+    if n == 0:
         return TermRow(term, (), zone, last, None, " ")
-    x0, x1 = window if window else (float(steps.min()), float(steps.max()))
-    spark = decimate(steps, raw, x0, x1 if x1 > x0 else x0 + 1, max(1, cells)).last if cells > 0 else np.empty(0)
-    ema_last, arrow = None, " "
-    if ema is not None and len(ema):
-        keep = (steps >= x0) & (steps <= x1)
-        seen = ema[keep] if keep.any() else ema
-        fin = np.flatnonzero(np.isfinite(seen))
-        ema_last = float(seen[fin[-1]]) if len(fin) else None
-        arrow = trend_arrow(seen)
-    return TermRow(term, tuple(float(v) for v in spark), zone, last, ema_last, arrow)
+    if window is None:  # the whole run: by row, so a resume that went back in steps is drawn in time order
+        i0, i1 = 0, n
+    else:  # a window of steps: in the latest segment, where steps rise
+        seg = steps[start:n]
+        i0 = start + int(np.searchsorted(seg, window[0], side="left"))
+        i1 = start + int(np.searchsorted(seg, window[1], side="right"))  # rows [i0, i1) are visible
+    spark: tuple[float, ...] = ()
+    if cells > 0 and i1 > i0:
+        if window is None:
+            idx = i0 + (np.arange(1, cells + 1) * (i1 - i0)) // cells - 1
+        else:  # the value at the right edge of each cell (as the chart's "last" per column), by binary search
+            x0, x1 = window
+            edges = x0 + (x1 - x0) * np.arange(1, cells + 1) / cells
+            idx = start + np.searchsorted(steps[start:n], edges, side="right") - 1
+        vals = raw[np.clip(idx, 0, n - 1)].astype(np.float64)
+        vals[(idx < i0) | (idx >= i1)] = np.nan
+        spark = tuple(float(v) for v in vals)
+    ema_now = ema_back = None
+    if ema is not None and i1 > i0:
+        ema_now = _finite_before(ema, i1 - 1, i0)
+        back = i1 - 1 - max(1, int((i1 - i0) * TREND_SHARE))
+        ema_back = _finite_before(ema, back, i0) if i1 - i0 >= 5 else None
+    return TermRow(term, spark, zone, last, ema_now, trend_arrow(ema_now, ema_back))
 
 
 def spark_text(values: tuple[float, ...], colour: str) -> Text:
