@@ -152,3 +152,27 @@ def test_term_row_reads_the_visible_window() -> None:
     assert flat.trend == "→" and spark_text(flat.spark, "cyan").plain == "▄▄▄▄"
     empty = term_row("x", steps[:0], raw[:0], None, None, None, 4)
     assert empty.spark == () and empty.last is None and empty.trend == " "
+
+
+async def test_failed_samples_are_an_alert_with_the_sample_fix(logs: Path) -> None:
+    from traintop.tui.widgets.alerts import AlertsPane
+    from traintop.tui.widgets.samples import SampleList
+
+    run = small_run(logs, "xtts-20261121-120000")
+    err = "AttributeError: 'NoneType' object has no attribute 'get_seq_length'"
+    append_events(run, *[("sample", {"step": 120, "text": f"t{i}", "wav": None, "reference": None, "mel": None,
+                                     "error": err}) for i in range(3)], clock=FixedClock(run_clock(run).t - 4))
+    app = make_app(run, run_clock(run))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        line = str(app.screen.query_one(AlertLine).render())
+        assert "WARNING" in line and "f sample" in line and "sampling failed at step 120" in line
+        await pilot.press("5")
+        samples = app.screen.query_one(SampleList)
+        assert all("failed" in str(samples.get_option_at_index(i).prompt) for i in range(samples.option_count))
+        await pilot.press("2")
+        pane = app.screen.query_one(AlertsPane)
+        assert [s.label for s in pane.suggestions] == ["sample"]
+        await pilot.press("f")
+        await wait_for(pilot, lambda: len(control_lines(run)) == 1, what="the sample command")
+        assert control_lines(run)[0]["cmd"] == "sample"
