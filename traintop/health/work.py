@@ -84,7 +84,7 @@ class WorkWatch:
                 emit(kind, Signal(False, step), severity, specs)
             return
         t.failed += 1
-        t.last_error = error_text(d.get("error"))
+        t.last_error = error_text(d.get("error")) or "no error text was given"
         if not t.active:
             t.active, t.first_step = True, step
             emit(kind, Signal(True, step, f"{what} failed at step {step}: {t.last_error}",
