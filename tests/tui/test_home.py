@@ -176,3 +176,33 @@ async def test_failed_samples_are_an_alert_with_the_sample_fix(logs: Path) -> No
         await pilot.press("f")
         await wait_for(pilot, lambda: len(control_lines(run)) == 1, what="the sample command")
         assert control_lines(run)[0]["cmd"] == "sample"
+
+
+async def test_clicking_a_row_selects_its_term(seed: Path) -> None:
+    app = make_app(seed, run_clock(seed))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        charts = app.screen.query_one(ChartsPane)
+        await pilot.click(TermTable, offset=(3, 1))  # the second row: speaker
+        assert charts.current_term() == "speaker" and charts.picked
+        assert app.screen.query_one(TermTable).selected == "speaker"
+
+
+async def test_the_palette_applies_the_selected_fix(seed: Path) -> None:
+    from traintop.tui.widgets.alerts import AlertsPane
+
+    app = make_app(seed, run_clock(seed))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2")
+        pane = app.screen.query_one(AlertsPane)
+        await wait_for(pilot, lambda: bool(pane.suggestions), what="suggestions")
+        chosen = pane.suggestions[-1]
+        pane.highlighted = pane.get_option_index(next(k for k, v in pane._refs.items() if v == chosen))
+        commands = [c for c in app.get_system_commands(app.screen) if c.title == "Apply the selected fix"]
+        assert len(commands) == 1
+        commands[0].callback()
+        if chosen.cmd == "stop":
+            await pilot.press("y")
+        await wait_for(pilot, lambda: len(control_lines(seed)) == 1, what="the selected fix")
+        assert control_lines(seed)[0]["cmd"] == chosen.cmd

@@ -26,6 +26,8 @@ PALETTE: list[tuple[str, str, str, tuple]] = [
     ("Learning rate", "set the learning rate", "lr", ()),
     ("Apply the worst alert's fix", "send the first suggested command of the worst active alert (f)",
      "apply_worst", ()),
+    ("Apply the selected fix", "send the suggestion highlighted in the alerts pane (f / Enter there)",
+     "apply_selected", ()),
     *[(f"Pane: {title}", f"show the {title.lower()} pane ({i + 1})", "pane", (name,))
       for i, (name, title) in enumerate(zip(PANES, PANE_TITLES))],
     ("Next chart", "select the next term's chart (] or ↓)", "cycle", (1,)),

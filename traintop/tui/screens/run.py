@@ -344,6 +344,14 @@ class RunScreen(RunControl, Screen[None]):
         self.app.switch_screen(RunsScreen(self.live.run_dir.parent, clock=self.clock,
                                           monitor_factory=getattr(app, "monitor_factory", None)))
 
+    def action_apply_selected(self) -> None:
+        """Apply the suggestion highlighted in the alerts pane (f / Enter there)."""
+        pane = self.query_one(AlertsPane)
+        if pane.highlighted_option is None or not pane.suggestions:
+            self.notify("no suggestion is selected; pick one in 2 Alerts", timeout=3)
+            return
+        pane.action_apply()
+
     def action_apply_worst(self) -> None:
         """Apply the first suggested fix of the worst active alert (the one under the term table)."""
         alerts = list(self.live.alerts)

@@ -100,6 +100,12 @@ class ChartsPane(Container, can_focus=True):
                 zone = None
         return zone
 
+    def on_term_table_picked(self, event: TermTable.Picked) -> None:
+        """A clicked row selects its term's chart."""
+        terms = list(self._charts)
+        if event.term in terms:
+            self.action_cycle(terms.index(event.term) - self.current)
+
     def show_alerts(self, alerts: list[Any], worst: Any) -> None:
         """The worst active alert (and the worst so far) in the line under the table."""
         self.query_one(AlertLine).show(alerts, worst)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from rich.style import Style
 from rich.text import Text
+from textual.events import Click
+from textual.message import Message
 from textual.widget import Widget
 
 from traintop.tui.summary import fmt_value
@@ -133,10 +135,24 @@ class TermTable(Widget):
 
     DEFAULT_CSS = "TermTable { height: auto; }"
 
+    class Picked(Message):
+        """A person clicked a term's row (the keyboard does the same with ``[`` / ``]``)."""
+
+        def __init__(self, term: str) -> None:
+            self.term = term
+            super().__init__()
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rows: list[TermRow] = []
         self.selected: str | None = None
+        self._top = 0
+
+    def on_click(self, event: Click) -> None:
+        """The clicked row's term becomes the selected one."""
+        i = self._top + event.y
+        if 0 <= i < len(self.rows):
+            self.post_message(self.Picked(self.rows[i].term))
 
     def show(self, rows: list[TermRow], selected: str | None) -> None:
         """Redraw with ``rows``; ``selected`` is highlighted."""
@@ -160,6 +176,7 @@ class TermTable(Widget):
         nw, cells = column_widths([r.term for r in self.rows], width)
         pick = next((i for i, r in enumerate(self.rows) if r.term == self.selected), 0)
         top = min(max(0, pick - height + 1), max(0, len(self.rows) - height))  # keep the selected row in view
+        self._top = top
         out = Text(no_wrap=True, overflow="ellipsis")
         for i, row in enumerate(self.rows[top:top + height]):
             if i:
