@@ -82,7 +82,7 @@ def term_row(term: str, steps: np.ndarray, raw: np.ndarray, ema: np.ndarray | No
     spark: tuple[float, ...] = ()
     if cells > 0 and i1 > i0:
         if window is None:
-            idx = i0 + (np.arange(1, cells + 1) * (i1 - i0)) // cells - 1
+            idx = i0 - (-(np.arange(1, cells + 1) * (i1 - i0)) // cells) - 1  # ceil: the first cell has a row
         else:  # the value at the right edge of each cell (as the chart's "last" per column), by binary search
             x0, x1 = window
             edges = x0 + (x1 - x0) * np.arange(1, cells + 1) / cells
