@@ -135,7 +135,7 @@ def test_failed_samples_are_alerts_and_never_counted_as_samples(tmp_path: Path) 
     assert a["evidence"]["failed"] == 7 and a["evidence"]["succeeded"] == 0
     assert [s["label"] for s in a["suggestions"]] == ["sample"]
     assert report["samples"] == {"made": 0, "failed": 7}
-    assert "listen: 0 samples in samples/, 7 failed" in _check(report)["the test audio sounds like the target voice"][
+    assert "listen: 0 samples, 7 failed" in _check(report)["the test audio sounds like the target voice"][
         "detail"]
     assert report["verdict"] == "warning"
     assert_agree(report)

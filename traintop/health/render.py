@@ -33,7 +33,8 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
         console = Console(highlight=False, width=PIPE_WIDTH if piped else None)
     epoch = report.get("epoch")
     planned = report.get("planned_epochs")
-    where = f"step {report.get('step')}, epoch {epoch}" + (f"/{planned}" if planned else "")
+    step = report.get("step")
+    where = ("no step yet" if step is None else f"step {step}, epoch {epoch}" + (f"/{planned}" if planned else ""))
     console.print(f"[bold]{run_dir}[/bold]  {report.get('status')} · {where} · profile {report.get('profile')}")
     wide = console.width >= 110  # at 80 columns the verdict needs the room of role / weight / eval
     cols = ["term", "role", "weight", "last", "ema", "eval", "zone", "verdict"] if wide else \

@@ -129,7 +129,7 @@ def _saved_item(history: Any, ended: bool) -> dict[str, Any]:
 def _samples_item(history: Any) -> dict[str, Any]:
     failed = sum(1 for s in history.samples if s.get("error") is not None)
     made = len(history.samples) - failed
-    detail = f"listen: {made} sample{'s' * (made != 1)} in samples/, {failed} failed"
+    detail = f"listen: {made} sample{'s' * (made != 1)}, {failed} failed" + (" (in samples/)" if made else "")
     return _item("the test audio sounds like the target voice", None, detail)
 
 
