@@ -52,6 +52,11 @@ def _finite_before(values: np.ndarray, i: int, lo: int, look: int = 200) -> floa
     return float(part[fin[-1]]) if len(fin) else None
 
 
+def _as(steps: np.ndarray, keys: Any) -> Any:
+    """Search keys in the steps' own dtype: a float key would make numpy convert the whole column."""
+    return np.asarray(keys).astype(steps.dtype) if steps.dtype.kind in "iu" else keys
+
+
 def trend_arrow(now: float | None, back: float | None) -> str:
     """``↓`` / ``↑`` / ``→`` from the EMA now against the EMA a fifth of the visible window back."""
     if now is None or back is None:
@@ -77,8 +82,8 @@ def term_row(term: str, steps: np.ndarray, raw: np.ndarray, ema: np.ndarray | No
         i0, i1 = 0, n
     else:  # a window of steps: in the latest segment, where steps rise
         seg = steps[start:n]
-        i0 = start + int(np.searchsorted(seg, window[0], side="left"))
-        i1 = start + int(np.searchsorted(seg, window[1], side="right"))  # rows [i0, i1) are visible
+        i0 = start + int(np.searchsorted(seg, _as(seg, math.ceil(window[0])), side="left"))
+        i1 = start + int(np.searchsorted(seg, _as(seg, math.floor(window[1])), side="right"))  # rows [i0, i1)
     spark: tuple[float, ...] = ()
     if cells > 0 and i1 > i0:
         if window is None:
@@ -86,7 +91,7 @@ def term_row(term: str, steps: np.ndarray, raw: np.ndarray, ema: np.ndarray | No
         else:  # the value at the right edge of each cell (as the chart's "last" per column), by binary search
             x0, x1 = window
             edges = x0 + (x1 - x0) * np.arange(1, cells + 1) / cells
-            idx = start + np.searchsorted(steps[start:n], edges, side="right") - 1
+            idx = start + np.searchsorted(steps[start:n], _as(steps, np.floor(edges)), side="right") - 1
         vals = raw[np.clip(idx, 0, n - 1)].astype(np.float64)
         vals[(idx < i0) | (idx >= i1)] = np.nan
         spark = tuple(float(v) for v in vals)
