@@ -206,3 +206,19 @@ async def test_the_palette_applies_the_selected_fix(seed: Path) -> None:
             await pilot.press("y")
         await wait_for(pilot, lambda: len(control_lines(seed)) == 1, what="the selected fix")
         assert control_lines(seed)[0]["cmd"] == chosen.cmd
+
+
+def test_alert_line_keeps_the_key_and_the_worst_so_far_first() -> None:
+    from traintop.health.alerts import Alert, Suggestion
+    from traintop.tui.widgets.term_table import alert_line
+
+    now = Alert("plateau:total:10", "warning", "plateau", "total", 10, "total: no improvement for 20 epoch means",
+                suggestions=[Suggestion.make("scale_lr", {"factor": 0.8})])
+    past = Alert("zone:total:5", "critical", "zone", "total", 5, "total: severe overfitting", active=False,
+                 ended_step=9)
+    line = alert_line([now, now], past, 80).plain
+    assert line.startswith(" WARNING  total  f scale_lr 0.8  worst so far: critical zone total at step 5")
+    assert len(line) <= 80
+    quiet = alert_line([], past, 80).plain
+    assert "no active alerts" in quiet and "worst so far: critical zone total at step 5" in quiet
+    assert alert_line([], None, 80).plain == " no active alerts"

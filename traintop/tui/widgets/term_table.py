@@ -206,7 +206,11 @@ class TermTable(Widget):
 
 
 def alert_line(alerts: list[Any], worst: Any, width: int) -> Text:
-    """The worst active alert with the key that applies its fix, and the worst so far beside it."""
+    """The worst active alert with the key that applies its fix, and the worst so far beside it.
+
+    What must stay readable comes first (severity, term, key and command, the worst so far when it
+    was worse than now, how many more); the alert's own message fills what is left.
+    """
     t = Text(no_wrap=True, overflow="ellipsis")
     top = alerts[0] if alerts else None
     if top is None:
@@ -218,16 +222,13 @@ def alert_line(alerts: list[Any], worst: Any, width: int) -> Text:
         if fixes:
             t.append("  f", style="bold reverse")
             t.append(f" {fixes[0].label}", style="bold")
-        more = len(alerts) - 1
+    if worst is not None and (top is None or worst.rank > top.rank):
+        t.append(f"  worst so far: {worst.severity} {worst.kind} {worst.term or 'run'} at step {worst.step}",
+                 style="yellow" if worst.rank < 2 else "red")
+    if len(alerts) > 1:
+        t.append(f"  +{len(alerts) - 1} more in 2 Alerts", style="dim")
+    if top is not None:
         t.append(f"  {_after_term(top)}")
-        if more:
-            t.append(f"  (+{more}: 2)", style="dim")
-    if worst is not None and (top is None or worst.rank > top.rank or not worst.active):
-        tail = Text(f"  worst so far: {worst.severity} {worst.kind} {worst.term or 'run'} at step {worst.step}",
-                    style="dim")
-        room = width - len(t)
-        if room >= len(tail.plain) or top is None:
-            t.append_text(tail)
     t.truncate(max(1, width), overflow="ellipsis")
     return t
 
