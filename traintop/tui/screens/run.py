@@ -252,7 +252,7 @@ class RunScreen(RunControl, Screen[None]):
         n_alerts = len(self.live.alerts)
         width = self.size.width
         last = self.sent.latest()
-        status = ""
+        status, st, reason = "", "", ""
         if last is not None:
             st, reason = self._status_of(last.command.id)
             status = f"  {last.command.describe()}: {st}" + (f" ({reason})" if reason else "")
@@ -264,7 +264,6 @@ class RunScreen(RunControl, Screen[None]):
             t.append(f" {i + 1}", style=style or "dim")
             t.append(f" {label} ", style=style)
         if last is not None:
-            st, reason = self._status_of(last.command.id)
             t.append(f"  {last.command.describe()}: ", style="bold")
             t.append(st + (f" ({reason})" if reason else ""), style="green" if st == "applied" else "yellow")
         if self._changed("tabs", (t.markup, width)):

@@ -80,7 +80,8 @@ class ChartsPane(Container, can_focus=True):
             rows = []
             for term in terms:
                 raw = h.steps["total"] if term == TOTAL else h.steps.term(term)
-                ema = live.smoothed(term, raw, False, view.strength) if len(raw) else None
+                # like the charts: a long series not smoothed yet by the reader thread shows no EMA for now
+                ema = live.smoothed(term, raw, False, view.strength, wait_for_warm=True) if len(raw) else None
                 rows.append(term_row(term, steps, raw, ema, self._zone(term), window, cells, start))
         if not self.picked:
             worst = worst_term(rows)
