@@ -222,3 +222,20 @@ def test_alert_line_keeps_the_key_and_the_worst_so_far_first() -> None:
     quiet = alert_line([], past, 80).plain
     assert "no active alerts" in quiet and "worst so far: critical zone total at step 5" in quiet
     assert alert_line([], None, 80).plain == " no active alerts"
+
+
+async def test_the_runs_list_shows_an_ended_runs_worst_alert(logs: Path) -> None:
+    import numpy as np
+
+    from tests.health.runs import SEED_COURSE, interp, seed_curves, write_run
+
+    def total(epoch: int, k: int, step: int, _losses: dict) -> float:
+        return 0.09 * 0.97 ** (epoch - 58 + k / 10) if epoch >= 58 else interp(SEED_COURSE["total"], epoch + k / 10)
+
+    write_run(logs / "overfit-early", 100, seed_curves(np.random.default_rng(0), noise=0.01), total=total)
+    app = make_app(logs)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen)
+                       and app.screen.query_one("#runs").row_count == 1, what="the run listed")
+        row = [str(c) for c in app.screen.query_one("#runs").get_row_at(0)]
+        assert "completed" in row and any(c.startswith("critical: total: ") for c in row), row

@@ -43,6 +43,11 @@ def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path,
             if monitor is not None:
                 monitor.update(history, now)
                 alerts = list(monitor.active_alerts())
+                worst = monitor.worst
+                # an ended run is judged over all of it: a critical that ended before the end still shows
+                if history.run_end is not None and worst is not None and worst.rank > max(
+                        (a.rank for a in alerts), default=-1):
+                    alerts.insert(0, worst)
         except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
             alerts = []
         out.append((run, summarize(run.name, history, now, alerts)))
