@@ -16,6 +16,7 @@ from typing import Any
 from trainer import Trainer
 from trainer.generic_utils import KeepAverage
 
+from traintop.protocol.control import MAX_LR, MIN_LR
 from traintop.trainer.bundle import ModelBundle
 from traintop.trainer.checkpoint import (
     BEST_NAME,
@@ -27,7 +28,7 @@ from traintop.trainer.checkpoint import (
 from traintop.trainer.distributed import BoundaryEffects, CommandBroadcast, mirror
 from traintop.trainer.run import CommandRejected, Run
 from traintop.trainer.samples import take_samples
-from traintop.trainer.schedule import scale_schedule
+from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
 NONFINITE_ALERT_EVERY = 50  # in a streak of non-finite steps, alert on the first and every 50th
 
@@ -110,6 +111,7 @@ class Instrumentation:
         self.last_saved_step = -1
         self.broadcast = CommandBroadcast()
         self._lr_factor = 1.0  # applied on rank 0 since the last boundary, for the other ranks
+        self._lr_value: float | None = None  # a rate set outright since the last boundary
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -159,18 +161,7 @@ class Instrumentation:
         if run.should_stop and run.stop_reason == "interrupted":  # set by the signal handler
             run.stop_reason = "interrupted (Ctrl-C)"
             run.emit_state("stopping")
-        effects = None
-        if self.broadcast.rank == 0:
-            self._commands(trainer)
-            effects = BoundaryEffects(dict(run.weights), self._lr_factor, run.should_stop)
-            self._lr_factor = 1.0
-        shared = self.broadcast.share(effects)  # every rank changes at the same step
-        if self.broadcast.rank != 0:
-            mirror(shared, self._mirror_weight, trainer.optimizer, trainer.scheduler)
-            run.should_stop = shared.stop
-        if run.should_stop:
-            self.save(trainer)
-            raise StopTraining("stopped", None if run.stop_reason == "stop command" else run.stop_reason)
+        self.boundary(trainer)
         every = self.cadence.get("save_every")
         if every and step % every == 0:
             self.save(trainer)
@@ -178,6 +169,27 @@ class Instrumentation:
             self._eval_now(trainer)  # the last step evaluates (and samples, on cadence) and saves
             self.save(trainer)
             raise StopTraining("completed")
+
+    def boundary(self, trainer: Any) -> None:
+        """Commands (and a pause) at a step boundary, the same on every rank; stop when asked.
+
+        Also called once before the first step, so a resumed run replays the commands that came
+        after its checkpoint, and stays paused if it was, before it trains a step.
+        """
+        run = self.run
+        effects = None
+        if self.broadcast.rank == 0:
+            self._commands(trainer)
+            effects = BoundaryEffects(dict(run.weights), self._lr_factor, run.should_stop,
+                                      self._lr_value)
+            self._lr_factor, self._lr_value = 1.0, None
+        shared = self.broadcast.share(effects)  # every rank changes at the same step
+        if self.broadcast.rank != 0:
+            mirror(shared, self._mirror_weight, trainer.optimizer, trainer.scheduler)
+            run.should_stop = shared.stop
+        if run.should_stop:
+            self.save(trainer)
+            raise StopTraining("stopped", None if run.stop_reason == "stop command" else run.stop_reason)
 
     def _emit_step(self, trainer: Any, loss_dict: dict[str, Any], step_time: float,
                    loader_time: float) -> None:
@@ -275,10 +287,21 @@ class Instrumentation:
     def _set_lr(self, trainer: Any, value: float | None = None,
                 factor: float | None = None) -> dict[str, Any]:
         current = trainer.optimizer[0].param_groups[0]["lr"]
-        if factor is None:
-            if not current > 0:
-                raise CommandRejected("set_lr: the current learning rate is 0, nothing to scale")
-            factor = float(value) / current
+        usable = math.isfinite(current) and current >= MIN_LR
+        if factor is not None:
+            new = current * factor
+            if not usable or not (math.isfinite(new) and MIN_LR <= new <= MAX_LR):
+                raise CommandRejected(
+                    f"scale_lr {factor:g}: the learning rate would go from {current:g} to {new:g}, "
+                    f"outside [{MIN_LR:g}, {MAX_LR:g}]; set one with set_lr instead")
+        elif usable:
+            factor = float(value) / current  # scaling keeps the ratio between optimizers
+        else:  # a rate of 0 (or a denormal) cannot be scaled back: set it outright
+            for opt, sched in zip(trainer.optimizer, trainer.scheduler, strict=False):
+                set_schedule_rate(opt, sched, float(value))
+            self._lr_factor, self._lr_value = 1.0, float(value)  # other ranks set it outright too
+            self.run.lr = trainer.optimizer[0].param_groups[0]["lr"]
+            return {"lr": self.run.lr, "previous": current, "from_step": trainer.total_steps_done + 1}
         for opt, sched in zip(trainer.optimizer, trainer.scheduler, strict=False):
             scale_schedule(opt, sched, factor)
         self._lr_factor *= factor

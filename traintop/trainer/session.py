@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol.control import ControlState
 from traintop.trainer.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -167,7 +166,7 @@ def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
                         planned_steps=max_steps, planned_epochs=t["epochs"],
                         resumed_from=({"run_dir": str(run_dir), "step": ckpt["step"],
                                        "checkpoint": str(ckpt_path)} if ckpt else None),
-                        control_state=ControlState.from_dict(run_state.get("control")),
+                        resume_state=run_state if ckpt else None,
                         system_interval=float(recipe["cadence"]["system_every"]))
     step = int(ckpt["step"]) if ckpt else 0
     run.step = step
@@ -239,6 +238,7 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
                                   max_steps, log)
     with _stop_on_signals(run):
         try:
+            inst.boundary(trainer)  # replays after a resume, and a saved pause, before any step
             trainer._fit()  # coqui's loop, without fit()'s sys.exit and folder removal
             inst.save(trainer)
             status, error = "completed", None
