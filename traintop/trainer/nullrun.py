@@ -76,6 +76,7 @@ class NullRun(Run):
         self.poll_interval = 0.1
         self._handlers = {}
         self._deferred = []
+        self._deferred_at = {}
         self._returned = {}
         self._inflight = None
         self._previous = AckHistory()

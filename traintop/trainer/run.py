@@ -97,6 +97,7 @@ class Run:
         self.poll_interval = poll_interval
         self._handlers: dict[str, Handler] = {}
         self._deferred: list[Decision] = []
+        self._deferred_at: dict[str, int] = {}  # id -> step of its deferred ack (checkpoints keep it)
         self._returned: dict[str, Decision] = {}  # handed to the caller, awaiting its ack
         self._inflight: Decision | None = None  # the command whose handler runs now (a save)
         self._previous = AckHistory()
@@ -286,6 +287,7 @@ class Run:
             return []
         if self.paused and d.command.cmd not in WHILE_PAUSED:
             self._deferred.append(d)  # eval / sample wait for resume, as promised in the ack
+            self._deferred_at[d.id or ""] = self.step
             self._answer(d, "deferred", "paused: runs after resume")
             return []
         return self._apply(d)
@@ -377,6 +379,7 @@ class Run:
         return {"weights": dict(self.weights), "lr": self.lr,
                 "control": self.control.snapshot(d).to_dict(), "seq": self.writer.next_seq,
                 "events_offset": self.writer.size(), "paused": self.paused,
+                "deferred": {x.id: self._deferred_at.get(x.id or "") for x in self._deferred},
                 "inflight": {"id": d.id, "cmd": d.command.cmd if d.command else None} if d else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -391,6 +394,8 @@ class Run:
             self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
                                          state=ControlState.from_dict(state["control"]))
         self._previous = AckHistory.since(self.writer.path, state.get("events_offset"))
+        for cid, step in (state.get("deferred") or {}).items():  # deferred before the checkpoint
+            self._previous.any.setdefault(cid, step)
 
     def _answer_inflight(self) -> None:
         """The command a checkpoint was written for, whose ack the restart may have lost."""
