@@ -79,13 +79,24 @@ def _checklist(history: Any, mon: HealthMonitor, profile: HealthProfile, terms: 
     return items
 
 
+def data_issues(history: Any) -> dict[str, Any]:
+    """What the reader skipped or saw replaced: bad lines, seq gaps and duplicates, restarts."""
+    notices = list(getattr(history, "notices", []))
+    return {"bad_lines": int(getattr(history, "bad_lines", 0)),
+            "seq_gaps": int(getattr(history, "seq_gaps", 0)),
+            "duplicates": int(getattr(history, "duplicates", 0)),
+            "restarted": sum(1 for n in notices if n.kind in ("truncated", "replaced")),
+            "notices": [{"kind": n.kind, "offset": n.offset, "message": n.message} for n in notices[:20]]}
+
+
 def build_report(history: Any, profile: HealthProfile, now: float | None = None,
                  monitor: HealthMonitor | None = None) -> dict[str, Any]:
     """Judge ``history`` with ``profile`` (or an already updated ``monitor``) into one report dict.
 
     Keys: ``run``, ``profile``, ``status``, ``step``, ``epoch``, ``terms`` {name: {``last``, ``ema``,
     ``zone``, ``role``, ``weight``, ``eval``, ``trend``, ``verdict``}}, ``alerts`` (active ones, worst
-    first), ``ended_alerts``, ``checklist`` [{``item``, ``ok``, ``detail``}] and ``verdict``.
+    first), ``ended_alerts``, ``checklist`` [{``item``, ``ok``, ``detail``}], ``verdict`` and ``data`` (what
+    was skipped, truncated or replaced while reading; see ``data_issues``).
     """
     mon = monitor or HealthMonitor(profile)
     if monitor is None:
@@ -117,4 +128,5 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
         "terms": table, "alerts": [a.to_dict() for a in active],
         "ended_alerts": [a.to_dict() for a in mon.alerts if not a.active],
         "checklist": _checklist(history, mon, profile, terms), "verdict": VERDICTS[worst],
+        "data": data_issues(history),
     }

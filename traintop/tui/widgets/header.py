@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from traintop.protocol.text import shown
 from traintop.tui.summary import RunSummary, fmt_duration
 
 STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold yellow",
@@ -15,8 +16,8 @@ STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "b
 def header_text(s: RunSummary, width: int) -> Text:
     """The header line(s) for a summary, shortened to fit ``width``."""
     t = Text()
-    t.append(f" {s.name} ", style="bold reverse")
-    t.append(f" {s.recipe} ", style="dim")
+    t.append(f" {shown(s.name)} ", style="bold reverse")
+    t.append(f" {shown(s.recipe)} ", style="dim")
     t.append(f" {s.status.upper()} ", style=STATUS_STYLE.get(s.status, "bold"))
     step = "–" if s.step is None else f"{s.step:,}"
     if s.planned_steps:
