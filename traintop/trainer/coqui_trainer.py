@@ -123,8 +123,8 @@ class Instrumentation:
         run.on("save", lambda c: {"path": str(self.save(trainer)), "step": trainer.total_steps_done})
         run.on("eval", lambda c: self._eval_now(trainer))
         run.on("sample", lambda c: self._sample_command(trainer))
-        run.on("set_lr", lambda c: self._set_lr(trainer, value=c.args["value"]))
-        run.on("scale_lr", lambda c: self._set_lr(trainer, factor=c.args["factor"]))
+        run.on("set_lr", lambda c: self.change_lr(trainer, value=c.args["value"]))
+        run.on("scale_lr", lambda c: self.change_lr(trainer, factor=c.args["factor"]))
         model = trainer._get_model()
         orig_backward, orig_clip = model.before_backward_pass, model.before_gradient_clipping
 
@@ -284,8 +284,13 @@ class Instrumentation:
             raise CommandRejected(f"sampling failed: {errors[0]}")
         return {"wavs": [str(r["wav"]) for r in results]}
 
-    def _set_lr(self, trainer: Any, value: float | None = None,
-                factor: float | None = None) -> dict[str, Any]:
+    def change_lr(self, trainer: Any, value: float | None = None,
+                  factor: float | None = None) -> dict[str, Any]:
+        """``set_lr`` (``value``) / ``scale_lr`` (``factor``) on every optimizer and its schedule.
+
+        A result that is not finite or outside [MIN_LR, MAX_LR] is refused with the numbers; a
+        rate of 0 (an old checkpoint) is repaired by ``set_lr``, which then sets it outright.
+        """
         current = trainer.optimizer[0].param_groups[0]["lr"]
         usable = math.isfinite(current) and current >= MIN_LR
         if factor is not None:

@@ -141,6 +141,10 @@ class Run:
             return
         self._ended = True
         self.monitor.stop()
+        for d in self._deferred:  # every command gets a final answer, even one a pause held back
+            self._emit_ack(d.id, "rejected", f"the run ended ({status}) before it could run "
+                           f"{d.command.cmd if d.command else 'it'}")
+        self._deferred = []
         try:
             self.writer.emit_final("run_end", status=status,
                                    step=self.step if step is None else step, error=error)

@@ -105,9 +105,28 @@ def _stop_on_signals(run: Run) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _model_key_types(model: str) -> dict[str, Any]:
+    """The type of each model-section key we convert ourselves (``int("two")`` must not be the first word)."""
+    num = (int, float)
+    if model == "xtts":
+        from traintop.trainer.coqui_xtts import FULL_KEYS, TINY_KEYS
+
+        return {**{k: int for k in TINY_KEYS}, **{k: str for k in FULL_KEYS}, "tiny": bool,
+                "gpt_cond_len": num, "temperature": num}
+    from traintop.trainer.coqui_vits import TINY_DEFAULTS
+
+    return {**{k: num if isinstance(v, float) else type(v) for k, v in TINY_DEFAULTS.items()},
+            "tiny": bool, "speaker_consistency": bool, "narrow_discriminator": bool,
+            "lr_disc": num, "checkpoint": (str, type(None)), "speaker_encoder_model": (str, type(None)),
+            "speaker_encoder_config": (str, type(None))}
+
+
 def preflight(recipe: dict[str, Any], where: str) -> None:
     """Refuse a recipe whose files or data are unusable, before any run directory exists."""
-    if recipe["model"] == "xtts":
+    from traintop.trainer.config import check_section_types
+
+    model = recipe["model"]
+    if model == "xtts":
         from traintop.trainer.coqui_xtts import check_xtts_section
 
         check_xtts_section(recipe["xtts"], where)
@@ -115,6 +134,7 @@ def preflight(recipe: dict[str, Any], where: str) -> None:
         from traintop.trainer.coqui_vits import check_vits_section
 
         check_vits_section(recipe["vits"], where)
+    check_section_types(recipe[model], _model_key_types(model), model, where)
     if recipe["dataset"]["path"] != "demo":
         d = recipe["dataset"]
         load_metadata(Path(d["path"]).expanduser(), d["formatter"], d["meta_file"], d["language"])
