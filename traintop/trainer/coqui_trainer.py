@@ -109,6 +109,7 @@ class Instrumentation:
         self._bad_losses: list[str] = []
         self._trainer: Any = None
         self.last_saved_step = -1
+        self._saved_key: dict[str, Any] | None = None  # the resume state last written at that step
         self.broadcast = CommandBroadcast()
         self._lr_factor = 1.0  # applied on rank 0 since the last boundary, for the other ranks
         self._lr_value: float | None = None  # a rate set outright since the last boundary
@@ -330,12 +331,15 @@ class Instrumentation:
             return self.ckpt_dir / f"checkpoint_{step}.pth"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"checkpoint_{step}.pth"
-        if self.last_saved_step != step or not path.is_file():
-            state = build_state(trainer, self.traintop_state(trainer),
-                                {"train_loss": None, "eval_loss": metric},
+        resume_state = self.traintop_state(trainer)
+        # at the same step a command may have changed weights, lr, pause or the commands handled
+        key = {**resume_state, "run": {k: v for k, v in resume_state["run"].items()
+                                       if k not in ("seq", "events_offset", "inflight")}}
+        if self.last_saved_step != step or key != self._saved_key or not path.is_file():
+            state = build_state(trainer, resume_state, {"train_loss": None, "eval_loss": metric},
                                 exclude=self.bundle.checkpoint_exclude)
             atomic_torch_save(state, path)
-            self.last_saved_step = step
+            self.last_saved_step, self._saved_key = step, key
             self.run.log_checkpoint(step, path, is_best=False, metric=metric)
             keep_last(self.ckpt_dir, int(self.cadence.get("keep_checkpoints", 3)))
         if best:
