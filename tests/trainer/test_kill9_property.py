@@ -95,10 +95,15 @@ def _temporaries(run_dir: Path) -> list[Path]:
             for p in d.iterdir() if p.name.endswith(".tmp")]
 
 
-def _kill_at_random(p: TrainerProcess, rng: random.Random, batch: list[Command], seq: int) -> str:
-    """SIGKILL ``p`` at a random moment; return which kind of moment it was."""
-    how = rng.choice(["at once", "delay", "after acks", "mid-checkpoint"])
-    if how == "delay":
+MOMENTS = ("mid-checkpoint", "at once", "delay", "after acks")
+
+
+def _kill_at_random(p: TrainerProcess, rng: random.Random, batch: list[Command], seq: int,
+                    how: str) -> str:
+    """SIGKILL ``p`` at a random moment of kind ``how``; return what it turned out to be."""
+    if how == "at once":
+        time.sleep(rng.uniform(0.0, 0.2))
+    elif how == "delay":
         time.sleep(rng.uniform(0.0, 3.0))
     elif how == "after acks":
         deadline = time.monotonic() + 60
@@ -153,13 +158,16 @@ def test_kill9_at_random_moments_loses_nothing_and_applies_nothing_twice(
         if i == ITERATIONS:
             break
         batch = _random_batch(rng)
+        how = MOMENTS[i % len(MOMENTS)]  # every kind of moment, in turn
+        if how == "mid-checkpoint" and not any(c.cmd == "save" for c in batch):
+            batch.insert(rng.randrange(len(batch) + 1), Command("save"))
         with (run_dir / "control.jsonl").open("ab") as fh:
             fh.write(b"".join(c.to_line() for c in batch))  # one write: one poll
         sent.extend(batch)
         for c in batch:
             expected.apply(c)
         life_seq = max(e["seq"] for e in _events(run_dir))
-        moments.append(_kill_at_random(p, rng, batch, life_seq))
+        moments.append(_kill_at_random(p, rng, batch, life_seq, how))
         p = start_trainer("--resume", str(run_dir), logs=logs)
     print("kills:", Counter(moments))
 

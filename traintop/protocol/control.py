@@ -8,6 +8,7 @@ every line once; what has been *handled* (not merely read) goes into checkpoints
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import time
@@ -126,9 +127,12 @@ class ControlInbox:
         line = command.to_line()
         fd = open_private_append(self.path)
         try:
-            os.write(fd, line)  # one write on O_APPEND: concurrent senders never interleave
+            n = os.write(fd, line)  # one write on O_APPEND: concurrent senders never interleave
         finally:
             os.close(fd)
+        if n != len(line):  # a full disk: the reader rejects the torn piece on its own
+            raise OSError(errno.ENOSPC, f"{self.path}: only {n} of {len(line)} bytes of the command "
+                          "were written (disk full?); it was not sent")
         return command
 
     def send_new(self, cmd: str, terms: Iterable[str] | None = None, **args: Any) -> Command:

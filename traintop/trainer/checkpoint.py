@@ -8,6 +8,7 @@ recipe, the live weights and lr, the control reader's position and the event ``s
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -48,6 +49,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _nearly_full(directory: Path) -> bool:
+    """Less than 4 MiB left for us: a write that failed there failed for want of space."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 4 * 1024 * 1024
+
+
 def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` via a temporary file, fsync and rename: never a torn file.
 
@@ -61,9 +71,11 @@ def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
+        code = getattr(exc, "errno", None) or (errno.ENOSPC if _nearly_full(path.parent) else None)
         tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"could not write {path} ({exc.strerror}); no partial file "
+        why = os.strerror(code) if code else f"{type(exc).__name__}: {exc}"
+        raise OSError(code or errno.EIO, f"could not write {path} ({why}); no partial file "
                       "was kept") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -119,7 +131,7 @@ def remove_partial_files(run_dir: Path) -> list[Path]:
         if not sub.is_dir():
             continue
         for p in sub.iterdir():
-            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+            if p.name.endswith(".tmp") and p.is_file():
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
