@@ -26,12 +26,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 200 MB tmpfs: room for the run's assets and one tiny-XTTS checkpoint (~115 MB), not two."""
+    """A 400 MB tmpfs: room for the run's assets (a 210 MB DVAE) and one tiny-XTTS checkpoint
+    (~115 MB), not two."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mnt)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -68,7 +69,7 @@ def test_full_disk_fails_cleanly_then_resumes(start_trainer, small_disk: Path) -
     saved = [e for e in events if e["type"] == "checkpoint"]
     assert saved, "the first checkpoint fit"
 
-    subprocess.run(["mount", "-o", "remount,size=700m", str(small_disk)], check=True)
+    subprocess.run(["mount", "-o", "remount,size=1000m", str(small_disk)], check=True)
     # an old checkpoint whose rate was driven to 0 (possible before set_lr/scale_lr had a floor)
     path = Path(saved[-1]["path"])
     state = torch.load(path, map_location="cpu", weights_only=True)
