@@ -29,6 +29,8 @@ def log_entries(h: RunHistory, sent: SentLog) -> list[tuple[float, Text]]:
         what = cmd.command.describe() if cmd else f"command {str(a.get('id'))[:8]}"
         line = Text(f"ack  {shown(what)} ")
         line.append(st, style=STATUS_STYLE.get(st, ""))
+        if a.get("replay"):  # re-applied after a resume: the same command, not a second one
+            line.append(f" (replayed; first at step {a.get('original_step')})", style="dim")
         if a.get("reason"):
             line.append(f": {shown(a['reason'])}", style="red")
         if isinstance(a.get("step"), int):
