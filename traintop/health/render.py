@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from traintop.protocol.text import shown
 
 ZONE_STYLE = {"good": "green", "warn": "yellow", "critical": "bold red", None: "dim"}
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+PIPE_WIDTH = 400  # columns when stdout is not a terminal (an explicit COLUMNS still wins)
 VERDICT_STYLE = {"healthy": "bold green", "warning": "bold yellow", "critical": "bold red"}
 
 
@@ -26,10 +29,14 @@ def _fmt(v: Any) -> str:
 
 def print_report(report: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
     """Print the per-term table, active alerts with their commands, the checklist and the verdict."""
-    console = console or Console(highlight=False)
+    if console is None:
+        # piped to a file or a pager: no terminal width to honour, so lines are not wrapped at 80 columns
+        piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+        console = Console(highlight=False, width=PIPE_WIDTH if piped else None)
     epoch = report.get("epoch")
     planned = report.get("planned_epochs")
-    where = f"step {report.get('step')}, epoch {epoch}" + (f"/{planned}" if planned else "")
+    step = report.get("step")
+    where = ("no step yet" if step is None else f"step {step}, epoch {epoch}" + (f"/{planned}" if planned else ""))
     # every name below comes from the run's files: Text (never markup) and shown() (never escapes)
     console.print(Text.assemble((shown(run_dir), "bold"), f"  {shown(report.get('status'))} · {where} · "
                                 f"profile {shown(report.get('profile'))}"))
@@ -67,7 +74,18 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
                                     (shown(c.get("detail", "")), "dim")))
     _print_data(report.get("data") or {}, console)
     verdict = report["verdict"]
-    console.print(Text.assemble("Verdict: ", (verdict.upper(), VERDICT_STYLE[verdict])))
+    line = Text.assemble("Verdict: ", (verdict.upper(), VERDICT_STYLE[verdict]))
+    failed = [c["item"] for c in report.get("checklist", []) if c.get("ok") is False]
+    if failed:
+        line.append(f" ({'; '.join(shown(x) for x in failed)})", style="dim")
+    console.print(line)
+    worst = report.get("worst_so_far")
+    now = report.get("now")
+    if worst is not None and (now != verdict or not worst.get("active")):
+        console.print(Text.assemble("  now: ", (str(now).upper(), VERDICT_STYLE.get(str(now), "")),
+                                    " · worst during the run: ", (worst["severity"].upper(),
+                                                                  SEVERITY_STYLE.get(worst["severity"], "")),
+                                    f" {shown(worst['message'])} ({worst['when']})"))
 
 
 def _print_data(data: dict[str, Any], console: Console) -> None:
