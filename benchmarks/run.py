@@ -1,9 +1,9 @@
 """Every benchmark, one after the other: `python benchmarks/run.py [--quick]`.
 
 Each prints its own table of ratios against the baselines of DESIGN.md ("Budgets"):
-ingest.py (cold open vs orjson and TensorBoard), tui.py (app latency, memory, CPU) and
-trainer_overhead.py (instrumented vs bare tiny XTTS steps); install.py (base install time and size).
-``--quick`` uses smaller runs and
+ingest.py (cold open vs orjson and TensorBoard), tui.py (app latency, memory, CPU),
+trainer_overhead.py (instrumented vs bare tiny XTTS steps); install.py (base install time and size);
+f5_tiny.py (F5 steps/s, when the extra is installed). ``--quick`` uses smaller runs and
 skips TensorBoard, for a first look; the budgets are stated for the full sizes.
 """
 
@@ -24,6 +24,7 @@ def main() -> int:
         ["tui.py", *(["--steps", "100000"] if quick else [])],
         ["trainer_overhead.py", *(["--pairs", "10"] if quick else [])],
         ["install.py", *(["--runs", "1"] if quick else [])],
+        ["f5_tiny.py", *(["--steps", "60"] if quick else [])],
     ]
     failed = 0
     for script, *args in plans:
