@@ -16,6 +16,7 @@ from traintop.health.cli import EXIT_CODES
 from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
 from traintop.protocol import EVENTS_FILE, JsonlTail, TailChunk, follow
+from traintop.protocol.text import shown
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
 HOOK_TIMEOUT = 60.0  # a hung mail command must not stop the watcher
@@ -53,6 +54,9 @@ def follow_run(history: Any, offset: int, profile: HealthProfile, run_dir: Path,
                 history.reset()
             for notice in chunk.notices:
                 history.note(notice)
+                # skipped / truncated / replaced data is news too, never passed over in silence
+                print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
+                      if as_json else f"data: {shown(notice.message)}", flush=True)
             history.ingest_lines(chunk.lines, chunk.start)
 
     def tell(alerts: list[Alert]) -> None:
@@ -60,13 +64,16 @@ def follow_run(history: Any, offset: int, profile: HealthProfile, run_dir: Path,
             if alert.id in told or SEVERITY_RANK.get(alert.severity, 0) < SEVERITY_RANK["warning"]:
                 continue
             told.add(alert.id)
-            line = json.dumps(alert.to_dict()) if as_json else f"{alert.severity}: {alert.message}"
+            line = json.dumps(alert.to_dict()) if as_json else f"{alert.severity}: {shown(alert.message)}"
             print(line, flush=True)
             if on_alert:
                 run_hook(on_alert, alert)
 
     with lock:
         mon.update(history)
+    for notice in history.notices:  # what the first read skipped or found replaced
+        print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
+              if as_json else f"data: {shown(notice.message)}", flush=True)
     tell(mon.active_alerts())  # what is wrong already is news to someone who just started watching
     tail = JsonlTail(run_dir / EVENTS_FILE, offset)
     reader = threading.Thread(target=follow, args=(tail, on_chunk, stop), kwargs={"use_watchdog": use_watchdog},

@@ -42,6 +42,16 @@ def _verdict_line(zone: str | None, tr: str, expect: str, alerts: list[str]) -> 
     return f"{text} — {expect}" if expect else text
 
 
+def data_issues(history: Any) -> dict[str, Any]:
+    """What the reader skipped or saw replaced: bad lines, seq gaps and duplicates, restarts."""
+    notices = list(getattr(history, "notices", []))
+    return {"bad_lines": int(getattr(history, "bad_lines", 0)),
+            "seq_gaps": int(getattr(history, "seq_gaps", 0)),
+            "duplicates": int(getattr(history, "duplicates", 0)),
+            "restarted": sum(1 for n in notices if n.kind in ("truncated", "replaced")),
+            "notices": [{"kind": n.kind, "offset": n.offset, "message": n.message} for n in notices[:20]]}
+
+
 def build_report(history: Any, profile: HealthProfile, now: float | None = None,
                  monitor: HealthMonitor | None = None) -> dict[str, Any]:
     """Judge ``history`` with ``profile`` (or an already updated ``monitor``) into one report dict.
@@ -50,7 +60,8 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
     ``zone``, ``role``, ``weight``, ``eval``, ``trend``, ``verdict``}}, ``alerts`` (active ones, worst
     first), ``ended_alerts``, ``checklist`` [{``item``, ``ok``, ``severity``, ``detail``}], ``verdict``
     (the worst failed checklist item: over an ended run, every alert raised during it counts),
-    ``now`` (the worst of what is active and the latest zones) and ``worst_so_far`` (an alert or null).
+    ``now`` (the worst of what is active and the latest zones), ``worst_so_far`` (an alert or null) and
+    ``data`` (what was skipped, truncated or replaced while reading; see ``data_issues``).
     """
     mon = monitor or HealthMonitor(profile)
     if monitor is None:
@@ -83,4 +94,5 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
         "worst_so_far": worst_so_far(mon),
         "samples": {"made": sum(1 for s in history.samples if s.get("error") is None),
                     "failed": sum(1 for s in history.samples if s.get("error") is not None)},
+        "data": data_issues(history),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 from traintop.protocol.history import RunHistory
 from traintop.protocol.load import load_history
 from traintop.protocol.rundir import EVENTS_FILE, find_runs
+from traintop.protocol.text import shown
 
 STALL_SECONDS = 120.0  # no event (not even a `system` heartbeat, sent every ~5 s) for this long
 SPEED_WINDOW = 50  # recent steps the it/s figure averages over
@@ -124,6 +125,6 @@ def run_runs(args: argparse.Namespace) -> int:
     print(f"{'RUN':<40} {'RECIPE':<18} {'STATUS':<10} {'STEP':>8} {'EPOCH':>6} {'IT/S':>7}")
     for s in summaries:
         rate = f"{s.steps_per_s:.2f}" if s.steps_per_s else "-"
-        print(f"{s.name[:40]:<40} {s.recipe[:18]:<18} {s.status:<10} {s.step if s.step is not None else '-':>8} "
-              f"{s.epoch if s.epoch is not None else '-':>6} {rate:>7}")
+        print(f"{shown(s.name)[:40]:<40} {shown(s.recipe)[:18]:<18} {shown(s.status):<10} "
+              f"{s.step if s.step is not None else '-':>8} {s.epoch if s.epoch is not None else '-':>6} {rate:>7}")
     return 0

@@ -151,7 +151,25 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
         raise RecipeError(f"{where}: key 'training.lr' must be > 0, got {t['lr']}")
     if not 0.0 <= out["dataset"]["eval_fraction"] < 1.0:
         raise RecipeError(f"{where}: key 'dataset.eval_fraction' must be in [0, 1)")
+    _check_cadence(out["cadence"], where)
     return out
+
+
+def _check_cadence(c: dict[str, Any], where: str) -> None:
+    """Every cadence counts something: a period of 0 or below is a typo (null switches one off)."""
+    for key in ("eval_every", "save_every", "sample_every_evals", "print_every", "keep_checkpoints"):
+        if c.get(key) is not None and c[key] < 1:
+            off = "" if key in ("print_every", "keep_checkpoints") else " (or null to switch it off)"
+            raise RecipeError(f"{where}: key 'cadence.{key}' must be >= 1{off}, got {c[key]}")
+    if not c["system_every"] > 0:
+        raise RecipeError(f"{where}: key 'cadence.system_every' must be > 0 seconds, got {c['system_every']}")
+
+
+def check_section_types(section: dict[str, Any], types: dict[str, Any], name: str, where: str) -> None:
+    """Type-check a model section's known keys (``types``: key -> type or tuple), naming the key."""
+    for key, value in section.items():
+        if key in types:
+            _check_type(value, types[key], f"{name}.{key}", where)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:

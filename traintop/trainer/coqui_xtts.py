@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from traintop.trainer.bundle import ModelBundle, RecipeAssetError
+from traintop.trainer.checkpoint import ensure_copy
 
 TERMS = {"loss_text_ce": "gpt_loss_text_ce_weight", "loss_mel_ce": "gpt_loss_mel_ce_weight"}
 SPECIAL_TOKENS = ["[STOP]", "[UNK]", "[SPACE]", "[START]"]  # ids 0 and 1 must be STOP and UNK
@@ -101,13 +101,9 @@ def make_tiny_assets(assets: Path, texts: list[str], lang: str, args: dict[str, 
              "mel_stats": assets / "mel_stats.pth"}
     if not paths["vocab"].is_file():
         train_vocab(texts, lang, paths["vocab"], int(args.get("vocab_size", 256)))
-    if not paths["dvae"].is_file():
-        n_tokens = int(args.get("gpt_num_audio_tokens", 1026)) - 2
-        cached = _cached_random_dvae(n_tokens)
-        try:
-            os.link(cached, paths["dvae"])  # 210 MB that never changes: share it between runs
-        except OSError:
-            shutil.copyfile(cached, paths["dvae"])
+    n_tokens = int(args.get("gpt_num_audio_tokens", 1026)) - 2
+    # a hard link when it can (210 MB that never changes), else a copy; a partial one is replaced
+    ensure_copy(_cached_random_dvae(n_tokens), paths["dvae"])
     if not paths["mel_stats"].is_file():
         torch.save(torch.ones(80), paths["mel_stats"].with_suffix(".tmp"))
         paths["mel_stats"].with_suffix(".tmp").replace(paths["mel_stats"])

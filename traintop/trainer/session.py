@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol.control import ControlState
 from traintop.trainer.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -106,13 +105,32 @@ def stop_on_signals(run: Run) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _model_key_types(model: str) -> dict[str, Any]:
+    """The type of each model-section key we convert ourselves (``int("two")`` must not be the first word)."""
+    num = (int, float)
+    if model == "xtts":
+        from traintop.trainer.coqui_xtts import FULL_KEYS, TINY_KEYS
+
+        return {**{k: int for k in TINY_KEYS}, **{k: str for k in FULL_KEYS}, "tiny": bool,
+                "gpt_cond_len": num, "temperature": num}
+    from traintop.trainer.coqui_vits import TINY_DEFAULTS
+
+    return {**{k: num if isinstance(v, float) else type(v) for k, v in TINY_DEFAULTS.items()},
+            "tiny": bool, "speaker_consistency": bool, "narrow_discriminator": bool,
+            "lr_disc": num, "checkpoint": (str, type(None)), "speaker_encoder_model": (str, type(None)),
+            "speaker_encoder_config": (str, type(None))}
+
+
 def preflight(recipe: dict[str, Any], where: str) -> None:
     """Refuse a recipe whose files or data are unusable, before any run directory exists."""
-    if recipe["model"] == "f5":  # the optional extra: its own checks, and the install command if missing
+    from traintop.trainer.config import check_section_types
+
+    model = recipe["model"]
+    if model == "f5":  # the optional extra: its own checks, and the install command if missing
         from traintop.trainer.f5.settings import check_f5_recipe
 
         check_f5_recipe(recipe, where)
-    elif recipe["model"] == "xtts":
+    elif model == "xtts":
         from traintop.trainer.coqui_xtts import check_xtts_section
 
         check_xtts_section(recipe["xtts"], where)
@@ -120,6 +138,8 @@ def preflight(recipe: dict[str, Any], where: str) -> None:
         from traintop.trainer.coqui_vits import check_vits_section
 
         check_vits_section(recipe["vits"], where)
+    if model in ("xtts", "vits"):
+        check_section_types(recipe[model], _model_key_types(model), model, where)
     if recipe["dataset"]["path"] != "demo":
         d = recipe["dataset"]
         load_metadata(Path(d["path"]).expanduser(), d["formatter"], d["meta_file"], d["language"])
@@ -176,7 +196,7 @@ def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
                         planned_steps=max_steps, planned_epochs=t["epochs"],
                         resumed_from=({"run_dir": str(run_dir), "step": ckpt["step"],
                                        "checkpoint": str(ckpt_path)} if ckpt else None),
-                        control_state=ControlState.from_dict(run_state.get("control")),
+                        resume_state=run_state if ckpt else None,
                         system_interval=float(recipe["cadence"]["system_every"]))
     step = int(ckpt["step"]) if ckpt else 0
     run.step = step
@@ -248,6 +268,7 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
                                   max_steps, log)
     with stop_on_signals(run):
         try:
+            inst.boundary(trainer)  # replays after a resume, and a saved pause, before any step
             trainer._fit()  # coqui's loop, without fit()'s sys.exit and folder removal
             inst.save(trainer)
             status, error = "completed", None

@@ -7,7 +7,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol.control import ControlState
 from traintop.trainer.f5 import TERM
 from traintop.trainer.f5.settings import f5_section
 from traintop.trainer.run import Run
@@ -124,7 +123,7 @@ def train_f5(recipe: dict[str, Any], run_dir: Path, *, resume: bool, max_steps: 
                     profile=recipe.get("profile"), planned_steps=max_steps, planned_epochs=t["epochs"],
                     resumed_from=({"run_dir": str(run_dir), "step": int(ckpt["update"]),
                                    "checkpoint": str(ckpt_path)} if ckpt else None),
-                    control_state=ControlState.from_dict(run_state.get("control")),
+                    resume_state=run_state or None,  # commands handled, pause, replays marked
                     system_interval=float(recipe["cadence"]["system_every"]))
     loop = F5Loop(run, recipe, run_dir, parts, max_steps=max_steps, log=log)
     if ckpt:

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from traintop.protocol import find_runs
+from traintop.protocol.text import shown
 from traintop.tui.messages import RunsScanned
 from traintop.tui.summary import RunSummary, fmt_duration, peek_run, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
@@ -105,11 +106,11 @@ class RunsScreen(Screen[None]):
         self.paths = [p for p, _ in found]
         table.clear()
         for path, s in found:
-            alert = Text(s.worst_alert[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
-            table.add_row(s.name, Text(s.status, style=STATUS_STYLE.get(s.status, "")),
+            alert = Text(shown(s.worst_alert)[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
+            table.add_row(Text(shown(s.name)), Text(s.status, style=STATUS_STYLE.get(s.status, "")),
                           "–" if s.step is None else f"{s.step:,}", "–" if s.epoch is None else str(s.epoch),
                           f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
-                          alert, fmt_duration(s.elapsed), s.recipe, key=str(path))
+                          alert, fmt_duration(s.elapsed), Text(shown(s.recipe)), key=str(path))
         if keep in self.paths:
             table.move_cursor(row=self.paths.index(keep))
         note = self.query_one("#runs-note", Static)

@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from traintop.protocol.text import shown
 from traintop.tui.commands import STATUS_STYLE
 
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold black on cyan"}
@@ -94,14 +95,14 @@ class AlertsPane(OptionList):
         for a in trainer_alerts[-5:]:
             t = Text()
             t.append(" CRITICAL ", style=SEVERITY_STYLE["critical"])
-            t.append(f" {a.get('term') or ''} {a.get('message') or a.get('kind')}  (from the trainer)")
+            t.append(f" {shown(a.get('term') or '')} {shown(a.get('message') or a.get('kind'))}  (from the trainer)")
             options.append(Option(t, disabled=True))
         for a in alerts:
             head = Text()
             head.append(f" {a.severity.upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
-            head.append(f" {a.message}")
+            head.append(f" {shown(a.message)}")
             where = f"{a.kind} · {a.term or 'run'}" + (f" · step {a.step:,}" if isinstance(a.step, int) else "")
-            head.append(f"\n   {where}", style="dim")
+            head.append(f"\n   {shown(where)}", style="dim")
             ev = _evidence(getattr(a, "evidence", None))
             if ev:
                 head.append(f"\n   {ev}", style="dim")
@@ -110,12 +111,12 @@ class AlertsPane(OptionList):
                 oid = f"s{n}"
                 n += 1
                 self._refs[oid] = SuggestionRef(a.id, s.cmd, dict(s.args or {}), s.label)
-                line = Text(f"   ▸ {s.label}", style="bold")
+                line = Text(f"   ▸ {shown(s.label)}", style="bold")
                 status, reason = status_of(a.id, s.label)
                 if status:
                     line.append(f"  {status}", style=STATUS_STYLE.get(status, ""))
                     if reason:
-                        line.append(f": {reason}", style="red")
+                        line.append(f": {shown(reason)}", style="red")
                 options.append(Option(line, id=oid))
         self.add_options(options)
         if keep is not None and keep in self._refs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from traintop.protocol.text import shown
 from traintop.tui.summary import RunSummary, fmt_duration
 
 STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold yellow",
@@ -41,14 +42,15 @@ def header_text(s: RunSummary, width: int) -> Text:
         core.append(speed)
     epoch = Text(f"  ep {'–' if s.epoch is None else s.epoch}")
     elapsed = Text(f"  ⏱ {fmt_duration(s.elapsed)}")
-    recipe = Text(f" {s.recipe} ", style="dim")
+    recipe = Text(f" {shown(s.recipe)} ", style="dim")  # names from the run's files: shown as text
     room = width - len(core) - len(eta)
     optional = []
     for part in (epoch, elapsed):  # what to keep, in order, while there is room
         if len(part) <= room - 1:
             optional.append(part)
             room -= len(part)
-    name = s.name if len(s.name) + 2 <= room else (s.name[:room - 3] + "…" if room - 2 >= MIN_NAME else "")
+    full = shown(s.name)
+    name = full if len(full) + 2 <= room else (full[:room - 3] + "…" if room - 2 >= MIN_NAME else "")
     room -= len(name) + 2 if name else 0
     if len(recipe) <= room - 1:
         optional.append(recipe)

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from traintop.protocol.text import shown
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.live import DEFAULT_STRENGTH, LiveRun
 from traintop.tui.series import decimate, map_decimated, nice_range, to_log
@@ -186,7 +187,7 @@ class LossChart(Widget):
         finite = np.flatnonzero(np.isfinite(raw[-500:])) if len(raw) else np.empty(0, dtype=np.int64)
         last = float(raw[-500:][finite[-1]]) if len(finite) else None
         t = Text()
-        t.append(self.term, style="bold")
+        t.append(shown(self.term), style="bold")
         t.append(f" {fmt_value(last)}")
         if self.view.smoothing and len(self._ema):
             t.append(f"  ema {fmt_value(float(self._ema[-1]))}", style=EMA)

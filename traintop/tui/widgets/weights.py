@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from traintop.protocol.text import shown
 from traintop.tui.commands import STATUS_STYLE
 from traintop.tui.summary import fmt_value
 
@@ -88,14 +89,14 @@ class WeightsPane(DataTable):
     def _cells(self, row: str, statuses: dict[str, tuple[str, str, str]]) -> tuple[Any, ...]:
         live = self.live_values.get(row)
         staged = self.staged.get(row)
-        name = Text("lr", style="bold") if row == LR_ROW else Text(row)
+        name = Text("lr", style="bold") if row == LR_ROW else Text(shown(row))
         new = Text(f"→ {staged:.4g}", style="bold yellow") if staged is not None else Text("")
         desc, status, reason = statuses.get(row, ("", "", ""))
-        last = Text(desc)
+        last = Text(shown(desc))
         if status:
             last.append(f"  {status}", style=STATUS_STYLE.get(status, ""))
         if reason:
-            last.append(f": {reason}", style="red")
+            last.append(f": {shown(reason)}", style="red")
         return (name, fmt_value(live), new, last)
 
     @property
