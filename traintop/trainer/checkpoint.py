@@ -112,7 +112,7 @@ def load_model_state(model: Any, state: dict[str, Any], exclude: tuple[str, ...]
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU, with an error naming the file when it is not one."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # untrusted bytes stay data
     except Exception as exc:  # torn / foreign file: say which one
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:

@@ -32,7 +32,8 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
 
         model = XttsBundle.load_for_inference(state)
         torch.set_num_threads(threads)  # as in training (coqui's XTTS dataset module sets 1)
-        wav, rate = synthesize_xtts(model, text, ref, language, seed, device)
+        wav, rate = synthesize_xtts(model, text, ref, language, seed, device,
+                                    max_audio_tokens=(recipe.get("xtts") or {}).get("sample_max_audio_tokens"))
     elif family == "vits":
         from traintop.trainer.coqui_vits import VitsBundle, speaker_names, synthesize_vits
 
