@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,10 @@ class XttsBundle(ModelBundle):
         if self.lora:
             apply_lora(self.model, self.lora)  # after the release weights are in: they are the base
         self.terms = {k: float(getattr(self.model.args, v)) for k, v in TERMS.items()}
+        c = self.parameter_counts()
+        print(f"traintop: {c['trainable']:,} of {c['total']:,} parameters train "
+              f"({c['trainable_share']:.2%}{', LoRA rank ' + str(self.lora['rank']) if self.lora else ''})",
+              file=sys.stderr, flush=True)  # trainer.log: the console is redirected there
 
     def parameter_counts(self) -> dict[str, Any]:
         """Parameters of the model and those the optimizer trains (LoRA: the adapters alone)."""

@@ -193,6 +193,11 @@ def _load_weights_plain(path: Path) -> Any:
 def _compare(state: dict[str, Any], expected: dict[str, tuple], key: str, path: Path,
              args: dict[str, Any], origin: dict[str, str], where: str) -> None:
     prefix = "dvae." if key == "dvae" else ""
+    if not any(name in state for name in expected):
+        raise RecipeAssetError(f"{where}: key 'xtts.{key}': {path} holds none of the "
+                               f"{'DVAE' if key == 'dvae' else 'XTTS model'}'s tensors — expected "
+                               f"{path.name if key == 'checkpoint' else 'dvae.pth'} of coqui's XTTS v2 "
+                               f"release ({RELEASE_URL})")
     for name, shape in expected.items():
         have = state.get(name)
         if have is None:
