@@ -45,6 +45,7 @@ def _train(logs: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # builds the 2 GB release-shaped folder on first use
 def test_mismatched_release_files_are_refused_before_a_run_exists(tmp_path: Path) -> None:
     release = release_folder()
     logs = tmp_path / "logs"
