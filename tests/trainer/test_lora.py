@@ -65,6 +65,15 @@ def test_lora_trains_adapters_only_and_the_merged_export_speaks_the_same(
     del a, b
 
     env = {**os.environ, "TRAINTOP_CACHE": str(cache_dir), "PYTHONPATH": str(REPO)}
+    sample = next(e for e in events if e["type"] == "sample" and e["step"] == 24)
+    # `traintop sample` rebuilds base + adapters from the checkpoint: the same bytes as in training
+    again_wav = tmp_path / "again.wav"
+    res = subprocess.run([sys.executable, "-m", "traintop.cli", "sample", str(ck / "checkpoint_24.pth"),
+                          "--text", sample["text"], "--out", str(again_wav)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert again_wav.read_bytes() == Path(sample["wav"]).read_bytes()
+
     out = tmp_path / "voice"
     refused = _export(env, str(p.run_dir), "--out", str(out))
     assert refused.returncode == 2 and "--merge-lora" in refused.stderr
@@ -83,7 +92,6 @@ def test_lora_trains_adapters_only_and_the_merged_export_speaks_the_same(
     cfg.load_json(str(out / "config.json"))
     xtts = Xtts(cfg)
     xtts.load_checkpoint(cfg, checkpoint_dir=str(out), eval=True)
-    sample = next(e for e in events if e["type"] == "sample" and e["step"] == 24)
     torch.manual_seed(0)
     with torch.inference_mode():
         wav = xtts.synthesize(sample["text"], speaker_wav=str(out / "reference.wav"), language="pt",

@@ -107,7 +107,7 @@ def _vocab_of(ckpt: Path, state: dict[str, Any]) -> Path:
                           "copy the run's vocab.json next to the checkpoint")
 
 
-def _load_mapped(path: Path) -> dict[str, Any]:
+def load_mapped(path: Path) -> dict[str, Any]:
     """A checkpoint memory-mapped: the optimizer state (2/3 of a full fine-tune's file) is never read."""
     import torch
 
@@ -124,7 +124,7 @@ def export_checkpoint(source: Path, out: Path, *, which: str = "best",
                       merge_lora: bool = False) -> dict[str, Path]:
     """Write the release-style folder ``out`` from ``source``; return the files written."""
     ckpt = pick_checkpoint(source, which)
-    state = _load_mapped(ckpt)
+    state = load_mapped(ckpt)
     if (state.get("traintop") or {}).get("family") != "xtts":
         raise CheckpointError(f"{ckpt}: export is for XTTS checkpoints (this one is "
                               f"{(state.get('traintop') or {}).get('family') or 'not from traintop'})")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traintop.trainer.checkpoint import CheckpointError, load_checkpoint
+from traintop.trainer.checkpoint import CheckpointError
+from traintop.trainer.export import load_mapped
 from traintop.trainer.samples import write_wav
 
 
@@ -14,7 +15,7 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
     """Rebuild the model from ``path`` (config + weights), synthesize ``text``, write ``out``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    state = load_checkpoint(path)
+    state = load_mapped(path)  # memory-mapped: the optimizer state is never read
     info = state.get("traintop") or {}
     recipe = info.get("resolved_recipe") or {}
     sample = recipe.get("sample") or {}
