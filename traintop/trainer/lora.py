@@ -51,7 +51,7 @@ def require_peft(where: str) -> None:
     try:
         import peft  # noqa: F401
     except ImportError:
-        raise LoraError(f"{where}: training.lora needs peft: pip install 'traintop[lora]'") from None
+        raise LoraError(f"{where}: training.lora needs peft: pip install 'traintop[train,lora]'") from None
 
 
 def apply_lora(gpt_trainer: Any, spec: dict[str, Any]) -> None:
