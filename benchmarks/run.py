@@ -3,7 +3,8 @@
 Each prints its own table of ratios against the baselines of DESIGN.md ("Budgets"):
 ingest.py (cold open vs orjson and TensorBoard), tui.py (app latency, memory, CPU),
 trainer_overhead.py (instrumented vs bare tiny XTTS steps); install.py (base install time and size);
-f5_tiny.py (F5 steps/s, when the extra is installed). ``--quick`` uses smaller runs and
+f5_tiny.py (F5 steps/s, when the extra is installed); xtts_memory.py (peak RSS and step time of full
+vs LoRA fine-tunes of the release-shaped XTTS v2). ``--quick`` uses smaller runs and
 skips TensorBoard, for a first look; the budgets are stated for the full sizes.
 """
 
@@ -25,6 +26,8 @@ def main() -> int:
         ["trainer_overhead.py", *(["--pairs", "10"] if quick else [])],
         ["install.py", *(["--runs", "1"] if quick else [])],
         ["f5_tiny.py", *(["--steps", "60"] if quick else [])],
+        # release-shaped XTTS v2, full vs LoRA: ~10 GB RAM and minutes per configuration
+        ["xtts_memory.py", *(["--steps", "2", "--batches", "1"] if quick else [])],
     ]
     failed = 0
     for script, *args in plans:

@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``traintop train``."""
     parser.add_argument("config", nargs="?", help="recipe YAML file, or a shipped recipe name "
-                        "(xtts_tiny, vits_tiny, xtts_v2_finetune, vits_finetune); with --resume, "
+                        "(xtts_tiny, vits_tiny, xtts_v2_finetune, xtts_v2_lora, vits_finetune); with --resume, "
                         "the run's own run.yaml is used")
     parser.add_argument("--logs", default="logs", help="root of run directories (default: logs)")
     parser.add_argument("--name", help="run name (default: the recipe's name)")

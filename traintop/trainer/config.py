@@ -29,7 +29,8 @@ SCHEMA: dict[str, Any] = {
     "training": {"batch_size": int, "eval_batch_size": int, "grad_accum_steps": int, "lr": NUM,
                  "warmup_steps": int, "min_lr_ratio": NUM, "max_steps": OPT_INT, "epochs": int,
                  "mixed_precision": bool, "grad_clip": OPT_NUM, "seed": int,
-                 "num_loader_workers": int, "device": str, "threads": OPT_INT},
+                 "num_loader_workers": int, "device": str, "threads": OPT_INT,
+                 "lora": (dict, type(None))},
     "cadence": {"eval_every": OPT_INT, "save_every": OPT_INT, "keep_checkpoints": int,
                 "sample_every_evals": OPT_INT, "print_every": int, "system_every": NUM},
     "sample": {"device": str, "texts": list, "speaker": OPT_STR, "speaker_wav": OPT_STR,
@@ -56,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {"batch_size": 4, "eval_batch_size": 4, "grad_accum_steps": 1, "lr": 5e-6,
                  "warmup_steps": 0, "min_lr_ratio": 0.1, "max_steps": None, "epochs": 1000,
                  "mixed_precision": False, "grad_clip": 1.0, "seed": 1,
-                 "num_loader_workers": 0, "device": "auto", "threads": None},
+                 "num_loader_workers": 0, "device": "auto", "threads": None, "lora": None},
     "cadence": {"eval_every": 100, "save_every": 500, "keep_checkpoints": 3,
                 "sample_every_evals": 1, "print_every": 10, "system_every": 5.0},
     "sample": {"device": "cpu", "texts": [], "speaker": None, "speaker_wav": None,
@@ -149,6 +150,15 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
             raise RecipeError(f"{where}: key 'training.{key}' must be >= 1, got {t[key]}")
     if not t["lr"] > 0:
         raise RecipeError(f"{where}: key 'training.lr' must be > 0, got {t['lr']}")
+    if t["lora"] is not None:
+        from traintop.trainer.lora import LoraError, lora_spec
+
+        if out["model"] != "xtts":
+            raise RecipeError(f"{where}: key 'training.lora' applies to the xtts model only")
+        try:
+            lora_spec(t["lora"], where)
+        except LoraError as exc:
+            raise RecipeError(str(exc)) from None
     if not 0.0 <= out["dataset"]["eval_fraction"] < 1.0:
         raise RecipeError(f"{where}: key 'dataset.eval_fraction' must be in [0, 1)")
     _check_cadence(out["cadence"], where)

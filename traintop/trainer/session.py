@@ -133,7 +133,7 @@ def preflight(recipe: dict[str, Any], where: str) -> None:
     elif model == "xtts":
         from traintop.trainer.coqui_xtts import check_xtts_section
 
-        check_xtts_section(recipe["xtts"], where)
+        check_xtts_section(recipe["xtts"], where, lora=recipe["training"].get("lora"))
     else:
         from traintop.trainer.coqui_vits import check_vits_section
 
@@ -197,7 +197,8 @@ def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
                         resumed_from=({"run_dir": str(run_dir), "step": ckpt["step"],
                                        "checkpoint": str(ckpt_path)} if ckpt else None),
                         resume_state=run_state if ckpt else None,
-                        system_interval=float(recipe["cadence"]["system_every"]))
+                        system_interval=float(recipe["cadence"]["system_every"]),
+                        parameters=bundle.parameter_counts())
     step = int(ckpt["step"]) if ckpt else 0
     run.step = step
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traintop.trainer.checkpoint import CheckpointError, load_checkpoint
+from traintop.trainer.checkpoint import CheckpointError
+from traintop.trainer.export import load_mapped
 from traintop.trainer.samples import write_wav
 
 
@@ -20,7 +21,7 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
 
         return sample_f5(path, text, out, speaker_wav=speaker_wav, reference_text=ref_text,
                          seed=seed, device=device)
-    state = load_checkpoint(path)
+    state = load_mapped(path)  # memory-mapped: the optimizer state is never read
     info = state.get("traintop") or {}
     recipe = info.get("resolved_recipe") or {}
     sample = recipe.get("sample") or {}
@@ -38,7 +39,8 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
 
         model = XttsBundle.load_for_inference(state)
         torch.set_num_threads(threads)  # as in training (coqui's XTTS dataset module sets 1)
-        wav, rate = synthesize_xtts(model, text, ref, language, seed, device)
+        wav, rate = synthesize_xtts(model, text, ref, language, seed, device,
+                                    max_audio_tokens=(recipe.get("xtts") or {}).get("sample_max_audio_tokens"))
     elif family == "vits":
         from traintop.trainer.coqui_vits import VitsBundle, speaker_names, synthesize_vits
 
