@@ -278,6 +278,11 @@ class RunScreen(RunControl, Screen[None]):
         self.set_class(wide, "-wide")
         charts = self.query_one(ChartsPane)
         charts.set_wide(wide, 3 if width >= 190 else 2)
+        alerts = self.query_one("#alerts").styles
+        # the grid's alerts list: its own thumb moved with layout timing; the border and highlight show where
+        # you are. Set here, not in app.tcss: textual 6 (what the [f5] extra resolves to) has no such property
+        if hasattr(alerts, "scrollbar_visibility"):
+            alerts.scrollbar_visibility = "hidden" if wide else "visible"
         for p in PANES:
             self.query_one(f"#{p}").set_class(p == self.pane, "-current")
 
