@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
               "  traintop watch                 # every run under ./logs\n"
               "  traintop watch logs/my-voice-20261121-101500\n"
               "  NO_COLOR=1 traintop watch --poll logs/   # NFS / sshfs: poll instead of inotify"),
-    "ctl": ("traintop.protocol.ctl", "add_ctl_arguments", "run_ctl",
+    "ctl": ("traintop.commands.ctl", "add_ctl_arguments", "run_ctl",
             "send a command to a running trainer (for scripts)",
             "  traintop ctl logs/my-run pause --wait\n"
             "  traintop ctl logs/my-run set-weight loss_mel 35 --wait 30\n"
@@ -41,7 +41,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
              "  traintop demo\n"
              "  traintop demo --recipe xtts_tiny\n"
              "  traintop demo --headless --steps 100"),
-    "runs": ("traintop.protocol.runs", "add_runs_arguments", "run_runs",
+    "runs": ("traintop.commands.runs", "add_runs_arguments", "run_runs",
              "list the runs in a folder with status, step and speed",
              "  traintop runs\n"
              "  traintop runs /data/logs --json"),

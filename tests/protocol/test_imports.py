@@ -14,7 +14,8 @@ PROBE = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
 
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("traintop.protocol", {"torch", "textual", "rich", "TTS", "trainer"}),
-    ("traintop.protocol.ctl", {"torch", "textual", "rich", "TTS", "trainer"}),
+    ("traintop.commands.ctl", {"torch", "textual", "rich", "TTS", "trainer"}),
+    ("traintop.commands.runs", {"torch", "textual", "rich", "TTS", "trainer"}),
     ("traintop.health", {"torch", "textual", "TTS", "trainer"}),
     ("traintop", {"torch", "textual", "TTS", "trainer"}),
     ("traintop.cli", {"torch", "TTS", "trainer"}),

@@ -31,14 +31,16 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll", action="store_true", help="with --follow: poll instead of inotify (NFS, sshfs)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, int, Any, Path] | int:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path] | int:
     from traintop.health.loader import choose_profile
     from traintop.health.profile import ProfileError
-    from traintop.protocol import EVENTS_FILE, RunDirError, load_history, resolve_run_dir
+    from traintop.protocol import EVENTS_FILE, RunDirError, RunReader, resolve_run_dir
 
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        history, offset = load_history(run_dir / EVENTS_FILE)
+        reader = RunReader(run_dir, use_watchdog=not getattr(args, "poll", False))
+        reader.open()
+        history = reader.history
     except (RunDirError, OSError) as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -50,7 +52,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, int, Any, Path] | int:
     except ProfileError as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    return history, offset, profile, run_dir
+    return history, reader, profile, run_dir
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -58,15 +60,14 @@ def run_report(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded
-    history, offset, profile, run_dir = loaded
+    history, reader, profile, run_dir = loaded
     if args.on_alert and not args.follow:
         print("traintop report: --on-alert needs --follow", file=sys.stderr)
         return EXIT_UNREADABLE
     if args.follow:
         from traintop.health.follow import follow_run
 
-        return follow_run(history, offset, profile, run_dir, args.on_alert, use_watchdog=not args.poll,
-                          as_json=args.json)
+        return follow_run(reader, profile, args.on_alert, as_json=args.json)
     from traintop.health.report import build_report
 
     report = build_report(history, profile)

@@ -67,12 +67,23 @@ _COLUMN_TYPES = ("step", "eval", "system")
 
 
 def _num(v: Any) -> float | None:
-    """A JSON number as float; anything else (bool, string, list) is no number."""
-    return float(v) if v.__class__ is float or v.__class__ is int else None
+    """A JSON number as float; anything else (bool, string, list) is no number.
+
+    numpy scalars count too: ``RunHistory.extend`` takes events built in Python, not only decoded ones.
+    """
+    if v.__class__ is float or v.__class__ is int:
+        return float(v)
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    return None
 
 
 def _int(v: Any, bounds: tuple[int, int]) -> int | None:
-    return v if v.__class__ is int and bounds[0] <= v <= bounds[1] else None
+    if v.__class__ is not int:
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            return None
+        v = int(v)
+    return v if bounds[0] <= v <= bounds[1] else None
 
 
 def coerce(d: dict[str, Any]) -> Ev:
