@@ -1,4 +1,4 @@
-"""The run-directory contract between the trainer and the terminal app.
+"""The run-directory contract between the trainer and the terminal app (docs/run-directory.md).
 
 Imports neither torch nor textual; both halves depend on it, and it depends on nothing of ours.
 """

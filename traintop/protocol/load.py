@@ -123,9 +123,8 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
             offset = _load_parallel(path, start, size, workers, history, report)
         except (OSError, ValueError, RuntimeError):
             # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
-            # parsing in this process alone is slower but just as right
-            history.reset()
-            history, offset = load_range(str(path), start, size, history, report)
+            # parsing the whole file in this process alone is slower but just as right
+            history, offset = load_range(str(path), 0, size, RunHistory(), report)
     else:
         history, offset = load_range(str(path), start, size, history, report)
     history.compact()
