@@ -49,6 +49,15 @@ def time_report(run: Path) -> float:
     return done
 
 
+def time_open(run: Path) -> float:
+    """Seconds for ``RunReader.open`` alone in a fresh interpreter (imports excluded): every series ready."""
+    code = ("import sys, time; from traintop.protocol import RunReader; r = RunReader(sys.argv[1]); "
+            "t = time.perf_counter(); r.open(); print(time.perf_counter() - t, r.cache_used)")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], check=True, capture_output=True, text=True,
+                         cwd=REPO)
+    return float(out.stdout.split()[0])
+
+
 def time_watch(run: Path) -> dict:
     """Launch → charts with zones and alerts drawn, and the app's memory (``tui.py``'s headless child)."""
     report = tui.run_child("cold", run)[0]
@@ -80,7 +89,7 @@ def main() -> int:
         print(f"generating {tb} ...", file=sys.stderr)
         ingest.generate_tfevents(tb, args.steps)
     res: dict[str, list[float]] = {k: [] for k in ("floor", "tensorboard", "report_cold", "report_reopen",
-                                                    "watch_cold", "watch_reopen", "rss_mb")}
+                                                    "watch_cold", "watch_reopen", "open_cold", "open_reopen", "rss_mb")}
     with tempfile.TemporaryDirectory() as tmp:
         empty = tui.run_child("cold", tui.small(Path(tmp) / "empty"))[0]["rss_mb"]
     for _ in range(args.rounds):
@@ -92,6 +101,10 @@ def main() -> int:
         res["report_cold"].append(time_report(run))
         time.sleep(1.0)  # the cache is written after the verdict is out
         res["report_reopen"].append(time_report(run))
+        res["open_reopen"].append(time_open(run))
+        (run / CACHE).unlink(missing_ok=True)
+        res["open_cold"].append(time_open(run))
+        time.sleep(1.0)
         (run / CACHE).unlink(missing_ok=True)
         watch = time_watch(run)
         res["watch_cold"].append(watch["seconds"])
@@ -111,7 +124,8 @@ def main() -> int:
     for key, label in (("floor", "bare orjson parse (floor)"), ("tensorboard", "TensorBoard Rust server"),
                        ("report_cold", "traintop report --json, cold"), ("report_reopen", "… re-open (cache)"),
                        ("watch_cold", "traintop watch, launch → charts+zones+alerts"),
-                       ("watch_reopen", "… re-open (cache)")):
+                       ("watch_reopen", "… re-open (cache)"), ("open_cold", "RunReader.open alone, cold"),
+                       ("open_reopen", "RunReader.open alone, re-open (cache)")):
         if res[key]:
             best = min(res[key])
             print(f"{label:<46} {spread(res[key]):<24} {best / tbest:5.2f}× TB  {best / floor:5.2f}× floor")

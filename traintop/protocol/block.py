@@ -246,23 +246,20 @@ def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | Non
     """Columns of typed events; ``full`` holds the whole event of every rare one, by index."""
     n = len(evs)
     block = Block()
+    types = np.array([e.type for e in evs], dtype=object)
     kinds = np.full(n, KIND_RARE, dtype=np.int8)
-    types = [e.type for e in evs]
-    step_idx: list[int] = []
-    for i, (e, typ) in enumerate(zip(evs, types)):
-        if typ == "step":
-            if e.step is None:
+    kinds[types == "step"] = KIND_STEP
+    kinds[types == "eval"] = KIND_EVAL
+    kinds[types == "system"] = KIND_SYSTEM
+    step_idx = np.flatnonzero(kinds == KIND_STEP).tolist()
+    if None in [evs[i].step for i in step_idx]:  # rare: a step event without an integer step
+        for i in step_idx:
+            if evs[i].step is None:
                 kinds[i] = KIND_BAD_STEP
                 pos = where[i] if where is not None else -1
-                block.notices.append(TailNotice("bad_event", pos, f"{source} byte {pos}: step event seq {e.seq}: "
-                                                f"field 'step' must be an integer; skipped"))
-            else:
-                kinds[i] = KIND_STEP
-                step_idx.append(i)
-        elif typ == "eval":
-            kinds[i] = KIND_EVAL
-        elif typ == "system":
-            kinds[i] = KIND_SYSTEM
+                block.notices.append(TailNotice("bad_event", pos, f"{source} byte {pos}: step event seq "
+                                                f"{evs[i].seq}: field 'step' must be an integer; skipped"))
+        step_idx = [i for i in step_idx if kinds[i] == KIND_STEP]
     block.kind = kinds
     block.seq = np.array([NAN if e.seq is None else e.seq for e in evs], dtype=np.float64)
     block.t = np.array([e.t for e in evs], dtype=np.float64)
@@ -284,9 +281,14 @@ def _terms(losses: list[dict[str, float | None] | None]) -> dict[str, np.ndarray
     if not dicts:
         return {}
     names = tuple(dicts[0])
-    if names and all(tuple(d) == names for d in dicts):  # the writer's case: the same terms in every row
-        values = np.array(list(map(operator.itemgetter(*names), dicts)), dtype=np.float64).reshape(len(dicts), -1)
-        return {name: values[:, j] for j, name in enumerate(names)}
+    if names and set(map(len, dicts)) == {len(names)}:  # the writer's case: the same terms in every row
+        try:  # the same count and every name found means the same set of terms
+            values = np.array(list(map(operator.itemgetter(*names), dicts)), dtype=np.float64)
+        except KeyError:
+            pass
+        else:
+            values = values.reshape(len(dicts), -1)
+            return {name: values[:, j] for j, name in enumerate(names)}
     order: dict[str, None] = {}
     for d in dicts:
         order.update(dict.fromkeys(d))
@@ -353,9 +355,8 @@ def _weight_changes(rows: list[Ev]) -> list[tuple[int, dict[str, float]]]:
     out: list[tuple[int, dict[str, float]]] = []
     last: dict[str, float] | None = None
     ws = [e.weights for e in rows]
-    if ws and ws[0] is not None and all(map(operator.is_not, ws, [None] * len(ws))):
-        changed = [0, *(np.flatnonzero(list(map(operator.ne, ws[1:], ws[:-1]))) + 1).tolist()]
-        return [(r, ws[r]) for r in changed]
+    if ws and ws[0] is not None and ws.count(ws[0]) == len(ws):  # the usual block: one set of weights throughout
+        return [(0, ws[0])]
     for r, w in enumerate(ws):
         if w is not None and w != last:
             out.append((r, w))
