@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from traintop.protocol import cache
 from traintop.protocol.block import decode_block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
@@ -93,8 +94,6 @@ class RunReader:
 
     def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None) -> ReadUpdate:
         """Cold open: everything the file holds now, in bulk (from the cache when it still matches)."""
-        from traintop.protocol import cache  # the cache imports this module's neighbours only
-
         history, offset = RunHistory(), 0
         self.cache_used = False
         if self.path.is_file():
