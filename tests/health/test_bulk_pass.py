@@ -5,6 +5,7 @@ plain one it replaced (sorted medians, running-sum screening of the frozen check
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -119,3 +120,33 @@ def test_spike_detector_any_chunking_same_signals() -> None:
     for a, b in ((0, 77), (77, 20_001), (20_001, 50_000)):
         parts += [(s.fire, s.step, s.message) for s in d.extend(y[a:b], steps[a:b])]
     assert parts == whole and any(f for f, _, _ in whole)
+
+
+def test_report_judging_the_first_part_while_a_worker_parses_gives_the_same_report(tmp_path, monkeypatch,
+                                                                                    capsys) -> None:
+    import argparse
+    import json
+
+    from traintop.health.cli import add_report_arguments, run_report
+    from traintop.protocol import load as load_mod
+    from traintop.protocol.events import encode_event
+
+    (tmp_path / "events.jsonl").write_bytes(b"".join(encode_event(e) for e in long_run(20_000, 2)))
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    args = parser.parse_args([str(tmp_path), "--json"])
+    reports = []
+    for parallel in (False, True):
+        for thread in threading.enumerate():
+            if thread.name == "traintop-cache":
+                thread.join()  # the last report's cache is written in the background
+        (tmp_path / ".events.cache.npz").unlink(missing_ok=True)
+        monkeypatch.setattr(load_mod, "PARALLEL_MIN_BYTES", 0 if parallel else 1 << 40)
+        run_report(args)
+        report = json.loads(capsys.readouterr().out)
+        report["alerts"] = [a for a in report["alerts"] if a["kind"] != "stall"]  # judged on the wall clock
+        reports.append(report)
+    for r in reports:  # ended alerts are listed in the order they were raised: per term, per pass
+        r["ended_alerts"].sort(key=lambda a: a["id"])
+    assert reports[0] == reports[1]
+    assert reports[0]["terms"]

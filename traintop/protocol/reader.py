@@ -92,8 +92,12 @@ class RunReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None) -> ReadUpdate:
-        """Cold open: everything the file holds now, in bulk (from the cache when it still matches)."""
+    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
+             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
+        """Cold open: everything the file holds now, in bulk (from the cache when it still matches).
+
+        ``on_part`` gets the history while worker processes still parse the rest (``load_history``).
+        """
         history, offset = RunHistory(), 0
         self.cache_used = False
         if self.path.is_file():
@@ -102,7 +106,7 @@ class RunReader:
                 history, offset = found
                 self.cache_used = True
             history, end = load_history(self.path, workers=workers, history=history, start=offset,
-                                        progress=progress)
+                                        progress=progress, on_part=on_part)
             if self.use_cache and end - offset > cache.MIN_NEW_BYTES:
                 cache.save(self.path, history, end)  # a later open reads only what follows
             offset = end
