@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench"))
     ap.add_argument("--skip-trainer", action="store_true", help="skip the tiny XTTS overhead (needs torch + coqui)")
+    ap.add_argument("--trainer-pairs", type=int, default=20, help="paired tiny XTTS steps (minutes each on 2 cores)")
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
     rounds = "1" if args.quick else str(args.rounds)
@@ -66,7 +67,7 @@ def main() -> int:
     over = None
     if not args.skip_trainer:
         print("trainer overhead ...", file=sys.stderr, flush=True)
-        over = trainer_overhead(10 if args.quick else 40)
+        over = trainer_overhead(10 if args.quick else args.trainer_pairs)
 
     tb = min(co["tensorboard"]) if co["tensorboard"] else float("nan")
     floor = min(co["floor"])
