@@ -95,7 +95,7 @@ class RunScreen(RunControl, Screen[None]):
             yield AlertsPane(id="alerts", classes="pane")
             yield WeightsPane(id="weights", classes="pane")
             yield SystemPane(self.live, id="system", classes="pane")
-            yield SamplesPane(id="samples", classes="pane")
+            yield SamplesPane(self.live.run_dir, id="samples", classes="pane")
             yield EventLog(id="log", classes="pane")
         yield Footer()
 
