@@ -4,7 +4,9 @@ Runs coldopen.py (report and watch against TensorBoard's Rust server, re-open fr
 memory), tui.py --live-only (append → store latency, CPU while following), trainer_overhead.py
 (instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
 install.py (the base install's time and size, from the package index), then
-prints every ratio against its budget (DESIGN.md, "Budgets"). The machine may be shared: each
+prints every ratio against its budget; f5_tiny.py (F5 steps/s, when that extra is installed) and
+xtts_memory.py (full vs LoRA fine-tunes of the release-shaped XTTS v2, ~10 GB RAM) print their own
+tables after it (``--skip-extras`` skips them) (DESIGN.md, "Budgets"). The machine may be shared: each
 timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
 """
 
@@ -67,6 +69,7 @@ def main() -> int:
     ap.add_argument("--dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench"))
     ap.add_argument("--skip-trainer", action="store_true", help="skip the tiny XTTS overhead (needs torch + coqui)")
     ap.add_argument("--skip-install", action="store_true", help="skip the base install (needs the package index)")
+    ap.add_argument("--skip-extras", action="store_true", help="skip f5_tiny.py and xtts_memory.py")
     ap.add_argument("--trainer-pairs", type=int, default=20, help="paired tiny XTTS steps (minutes each on 2 cores)")
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
@@ -130,7 +133,13 @@ def main() -> int:
     print()
     for r in rows:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths)).rstrip())
-    return 0
+    failed = 0
+    if not args.skip_extras:
+        for script, *more in (["f5_tiny.py", *(["--steps", "60"] if args.quick else [])],
+                              ["xtts_memory.py", *(["--steps", "2", "--batches", "1"] if args.quick else [])]):
+            print(f"\n=== {script} {' '.join(more)}", flush=True)
+            failed |= subprocess.run([sys.executable, str(HERE / script), *more]).returncode != 0
+    return int(failed)
 
 
 if __name__ == "__main__":

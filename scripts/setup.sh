@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up traintop on a fresh machine, idempotently: a virtual environment in .venv with the package
-# (editable), its trainer ([train]) and its dev tools, plus tmux for the terminal end-to-end test and
+# (editable), its trainer ([train]) and its dev tools, .venv-f5 with the F5-TTS extra, plus tmux for the terminal end-to-end test and
 # Debian's chromium for the browser test of `traintop serve`. Safe to run again: it skips pip when
 # pyproject.toml has not changed since the last successful install.
 set -euo pipefail
@@ -19,6 +19,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e '.[dev,train]'
     echo "$want" > "$stamp"
+fi
+
+# F5-TTS lives in its own environment: f5-tts pulls cached_path, which caps rich below 14, and that
+# resolves textual down to 6.x; the watcher's own environment keeps the textual its snapshots are drawn
+# with. TRAINTOP_SKIP_F5=1 skips it (the F5 tests then skip, saying how to install the extra).
+if [ "${TRAINTOP_SKIP_F5:-0}" != "1" ]; then
+    if [ ! -x .venv-f5/bin/python ]; then
+        echo "traintop setup: creating .venv-f5 (the F5-TTS recipes and their tests)"
+        "$PYTHON" -m venv .venv-f5
+    fi
+    stamp_f5=".venv-f5/.traintop-installed"
+    if [ ! -f "$stamp_f5" ] || [ "$(cat "$stamp_f5")" != "$want" ]; then
+        echo "traintop setup: installing traintop[f5] into .venv-f5 (a few minutes the first time)"
+        .venv-f5/bin/python -m pip install --quiet --upgrade pip
+        .venv-f5/bin/python -m pip install --quiet -e '.[dev,f5]'
+        echo "$want" > "$stamp_f5"
+    fi
 fi
 
 # System packages the end-to-end tests drive: tmux (`traintop demo` in a real terminal) and

@@ -1,4 +1,4 @@
-"""``traintop train | watch | serve | ctl | report | demo | runs | sample``.
+"""``traintop train | watch | serve | ctl | report | demo | runs | sample | export``.
 
 Each subcommand's arguments and body live beside the code they drive; this module only wires
 them, importing each lazily so ``traintop --help`` and ``traintop ctl`` never load torch. The base
@@ -59,6 +59,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
                "synthesize from a saved checkpoint alone (the same audio as in training)",
                "  traintop sample logs/my-run/checkpoints/checkpoint_1000.pth --text 'Olá, tudo bem?' --out out.wav\n"
                "  traintop sample CKPT --text 'Bom dia' --speaker-wav ref.wav --out bom-dia.wav"),
+    "export": ("traintop.trainer.export", "add_export_arguments", "run_export",
+               "write a run's XTTS checkpoint as a release-style folder coqui's TTS API loads",
+               "  traintop export logs/my-run --out voices/my-voice        # best checkpoint\n"
+               "  traintop export logs/my-run --checkpoint 2000 --out voices/my-voice-2k\n"
+               "  traintop export logs/my-lora-run --merge-lora --out voices/my-voice"),
 }
 
 # optional extra → modules it installs (checked without importing them); one line per extra

@@ -35,7 +35,8 @@ TERMS = ["loss_mel", "loss_kl"]
     ("set_weight", {"term": "loss_mel", "value": 5000}, "outside [0, 1000]"),
     ("set_weight", {"term": "loss_spk", "value": 1.0}, "no loss term 'loss_spk'; its terms are loss_kl, loss_mel"),
     ("set_weight", {"term": 3, "value": 1.0}, "'term' must be a loss term name"),
-    ("set_lr", {"value": 0}, "outside (0, 1]"),
+    ("set_lr", {"value": 0}, "outside [1e-10, 1]"),
+    ("set_lr", {"value": 5e-324}, "outside [1e-10, 1]"),
     ("scale_lr", {"factor": -1}, "outside (0, 10]"),
     ("scale_lr", {"factor": 1e6}, "outside (0, 10]"),
     ("pause", [1], "'args' must be an object"),
@@ -61,12 +62,15 @@ def test_each_line_is_decided_once_and_state_resumes(tmp_path: Path) -> None:
     d = reader.poll()
     assert [x.status for x in d] == ["accepted"] and d[0].command.id == first.id
     assert reader.poll() == []
+    reader.commit(d[0])  # handled: only now does it count in the saved state
     second = inbox.send_new("set_weight", TERMS, term="loss_kl", value=0.5)
     saved = ControlState.from_dict(orjson.loads(orjson.dumps(reader.state.to_dict())))
     # a resumed trainer with the checkpointed state sees only what came after
     resumed = ControlReader(tmp_path, terms=TERMS, state=saved)
     got = resumed.poll()
     assert [x.command.id for x in got] == [second.id]
+    assert resumed.state.last_id == first.id  # read is not handled
+    resumed.commit(got[0])
     assert resumed.state.last_id == second.id
 
 
@@ -123,8 +127,18 @@ def test_hostile_stream_is_rejected_line_by_line_while_valid_commands_apply(tmp_
 def test_a_control_file_others_can_write_is_refused(tmp_path: Path) -> None:
     ControlInbox(tmp_path).send_new("pause")
     (tmp_path / "control.jsonl").chmod(0o666)
+    reader = ControlReader(tmp_path)
+    assert reader.poll() == []  # refused, not raised: training goes on
+    notices = reader.take_notices()
+    assert [n.kind for n in notices] == ["refused"] and "chmod 600" in notices[0].message
+    for _ in range(10):
+        assert reader.poll() == []
+    assert reader.take_notices() == []  # said once, not on every poll
     with pytest.raises(ControlPermissionError, match="chmod 600"):
-        ControlReader(tmp_path).poll()
+        reader.check_permissions()
+    (tmp_path / "control.jsonl").chmod(0o600)
+    assert [d.command.cmd for d in reader.poll()] == ["pause"]
+    assert [n.kind for n in reader.take_notices()] == ["readable"]
 
 
 def test_inbox_creates_control_file_private(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from traintop.protocol import RunReader
 from traintop.protocol.control import Command, CommandError, ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.rundir import EVENTS_FILE, RunDirError, resolve_run_dir
+from traintop.protocol.text import shown
 
 # command-line spelling → (protocol command, positional argument names)
 CTL_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -125,8 +126,9 @@ def run_ctl(args: argparse.Namespace) -> int:
     status = ack.get("status")
     reason = ack.get("reason") or ""
     if status == "rejected":
-        print(f"rejected: {reason}", file=sys.stderr)
+        print(f"rejected: {shown(reason)}", file=sys.stderr)
         return 1
     state = ack.get("state")
-    print(f"{status} at step {ack.get('step')}" + (f": {state}" if state else "") + (f" ({reason})" if reason else ""))
+    print(shown(f"{status} at step {ack.get('step')}" + (f": {state}" if state else "")
+                + (f" ({reason})" if reason else "")))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from traintop.protocol import RunReader
 from traintop.protocol.rundir import EVENTS_FILE, find_runs
 from traintop.protocol.runs import run_status, speed
+from traintop.protocol.text import shown
 
 
 @dataclass
@@ -67,6 +68,6 @@ def run_runs(args: argparse.Namespace) -> int:
     print(f"{'RUN':<40} {'RECIPE':<18} {'STATUS':<10} {'STEP':>8} {'EPOCH':>6} {'IT/S':>7}")
     for s in summaries:
         rate = f"{s.steps_per_s:.2f}" if s.steps_per_s else "-"
-        print(f"{s.name[:40]:<40} {s.recipe[:18]:<18} {s.status:<10} {s.step if s.step is not None else '-':>8} "
-              f"{s.epoch if s.epoch is not None else '-':>6} {rate:>7}")
+        print(f"{shown(s.name)[:40]:<40} {shown(s.recipe)[:18]:<18} {shown(s.status):<10} "
+              f"{s.step if s.step is not None else '-':>8} {s.epoch if s.epoch is not None else '-':>6} {rate:>7}")
     return 0

@@ -13,7 +13,8 @@ from traintop.health.alerts import SEVERITY_RANK, Alert
 from traintop.health.cli import EXIT_CODES
 from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
-from traintop.protocol import ReadUpdate, RunReader
+from traintop.protocol import ReadUpdate, RunReader, TailNotice
+from traintop.protocol.text import shown
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
 HOOK_TIMEOUT = 60.0  # a hung mail command must not stop the watcher
@@ -46,18 +47,25 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
     stop = threading.Event()
     told: set[str] = set()
 
+    def say(notice: TailNotice) -> None:
+        # skipped / truncated / replaced data is news too, never passed over in silence
+        print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
+              if as_json else f"data: {shown(notice.message)}", flush=True)
+
     def tell(alerts: list[Alert]) -> None:
         for alert in alerts:
             if alert.id in told or SEVERITY_RANK.get(alert.severity, 0) < SEVERITY_RANK["warning"]:
                 continue
             told.add(alert.id)
-            line = json.dumps(alert.to_dict()) if as_json else f"{alert.severity}: {alert.message}"
+            line = json.dumps(alert.to_dict()) if as_json else f"{alert.severity}: {shown(alert.message)}"
             print(line, flush=True)
             if on_alert:
                 run_hook(on_alert, alert)
 
     with lock:
         mon.update(history)
+    for notice in history.notices:  # what the first read skipped or found replaced
+        say(notice)
     tell(mon.active_alerts())  # what is wrong already is news to someone who just started watching
     last = [time.monotonic()]
 
@@ -76,7 +84,8 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
         return tick
 
     def on_update(update: ReadUpdate) -> None:
-        pass  # the rows are in the history already; the idle pass judges them
+        for notice in update.notices:  # the rows are in the history already; the idle pass judges them
+            say(notice)
 
     reader.follow(on_update, stop, idle=idle)
     history = reader.history

@@ -2,19 +2,18 @@
 
 A command line is ``{"v": 1, "id": "<uuid>", "t": ..., "cmd": ..., "args": {...}}``. The
 ``ControlInbox`` appends one whole line per ``write`` (O_APPEND), so any number of writers may send
-at once. The ``ControlReader`` takes only complete lines from a saved byte offset, validates each,
-and decides every command exactly once; its ``state()`` goes into checkpoints so a resumed run
-neither re-applies old commands nor loses its place.
+at once. The ``ControlReader`` (``traintop.protocol.control_reader``) follows the file and decides
+every line once; what has been *handled* (not merely read) goes into checkpoints.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
-import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from traintop.protocol.rundir import CONTROL_FILE, open_private_append
 COMMANDS = ("pause", "resume", "stop", "save", "eval", "sample", "set_weight", "set_lr", "scale_lr")
 MAX_WEIGHT = 1000.0  # a loss weight above this is a typo, not a tuning decision
 MAX_LR = 1.0
+MIN_LR = 1e-10  # below this a rate is a mistake (or a float underflow), not a schedule
 MAX_LR_FACTOR = 10.0
 MAX_COMMAND_BYTES = 64 * 1024
 
@@ -95,13 +95,13 @@ def validate_command(cmd: Any, args: Any, terms: Iterable[str] | None = None) ->
         if terms is not None:
             known = sorted(terms)
             if term not in known:
-                raise CommandError(f"set_weight: this run has no loss term '{term}'; "
+                raise CommandError(f"set_weight: this run has no loss term {term!r}; "
                                    f"its terms are {', '.join(known)}")
         return {"term": term, "value": value}
     if cmd == "set_lr":
         value = _number(args, "value", cmd)
-        if not 0.0 < value <= MAX_LR:
-            raise CommandError(f"set_lr: learning rate {value:g} is outside (0, {MAX_LR:g}]")
+        if not MIN_LR <= value <= MAX_LR:
+            raise CommandError(f"set_lr: learning rate {value:g} is outside [{MIN_LR:g}, {MAX_LR:g}]")
         return {"value": value}
     if cmd == "scale_lr":
         factor = _number(args, "factor", cmd)
@@ -127,9 +127,12 @@ class ControlInbox:
         line = command.to_line()
         fd = open_private_append(self.path)
         try:
-            os.write(fd, line)  # one write on O_APPEND: concurrent senders never interleave
+            n = os.write(fd, line)  # one write on O_APPEND: concurrent senders never interleave
         finally:
             os.close(fd)
+        if n != len(line):  # a full disk: the reader rejects the torn piece on its own
+            raise OSError(errno.ENOSPC, f"{self.path}: only {n} of {len(line)} bytes of the command "
+                          "were written (disk full?); it was not sent")
         return command
 
     def send_new(self, cmd: str, terms: Iterable[str] | None = None, **args: Any) -> Command:
@@ -139,10 +142,12 @@ class ControlInbox:
 
 @dataclass(frozen=True)
 class Decision:
-    """The reader's verdict on one line of ``control.jsonl``.
+    """The reader's verdict on one line (or torn fragment) of ``control.jsonl``.
 
-    ``status`` is ``accepted`` (the trainer should apply ``command`` now) or ``rejected`` (with
-    ``reason``). ``offset`` is the byte offset of the line, for error messages.
+    ``status`` is ``accepted`` (the trainer should apply ``command``) or ``rejected`` (with
+    ``reason``). ``offset`` / ``end`` delimit the line in the file; ``generation`` names the file
+    (it changes when the file is replaced or truncated). The line counts as handled only once the
+    trainer calls ``ControlReader.commit`` with it.
     """
 
     status: str
@@ -150,6 +155,8 @@ class Decision:
     command: Command | None = None
     id: str | None = None
     reason: str = ""
+    end: int = 0
+    generation: int = 0
 
     @property
     def accepted(self) -> bool:
@@ -159,115 +166,65 @@ class Decision:
 
 @dataclass
 class ControlState:
-    """What the reader has consumed; saved in every checkpoint."""
+    """What the trainer has *handled* (applied or answered); saved in every checkpoint.
+
+    ``offset``: every line before it is handled. ``done``: ``[start, end]`` of lines handled after
+    ``offset`` while an earlier one still waits (a deferred ``eval``). ``seen_ids``: ids handled, so a
+    repeated id is refused. ``file_id`` (device, inode) and ``tail_hash`` (sha256 of up to 4 KiB
+    before ``offset``) recognise the same file after a restart, even when the run was copied.
+    """
 
     offset: int = 0
     last_id: str | None = None
     seen_ids: list[str] = field(default_factory=list)
+    done: dict[int, int] = field(default_factory=dict)
+    file_id: list[int] | None = None
+    tail_hash: str | None = None
+
+    def mark_done(self, start: int, end: int, cid: str | None) -> None:
+        """Record the line ``[start, end)`` (id ``cid``) as handled; move ``offset`` over what is contiguous."""
+        if cid is not None and cid not in self.seen_ids:
+            self.seen_ids.append(cid)
+            self.last_id = cid
+        if start < self.offset:
+            return
+        self.done[start] = max(end, start)
+        while self.offset in self.done:
+            nxt = self.done.pop(self.offset)
+            if nxt <= self.offset:
+                break
+            self.offset = nxt
+
+    def copy(self) -> ControlState:
+        """An independent copy (checkpoints snapshot it)."""
+        return ControlState(self.offset, self.last_id, list(self.seen_ids), dict(self.done),
+                            None if self.file_id is None else list(self.file_id), self.tail_hash)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for checkpoints / JSON."""
-        return {"offset": self.offset, "last_id": self.last_id, "seen_ids": list(self.seen_ids)}
+        return {"offset": self.offset, "last_id": self.last_id, "seen_ids": list(self.seen_ids),
+                "done": [[s, e] for s, e in sorted(self.done.items())], "file_id": self.file_id,
+                "tail_hash": self.tail_hash}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ControlState:
-        """Inverse of ``to_dict``; ``None`` gives a fresh state."""
+        """Inverse of ``to_dict``; ``None`` gives a fresh state (older checkpoints lack new keys)."""
         if not d:
             return cls()
+        done = {int(s): int(e) for s, e in d.get("done") or []}
+        fid = d.get("file_id")
         return cls(offset=int(d.get("offset", 0)), last_id=d.get("last_id"),
-                   seen_ids=list(d.get("seen_ids", [])))
+                   seen_ids=list(d.get("seen_ids", [])), done=done,
+                   file_id=[int(x) for x in fid] if fid else None, tail_hash=d.get("tail_hash"))
 
 
 class ControlPermissionError(PermissionError):
     """The control file can be written by other users, so its commands cannot be trusted."""
 
 
-class ControlReader:
-    """The trainer's side: new complete command lines since the saved offset, each decided once.
+# The reader lives in its own module; it is part of this one's interface.
+from traintop.protocol.control_reader import ControlNotice, ControlReader  # noqa: E402
 
-    ``terms`` is the run's set of loss terms or a callable returning it (terms may be discovered
-    after the first step).
-    """
-
-    def __init__(self, run_dir: str | Path, terms: Iterable[str] | Callable[[], Iterable[str]] = (),
-                 state: ControlState | None = None) -> None:
-        self.path = Path(run_dir) / CONTROL_FILE
-        self._terms = terms
-        self.state = state or ControlState()
-        self._seen = set(self.state.seen_ids)
-
-    def _known_terms(self) -> list[str]:
-        terms = self._terms() if callable(self._terms) else self._terms
-        return list(terms)
-
-    def check_permissions(self) -> None:
-        """Raise ``ControlPermissionError`` if group or others may write the control file."""
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return
-        if stat.S_IMODE(st.st_mode) & 0o022:
-            raise ControlPermissionError(
-                f"{self.path}: refusing to read commands from a file other users can write "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {self.path}`")
-        if st.st_uid != os.getuid():
-            raise ControlPermissionError(
-                f"{self.path}: refusing to read commands from a file owned by another user "
-                f"(uid {st.st_uid})")
-
-    def poll(self) -> list[Decision]:
-        """Read new complete lines and decide each; never returns the same line twice."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        if size < self.state.offset:
-            # The file was truncated or replaced: old commands are gone, start at its beginning.
-            self.state.offset = 0
-        if size == self.state.offset:
-            return []
-        self.check_permissions()
-        with self.path.open("rb") as fh:
-            fh.seek(self.state.offset)
-            data = fh.read(size - self.state.offset)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []  # only a partial line so far
-        decisions: list[Decision] = []
-        pos = self.state.offset
-        for raw in data[: end + 1].split(b"\n")[:-1]:
-            decisions.append(self._decide(raw, pos))
-            pos += len(raw) + 1
-        self.state.offset = pos
-        return decisions
-
-    def _decide(self, raw: bytes, offset: int) -> Decision:
-        where = f"{self.path.name} byte {offset}"
-        if len(raw) > MAX_COMMAND_BYTES:
-            return Decision("rejected", offset, reason=f"{where}: line of {len(raw)} bytes is too long "
-                            f"(limit {MAX_COMMAND_BYTES})")
-        if not raw.strip():
-            return Decision("rejected", offset, reason=f"{where}: empty line")
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return Decision("rejected", offset, reason=f"{where}: not a JSON object")
-        if not isinstance(obj, dict):
-            return Decision("rejected", offset, reason=f"{where}: not a JSON object")
-        cid = obj.get("id")
-        if not isinstance(cid, str) or not cid or len(cid) > 128:
-            return Decision("rejected", offset, reason=f"{where}: field 'id' must be a non-empty string")
-        if cid in self._seen:
-            return Decision("rejected", offset, id=cid,
-                            reason=f"{where}: command id {cid} was already handled; not applied twice")
-        self._seen.add(cid)
-        self.state.seen_ids.append(cid)
-        self.state.last_id = cid
-        try:
-            args = validate_command(obj.get("cmd"), obj.get("args"), self._known_terms())
-        except CommandError as exc:
-            return Decision("rejected", offset, id=cid, reason=str(exc))
-        t = obj.get("t")
-        command = Command(cmd=obj["cmd"], args=args, id=cid,
-                          t=float(t) if isinstance(t, (int, float)) else time.time())
-        return Decision("accepted", offset, command=command, id=cid)
+__all__ = ["COMMANDS", "Command", "CommandError", "ControlInbox", "ControlNotice",
+           "ControlPermissionError", "ControlReader", "ControlState", "Decision", "make_command",
+           "validate_command"]

@@ -50,5 +50,11 @@ class ModelBundle:
         """A ``config.json`` for coqui's inference API when the training one does not fit it."""
         return None
 
+    def parameter_counts(self) -> dict[str, Any]:
+        """``total`` parameters and the ``trainable`` ones the optimizer updates (for ``run_start``)."""
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable, "trainable_share": round(trainable / max(total, 1), 6)}
+
     def on_trainer_ready(self, trainer: Any) -> None:
         """Hook after the coqui ``Trainer`` exists (criteria are created there)."""

@@ -8,9 +8,13 @@ recipe, the live weights and lr, the control reader's position and the event ``s
 from __future__ import annotations
 
 import datetime
+import errno
+import hashlib
 import json
 import os
+import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,19 @@ import torch
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 BEST_NAME = "best_model.pth"
+
+
+def safe_globals() -> list[Any]:
+    """What our checkpoints may hold beyond tensors and plain containers (the allow-list)."""
+    import collections
+
+    return [collections.OrderedDict, collections.defaultdict, datetime.date]
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [x for x in str(exc).splitlines() if x.strip()]
+    text = next((x for x in lines if "GLOBAL" in x or "Unsupported" in x), lines[0] if lines else "")
+    return text.strip()[:300]
 
 
 class CheckpointError(ValueError):
@@ -32,14 +49,37 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _nearly_full(directory: Path) -> bool:
+    """Less than 4 MiB left for us: a write that failed there failed for want of space."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 4 * 1024 * 1024
+
+
 def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` via a temporary file, fsync and rename: never a torn file."""
+    """Write ``state`` to ``path`` via a temporary file, fsync and rename: never a torn file.
+
+    When the write fails (a full disk) the temporary file is removed and the ``OSError`` says
+    which checkpoint could not be written.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
+        code = getattr(exc, "errno", None) or (errno.ENOSPC if _nearly_full(path.parent) else None)
+        tmp.unlink(missing_ok=True)
+        why = os.strerror(code) if code else f"{type(exc).__name__}: {exc}"
+        raise OSError(code or errno.EIO, f"could not write {path} ({why}); no partial file "
+                      "was kept") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -48,11 +88,53 @@ def atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        tmp.write_bytes(src.read_bytes())
-    os.replace(tmp, dst)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(dst.parent)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` a whole copy of ``src``, reusing an existing ``dst`` only when it is one.
+
+    A file left half-written (a full disk, an old non-atomic copy) has the right name and the
+    wrong size or bytes: it is replaced rather than trusted because it exists.
+    """
+    if dst.is_file():
+        if os.path.samefile(src, dst):
+            return
+        if dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+            return
+    atomic_copy(src, dst)
+
+
+def remove_partial_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files a killed or failed writer left in a run directory.
+
+    Only call this holding the run's lock: then no writer of ours is alive to own them.
+    """
+    removed = []
+    for sub in (run_dir, run_dir / "checkpoints", run_dir / "assets"):
+        if not sub.is_dir():
+            continue
+        for p in sub.iterdir():
+            if p.name.endswith(".tmp") and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -110,11 +192,21 @@ def load_model_state(model: Any, state: dict[str, Any], exclude: tuple[str, ...]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU, with an error naming the file when it is not one."""
+    """Load a checkpoint on the CPU as data only, with an error naming the file when it is not one.
+
+    ``torch.load(weights_only=True)`` with ``SAFE_GLOBALS``: tensors, plain containers and the few
+    classes our checkpoints hold. A file that asks to run or build anything else is refused.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(safe_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refusing to load: it holds more than tensors and plain data "
+            f"({_first_line(exc)}); traintop loads checkpoints as data only") from None
     except Exception as exc:  # torn / foreign file: say which one
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a coqui/traintop checkpoint (no 'model' and 'config')")
     return state

@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``traintop train``."""
     parser.add_argument("config", nargs="?", help="recipe YAML file, or a shipped recipe name "
-                        "(xtts_tiny, vits_tiny, xtts_v2_finetune, vits_finetune); with --resume, "
+                        "(xtts_tiny, vits_tiny, xtts_v2_finetune, xtts_v2_lora, vits_finetune); with --resume, "
                         "the run's own run.yaml is used")
     parser.add_argument("--logs", default="logs", help="root of run directories (default: logs)")
     parser.add_argument("--name", help="run name (default: the recipe's name)")
@@ -39,6 +39,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output WAV path")
     parser.add_argument("--speaker-wav", help="reference clip (default: the run's sample reference)")
     parser.add_argument("--speaker", help="VITS: a training speaker's name (instead of a clip)")
+    parser.add_argument("--ref-text", help="F5: transcript of --speaker-wav (default: the run's reference)")
     parser.add_argument("--seed", type=int, help="random seed (default: the recipe's sample.seed)")
     parser.add_argument("--language", help="language code (default: the recipe's sample.language)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -130,35 +131,71 @@ def _wait_for_rank0(marker: Path, timeout: float = 600.0) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     """``traintop train``: 0 completed or stopped, 1 failed, 2 refused input (one line on stderr)."""
-    from traintop.protocol.rundir import TRAINER_LOG, RunDirError
+    from traintop.protocol.rundir import RunDirError
     from traintop.trainer.bundle import RecipeAssetError
     from traintop.trainer.checkpoint import CheckpointError
     from traintop.trainer.config import RecipeError
     from traintop.trainer.dataset import DatasetError
+    from traintop.trainer.lock import RunLock, RunLockedError
 
+    rank = int(os.environ.get("RANK", "0"))
+    lock: RunLock | None = None
     try:
         recipe, run_dir, resume = _prepare(args)
+        if rank == 0:  # one trainer per run directory, taken before anything in it is touched
+            lock = RunLock.acquire(run_dir)
+        max_steps = args.max_steps if args.max_steps is not None else recipe["training"]["max_steps"]
         if resume:
             from traintop.trainer.session import latest_checkpoint
 
-            latest_checkpoint(run_dir, recipe["recipe"])  # refuse before touching the run
-    except (RecipeError, RecipeAssetError, DatasetError, CheckpointError, RunDirError) as exc:
+            _, ckpt = latest_checkpoint(run_dir, recipe["recipe"])  # refuse before touching the run
+            if max_steps is not None and max_steps <= int(ckpt["step"]):
+                _say(f"{run_dir} is at step {ckpt['step']} already; --max-steps {max_steps} leaves "
+                     "nothing to train (nothing was changed)")
+                if lock is not None:
+                    lock.release()
+                return EXIT_OK
+    except (RecipeError, RecipeAssetError, DatasetError, CheckpointError, RunDirError,
+            RunLockedError) as exc:
         _say(f"error: {exc}")
+        if lock is not None:
+            lock.release()
         return EXIT_BAD_INPUT
-    max_steps = args.max_steps if args.max_steps is not None else recipe["training"]["max_steps"]
+    try:
+        return _train_locked(args, recipe, run_dir, resume, max_steps, rank)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path, resume: bool,
+                  max_steps: int | None, rank: int) -> int:
+    from traintop.protocol.rundir import TRAINER_LOG
+    from traintop.trainer.checkpoint import remove_partial_files
+
     if recipe["training"]["device"] == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks for GPUs
     _say(f"{'resuming' if resume else 'training'} {recipe['recipe']} in {run_dir} "
          f"(log: {run_dir / TRAINER_LOG})")
-    rank = int(os.environ.get("RANK", "0"))
     log_name = TRAINER_LOG if rank == 0 else f"trainer.rank{rank}.log"
     with _console_to(run_dir / log_name):
         from traintop.trainer.session import train_session
 
         def log(msg: str) -> None:
-            print(msg, file=sys.stderr, flush=True)
+            try:
+                print(msg, file=sys.stderr, flush=True)
+            except OSError:
+                pass  # trainer.log on a full disk: the events still say what happened
 
-        status, error = train_session(recipe, run_dir, resume=resume, max_steps=max_steps, log=log)
+        if rank == 0:
+            for p in remove_partial_files(run_dir):  # left by a killed or failed writer
+                log(f"removed the partial file {p}")
+
+        try:
+            status, error = train_session(recipe, run_dir, resume=resume, max_steps=max_steps,
+                                          log=log)
+        except OSError as exc:  # not even run_end could be written (a disk full to the last byte)
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
     if status == "failed":
         _say(f"failed: {error} (details in {run_dir / TRAINER_LOG})")
         return EXIT_FAILED
@@ -175,7 +212,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
         out = sample_from_checkpoint(Path(args.checkpoint), args.text, Path(args.out),
                                      speaker_wav=args.speaker_wav, speaker=args.speaker,
-                                     seed=args.seed,
+                                     seed=args.seed, ref_text=args.ref_text,
                                      language=args.language, device=args.device)
     except (CheckpointError, FileNotFoundError) as exc:
         _say(f"error: {exc}")

@@ -29,7 +29,8 @@ SCHEMA: dict[str, Any] = {
     "training": {"batch_size": int, "eval_batch_size": int, "grad_accum_steps": int, "lr": NUM,
                  "warmup_steps": int, "min_lr_ratio": NUM, "max_steps": OPT_INT, "epochs": int,
                  "mixed_precision": bool, "grad_clip": OPT_NUM, "seed": int,
-                 "num_loader_workers": int, "device": str, "threads": OPT_INT},
+                 "num_loader_workers": int, "device": str, "threads": OPT_INT,
+                 "lora": (dict, type(None))},
     "cadence": {"eval_every": OPT_INT, "save_every": OPT_INT, "keep_checkpoints": int,
                 "sample_every_evals": OPT_INT, "print_every": int, "system_every": NUM},
     "sample": {"device": str, "texts": list, "speaker": OPT_STR, "speaker_wav": OPT_STR,
@@ -37,13 +38,15 @@ SCHEMA: dict[str, Any] = {
     "weights": None,
     "xtts": None,
     "vits": None,
+    "f5": None,  # validated by traintop.trainer.f5.settings (the optional F5-TTS extra)
 }
 REQUIRED = ("recipe", "model", "dataset", "training", "cadence")
 # loss terms per model family (coqui's own keys); coqui_xtts.TERMS / coqui_vits.TERMS map them
 MODEL_TERMS = {"xtts": ("loss_text_ce", "loss_mel_ce"),
                "vits": ("loss_mel", "loss_kl", "loss_feat", "loss_gen", "loss_duration",
-                        "loss_spk_encoder", "loss_disc")}
-MODELS = ("xtts", "vits")
+                        "loss_spk_encoder", "loss_disc"),
+               "f5": ("loss_flow",)}  # F5's flow-matching loss (its trainer logs it as `loss`)
+MODELS = ("xtts", "vits", "f5")
 NONFINITE_POLICIES = ("skip", "pause", "stop")
 
 DEFAULTS: dict[str, Any] = {
@@ -54,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "training": {"batch_size": 4, "eval_batch_size": 4, "grad_accum_steps": 1, "lr": 5e-6,
                  "warmup_steps": 0, "min_lr_ratio": 0.1, "max_steps": None, "epochs": 1000,
                  "mixed_precision": False, "grad_clip": 1.0, "seed": 1,
-                 "num_loader_workers": 0, "device": "auto", "threads": None},
+                 "num_loader_workers": 0, "device": "auto", "threads": None, "lora": None},
     "cadence": {"eval_every": 100, "save_every": 500, "keep_checkpoints": 3,
                 "sample_every_evals": 1, "print_every": 10, "system_every": 5.0},
     "sample": {"device": "cpu", "texts": [], "speaker": None, "speaker_wav": None,
@@ -147,9 +150,36 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
             raise RecipeError(f"{where}: key 'training.{key}' must be >= 1, got {t[key]}")
     if not t["lr"] > 0:
         raise RecipeError(f"{where}: key 'training.lr' must be > 0, got {t['lr']}")
+    if t["lora"] is not None:
+        from traintop.trainer.lora import LoraError, lora_spec
+
+        if out["model"] != "xtts":
+            raise RecipeError(f"{where}: key 'training.lora' applies to the xtts model only")
+        try:
+            lora_spec(t["lora"], where)
+        except LoraError as exc:
+            raise RecipeError(str(exc)) from None
     if not 0.0 <= out["dataset"]["eval_fraction"] < 1.0:
         raise RecipeError(f"{where}: key 'dataset.eval_fraction' must be in [0, 1)")
+    _check_cadence(out["cadence"], where)
     return out
+
+
+def _check_cadence(c: dict[str, Any], where: str) -> None:
+    """Every cadence counts something: a period of 0 or below is a typo (null switches one off)."""
+    for key in ("eval_every", "save_every", "sample_every_evals", "print_every", "keep_checkpoints"):
+        if c.get(key) is not None and c[key] < 1:
+            off = "" if key in ("print_every", "keep_checkpoints") else " (or null to switch it off)"
+            raise RecipeError(f"{where}: key 'cadence.{key}' must be >= 1{off}, got {c[key]}")
+    if not c["system_every"] > 0:
+        raise RecipeError(f"{where}: key 'cadence.system_every' must be > 0 seconds, got {c['system_every']}")
+
+
+def check_section_types(section: dict[str, Any], types: dict[str, Any], name: str, where: str) -> None:
+    """Type-check a model section's known keys (``types``: key -> type or tuple), naming the key."""
+    for key, value in section.items():
+        if key in types:
+            _check_type(value, types[key], f"{name}.{key}", where)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:
@@ -220,7 +250,20 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> tuple[
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
     if overrides:
         raw = apply_overrides(raw or {}, overrides, str(path))
-    return validate(raw, str(path)), path
+    try:
+        return validate(raw, str(path)), path
+    except RecipeError as exc:
+        raise _blame_override(exc, overrides or [], str(path)) from None
+
+
+def _blame_override(exc: RecipeError, overrides: list[str], where: str) -> RecipeError:
+    """A bad value that came from ``--set`` is named by its ``--set`` argument, not by the YAML file."""
+    text = str(exc)
+    for item in reversed(overrides):  # the last --set of a key is the one in force
+        key = _qualify(item.split("=", 1)[0].strip())
+        if f"'{key}'" in text or f"'{key}." in text:
+            return RecipeError(f"--set {item}: {text.removeprefix(where + ': ')}")
+    return exc
 
 
 def dump_recipe(recipe: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from trainer import Trainer
 from trainer.generic_utils import KeepAverage
 
+from traintop.protocol.control import MAX_LR, MIN_LR
 from traintop.trainer.bundle import ModelBundle
 from traintop.trainer.checkpoint import (
     BEST_NAME,
@@ -27,7 +28,7 @@ from traintop.trainer.checkpoint import (
 from traintop.trainer.distributed import BoundaryEffects, CommandBroadcast, mirror
 from traintop.trainer.run import CommandRejected, Run
 from traintop.trainer.samples import take_samples
-from traintop.trainer.schedule import scale_schedule
+from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
 NONFINITE_ALERT_EVERY = 50  # in a streak of non-finite steps, alert on the first and every 50th
 
@@ -108,8 +109,10 @@ class Instrumentation:
         self._bad_losses: list[str] = []
         self._trainer: Any = None
         self.last_saved_step = -1
+        self._saved_key: dict[str, Any] | None = None  # the resume state last written at that step
         self.broadcast = CommandBroadcast()
         self._lr_factor = 1.0  # applied on rank 0 since the last boundary, for the other ranks
+        self._lr_value: float | None = None  # a rate set outright since the last boundary
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -121,8 +124,8 @@ class Instrumentation:
         run.on("save", lambda c: {"path": str(self.save(trainer)), "step": trainer.total_steps_done})
         run.on("eval", lambda c: self._eval_now(trainer))
         run.on("sample", lambda c: self._sample_command(trainer))
-        run.on("set_lr", lambda c: self._set_lr(trainer, value=c.args["value"]))
-        run.on("scale_lr", lambda c: self._set_lr(trainer, factor=c.args["factor"]))
+        run.on("set_lr", lambda c: self.change_lr(trainer, value=c.args["value"]))
+        run.on("scale_lr", lambda c: self.change_lr(trainer, factor=c.args["factor"]))
         model = trainer._get_model()
         orig_backward, orig_clip = model.before_backward_pass, model.before_gradient_clipping
 
@@ -159,18 +162,7 @@ class Instrumentation:
         if run.should_stop and run.stop_reason == "interrupted":  # set by the signal handler
             run.stop_reason = "interrupted (Ctrl-C)"
             run.emit_state("stopping")
-        effects = None
-        if self.broadcast.rank == 0:
-            self._commands(trainer)
-            effects = BoundaryEffects(dict(run.weights), self._lr_factor, run.should_stop)
-            self._lr_factor = 1.0
-        shared = self.broadcast.share(effects)  # every rank changes at the same step
-        if self.broadcast.rank != 0:
-            mirror(shared, self._mirror_weight, trainer.optimizer, trainer.scheduler)
-            run.should_stop = shared.stop
-        if run.should_stop:
-            self.save(trainer)
-            raise StopTraining("stopped", None if run.stop_reason == "stop command" else run.stop_reason)
+        self.boundary(trainer)
         every = self.cadence.get("save_every")
         if every and step % every == 0:
             self.save(trainer)
@@ -178,6 +170,27 @@ class Instrumentation:
             self._eval_now(trainer)  # the last step evaluates (and samples, on cadence) and saves
             self.save(trainer)
             raise StopTraining("completed")
+
+    def boundary(self, trainer: Any) -> None:
+        """Commands (and a pause) at a step boundary, the same on every rank; stop when asked.
+
+        Also called once before the first step, so a resumed run replays the commands that came
+        after its checkpoint, and stays paused if it was, before it trains a step.
+        """
+        run = self.run
+        effects = None
+        if self.broadcast.rank == 0:
+            self._commands(trainer)
+            effects = BoundaryEffects(dict(run.weights), self._lr_factor, run.should_stop,
+                                      self._lr_value)
+            self._lr_factor, self._lr_value = 1.0, None
+        shared = self.broadcast.share(effects)  # every rank changes at the same step
+        if self.broadcast.rank != 0:
+            mirror(shared, self._mirror_weight, trainer.optimizer, trainer.scheduler)
+            run.should_stop = shared.stop
+        if run.should_stop:
+            self.save(trainer)
+            raise StopTraining("stopped", None if run.stop_reason == "stop command" else run.stop_reason)
 
     def _emit_step(self, trainer: Any, loss_dict: dict[str, Any], step_time: float,
                    loader_time: float) -> None:
@@ -272,13 +285,29 @@ class Instrumentation:
             raise CommandRejected(f"sampling failed: {errors[0]}")
         return {"wavs": [str(r["wav"]) for r in results]}
 
-    def _set_lr(self, trainer: Any, value: float | None = None,
-                factor: float | None = None) -> dict[str, Any]:
+    def change_lr(self, trainer: Any, value: float | None = None,
+                  factor: float | None = None) -> dict[str, Any]:
+        """``set_lr`` (``value``) / ``scale_lr`` (``factor``) on every optimizer and its schedule.
+
+        A result that is not finite or outside [MIN_LR, MAX_LR] is refused with the numbers; a
+        rate of 0 (an old checkpoint) is repaired by ``set_lr``, which then sets it outright.
+        """
         current = trainer.optimizer[0].param_groups[0]["lr"]
-        if factor is None:
-            if not current > 0:
-                raise CommandRejected("set_lr: the current learning rate is 0, nothing to scale")
-            factor = float(value) / current
+        usable = math.isfinite(current) and current >= MIN_LR
+        if factor is not None:
+            new = current * factor
+            if not usable or not (math.isfinite(new) and MIN_LR <= new <= MAX_LR):
+                raise CommandRejected(
+                    f"scale_lr {factor:g}: the learning rate would go from {current:g} to {new:g}, "
+                    f"outside [{MIN_LR:g}, {MAX_LR:g}]; set one with set_lr instead")
+        elif usable:
+            factor = float(value) / current  # scaling keeps the ratio between optimizers
+        else:  # a rate of 0 (or a denormal) cannot be scaled back: set it outright
+            for opt, sched in zip(trainer.optimizer, trainer.scheduler, strict=False):
+                set_schedule_rate(opt, sched, float(value))
+            self._lr_factor, self._lr_value = 1.0, float(value)  # other ranks set it outright too
+            self.run.lr = trainer.optimizer[0].param_groups[0]["lr"]
+            return {"lr": self.run.lr, "previous": current, "from_step": trainer.total_steps_done + 1}
         for opt, sched in zip(trainer.optimizer, trainer.scheduler, strict=False):
             scale_schedule(opt, sched, factor)
         self._lr_factor *= factor
@@ -302,12 +331,15 @@ class Instrumentation:
             return self.ckpt_dir / f"checkpoint_{step}.pth"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"checkpoint_{step}.pth"
-        if self.last_saved_step != step or not path.is_file():
-            state = build_state(trainer, self.traintop_state(trainer),
-                                {"train_loss": None, "eval_loss": metric},
+        resume_state = self.traintop_state(trainer)
+        # at the same step a command may have changed weights, lr, pause or the commands handled
+        key = {**resume_state, "run": {k: v for k, v in resume_state["run"].items()
+                                       if k not in ("seq", "events_offset", "inflight")}}
+        if self.last_saved_step != step or key != self._saved_key or not path.is_file():
+            state = build_state(trainer, resume_state, {"train_loss": None, "eval_loss": metric},
                                 exclude=self.bundle.checkpoint_exclude)
             atomic_torch_save(state, path)
-            self.last_saved_step = step
+            self.last_saved_step, self._saved_key = step, key
             self.run.log_checkpoint(step, path, is_best=False, metric=metric)
             keep_last(self.ckpt_dir, int(self.cadence.get("keep_checkpoints", 3)))
         if best:

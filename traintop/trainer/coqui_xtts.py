@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 from traintop.trainer.bundle import ModelBundle, RecipeAssetError
+from traintop.trainer.checkpoint import ensure_copy
+from traintop.trainer.lora import LoraError, apply_lora, lora_spec, parameter_counts, require_peft
+from traintop.trainer.release import ARCH_KEYS, check_release_files, resolve_arch
 
 TERMS = {"loss_text_ce": "gpt_loss_text_ce_weight", "loss_mel_ce": "gpt_loss_mel_ce_weight"}
 SPECIAL_TOKENS = ["[STOP]", "[UNK]", "[SPACE]", "[START]"]  # ids 0 and 1 must be STOP and UNK
@@ -30,12 +33,21 @@ ASSET_SOURCES = {
 TINY_KEYS = {"tiny", "gpt_layers", "gpt_n_model_channels", "gpt_n_heads", "gpt_max_audio_tokens",
              "gpt_num_audio_tokens", "vocab_size", "max_conditioning_length",
              "min_conditioning_length", "max_wav_length", "max_text_length"}
-FULL_KEYS = {"checkpoint", "dvae", "mel_stats", "vocab"}
-XTTS_KEYS = TINY_KEYS | FULL_KEYS | {"gpt_cond_len", "temperature"}
+FULL_KEYS = {"checkpoint", "dvae", "mel_stats", "vocab", "config"}
+XTTS_KEYS = TINY_KEYS | FULL_KEYS | set(ARCH_KEYS) | {"gpt_cond_len", "temperature",
+                                                      "sample_max_audio_tokens"}
 
 
-def check_xtts_section(section: dict[str, Any], where: str) -> None:
-    """Refuse unknown keys and, for a full fine-tune, missing files (naming key, path and source)."""
+def check_xtts_section(section: dict[str, Any], where: str, *, shapes: bool = True,
+                       lora: dict[str, Any] | None = None) -> None:
+    """Refuse unknown keys and, for a full fine-tune, missing files (naming key, path and source)
+    or files whose tensors disagree with the architecture (``shapes``: naming tensor and key);
+    with ``lora``, refuse when peft is not installed."""
+    if lora is not None:
+        try:
+            require_peft(where)
+        except LoraError as exc:
+            raise RecipeAssetError(str(exc)) from None
     for key in section:
         if key not in XTTS_KEYS:
             raise RecipeAssetError(f"{where}: unknown key 'xtts.{key}' (known: {', '.join(sorted(XTTS_KEYS))})")
@@ -48,6 +60,13 @@ def check_xtts_section(section: dict[str, Any], where: str) -> None:
         if not Path(value).expanduser().is_file():
             raise RecipeAssetError(f"{where}: key 'xtts.{key}': file {value} does not exist — "
                                    f"it is {source}")
+    try:
+        if shapes:
+            check_release_files(section, where)
+        else:
+            resolve_arch(section)
+    except RecipeAssetError as exc:
+        raise RecipeAssetError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
 
 
 def preprocess(text: str, lang: str) -> str:
@@ -101,13 +120,9 @@ def make_tiny_assets(assets: Path, texts: list[str], lang: str, args: dict[str, 
              "mel_stats": assets / "mel_stats.pth"}
     if not paths["vocab"].is_file():
         train_vocab(texts, lang, paths["vocab"], int(args.get("vocab_size", 256)))
-    if not paths["dvae"].is_file():
-        n_tokens = int(args.get("gpt_num_audio_tokens", 1026)) - 2
-        cached = _cached_random_dvae(n_tokens)
-        try:
-            os.link(cached, paths["dvae"])  # 210 MB that never changes: share it between runs
-        except OSError:
-            shutil.copyfile(cached, paths["dvae"])
+    n_tokens = int(args.get("gpt_num_audio_tokens", 1026)) - 2
+    # a hard link when it can (210 MB that never changes), else a copy; a partial one is replaced
+    ensure_copy(_cached_random_dvae(n_tokens), paths["dvae"])
     if not paths["mel_stats"].is_file():
         torch.save(torch.ones(80), paths["mel_stats"].with_suffix(".tmp"))
         paths["mel_stats"].with_suffix(".tmp").replace(paths["mel_stats"])
@@ -122,7 +137,9 @@ def build_config(recipe: dict[str, Any], paths: dict[str, Path], out: Path) -> A
     x, t = recipe["xtts"], recipe["training"]
     tiny = bool(x.get("tiny"))
     w = recipe["weights"]
-    n_audio = int(x.get("gpt_num_audio_tokens", 1026 if tiny else 8194))
+    # the full recipe's architecture: recipe keys, else the release's config.json, else v2's
+    arch = {"gpt_num_audio_tokens": int(x.get("gpt_num_audio_tokens", 1026))} if tiny else resolve_arch(x)[0]
+    n_audio = int(arch["gpt_num_audio_tokens"])
     args = GPTArgs(
         max_conditioning_length=int(x.get("max_conditioning_length", 44100 if tiny else 132300)),
         min_conditioning_length=int(x.get("min_conditioning_length", 22050 if tiny else 66150)),
@@ -148,7 +165,8 @@ def build_config(recipe: dict[str, Any], paths: dict[str, Path], out: Path) -> A
         args.gpt_max_audio_tokens = int(x.get("gpt_max_audio_tokens", 64))
         args.max_wav_length = min(args.max_wav_length, (args.gpt_max_audio_tokens - 4) * 1024)
     else:
-        args.gpt_max_audio_tokens = int(x.get("gpt_max_audio_tokens", 605))
+        for key, value in arch.items():
+            setattr(args, key, value)
     audio = XttsAudioConfig(sample_rate=22050, dvae_sample_rate=22050, output_sample_rate=24000)
     cfg = GPTTrainerConfig(
         output_path=str(out), model_args=args, run_name=recipe["recipe"], project_name="traintop",
@@ -188,12 +206,26 @@ class XttsBundle(ModelBundle):
                  out: Path) -> None:
         from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
-        check_xtts_section(recipe["xtts"], recipe["recipe"])
+        check_xtts_section(recipe["xtts"], recipe["recipe"], shapes=False)  # preflight did
         self.recipe = recipe
         self.paths = _asset_paths(recipe, [s["text"] for s in samples], assets)
         self.config = build_config(recipe, self.paths, out)
         self.model = GPTTrainer(self.config)
+        self.lora = lora_spec(recipe["training"].get("lora"), recipe["recipe"])
+        if self.lora:
+            apply_lora(self.model, self.lora)  # after the release weights are in: they are the base
         self.terms = {k: float(getattr(self.model.args, v)) for k, v in TERMS.items()}
+        c = self.parameter_counts()
+        print(f"traintop: {c['trainable']:,} of {c['total']:,} parameters train "
+              f"({c['trainable_share']:.2%}{', LoRA rank ' + str(self.lora['rank']) if self.lora else ''})",
+              file=sys.stderr, flush=True)  # trainer.log: the console is redirected there
+
+    def parameter_counts(self) -> dict[str, Any]:
+        """Parameters of the model and those the optimizer trains (LoRA: the adapters alone)."""
+        counts: dict[str, Any] = parameter_counts(self.model)
+        counts["trainable_share"] = round(counts["trainable"] / counts["total"], 6)
+        counts["lora"] = self.lora
+        return counts
 
     @classmethod
     def load_for_inference(cls, state: dict[str, Any]) -> Any:
@@ -206,6 +238,10 @@ class XttsBundle(ModelBundle):
         cfg.from_dict(copy.deepcopy(state["config"]))
         cfg.model_args.xtts_checkpoint = ""  # weights come from the checkpoint itself
         model = GPTTrainer(cfg)
+        recipe = (state.get("traintop") or {}).get("resolved_recipe") or {}
+        spec = lora_spec((recipe.get("training") or {}).get("lora"), "checkpoint")
+        if spec:
+            apply_lora(model, spec)
         load_model_state(model, state["model"], cls.checkpoint_exclude)
         return model
 
@@ -233,13 +269,19 @@ class XttsBundle(ModelBundle):
     def synthesize(self, text: str, speaker_wav: str, language: str, seed: int,
                    device: str) -> tuple[np.ndarray, int]:
         """Synthesize with the current weights (``GPTTrainer.test_run``'s path); wav and rate."""
-        return synthesize_xtts(self.model, text, speaker_wav, language, seed, device)
+        return synthesize_xtts(self.model, text, speaker_wav, language, seed, device,
+                               max_audio_tokens=self.recipe["xtts"].get("sample_max_audio_tokens"))
 
 
 def synthesize_xtts(model: Any, text: str, speaker_wav: str, language: str, seed: int,
-                    device: str) -> tuple[np.ndarray, int]:
-    """Synthesize ``text`` with a ``GPTTrainer``'s XTTS on ``device``; restores training state."""
+                    device: str, max_audio_tokens: int | None = None) -> tuple[np.ndarray, int]:
+    """Synthesize ``text`` with a ``GPTTrainer``'s XTTS on ``device``; restores training state.
+
+    ``max_audio_tokens`` caps generation (a random or young model may never emit its stop token)
+    without touching the architecture (``gpt_max_audio_tokens`` sizes position embeddings).
+    """
     xtts = model.xtts
+    cap = xtts.gpt.max_gen_mel_tokens
     train_device = next(xtts.gpt.parameters()).device
     if torch.device(device) != train_device:
         xtts = copy.deepcopy(xtts).to(device)  # never disturb the training copy's device
@@ -248,10 +290,13 @@ def synthesize_xtts(model: Any, text: str, speaker_wav: str, language: str, seed
         with torch.inference_mode():
             xtts.gpt.init_gpt_for_inference(kv_cache=True, use_deepspeed=False)
             xtts.eval()  # all of it: a fresh model (traintop sample) starts in train mode
+            if max_audio_tokens:
+                xtts.gpt.max_gen_mel_tokens = min(cap, int(max_audio_tokens))
             torch.manual_seed(seed)
             out = xtts.synthesize(text, speaker_wav=speaker_wav, language=language, gpt_cond_len=3)
         wav = np.asarray(out["wav"], dtype=np.float32).reshape(-1)
     finally:
+        xtts.gpt.max_gen_mel_tokens = cap
         for attr in ("gpt_inference",):
             if hasattr(xtts.gpt, attr):
                 delattr(xtts.gpt, attr)

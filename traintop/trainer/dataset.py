@@ -240,7 +240,7 @@ def load_metadata(root: Path, formatter: str, meta_file: str, language: str) -> 
     meta = root / meta_file
     if not meta.is_file():
         raise DatasetError(f"{root}: no metadata file {meta_file!r} (dataset.path / dataset.meta_file)")
-    lines = meta.read_text(encoding="utf-8").splitlines()
+    lines = _read_lines(meta)
     samples: list[dict[str, str]] = []
     header: list[str] = []
     if formatter == "coqui":
@@ -265,11 +265,37 @@ def load_metadata(root: Path, formatter: str, meta_file: str, language: str) -> 
             raise DatasetError(f"{meta}:{n}: empty transcript for {wav.name}")
         if not wav.is_file():
             raise DatasetError(f"{meta}:{n}: audio file {wav} does not exist")
+        _check_audio(wav, f"{meta}:{n}")
         samples.append({"text": text.strip(), "audio_file": str(wav), "speaker_name": speaker,
                         "language": language, "root_path": str(root), "audio_unique_name": wav.stem})
     if not samples:
         raise DatasetError(f"{meta}: no samples")
     return samples
+
+
+def _read_lines(meta: Path) -> list[str]:
+    """The metadata's lines, refusing bytes that are not UTF-8 by line and column."""
+    out = []
+    for n, raw in enumerate(meta.read_bytes().splitlines(), start=1):
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{meta}:{n}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                               f"{exc.start + 1}); save the file as UTF-8") from None
+    return out
+
+
+def _check_audio(wav: Path, where: str) -> None:
+    """Refuse an audio file that cannot hold audio (empty, or a WAV without its header)."""
+    size = wav.stat().st_size
+    if size == 0:
+        raise DatasetError(f"{where}: audio file {wav} is empty (0 bytes)")
+    if wav.suffix.lower() == ".wav":
+        with wav.open("rb") as fh:
+            head = fh.read(12)
+        if size < 44 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            raise DatasetError(f"{where}: audio file {wav} is not a WAV file ({size} bytes, no "
+                               "RIFF/WAVE header)")
 
 
 def split_samples(samples: list[dict[str, str]], eval_fraction: float,

@@ -23,10 +23,12 @@ class BoundaryEffects:
     weights: dict[str, float] = field(default_factory=dict)
     lr_factor: float = 1.0
     stop: bool = False
+    lr_value: float | None = None  # set outright first (a rate of 0 cannot be scaled back)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for ``broadcast_object_list``."""
-        return {"weights": dict(self.weights), "lr_factor": self.lr_factor, "stop": self.stop}
+        return {"weights": dict(self.weights), "lr_factor": self.lr_factor, "stop": self.stop,
+                "lr_value": self.lr_value}
 
 
 def dist_rank() -> tuple[int, int]:
@@ -76,10 +78,13 @@ class CommandBroadcast:
 def mirror(effects: BoundaryEffects, set_weight: Any, optimizers: list[Any],
            schedulers: list[Any]) -> None:
     """Apply rank 0's effects on another rank: weights, then the learning-rate factor."""
-    from traintop.trainer.schedule import scale_schedule
+    from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
     for term, value in effects.weights.items():
         set_weight(term, value)
+    if effects.lr_value is not None:
+        for opt, sched in zip(optimizers, schedulers, strict=False):
+            set_schedule_rate(opt, sched, effects.lr_value)
     if effects.lr_factor != 1.0:
         for opt, sched in zip(optimizers, schedulers, strict=False):
             scale_schedule(opt, sched, effects.lr_factor)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from traintop.protocol.control import ControlState, Decision
+from traintop.trainer.replay import AckHistory
 from traintop.trainer.run import Run
 
 
@@ -14,6 +15,12 @@ class _NullWriter:
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         return {"type": type, **fields}
+
+    def emit_final(self, type: str, **fields: Any) -> dict[str, Any]:
+        return {"type": type, **fields}
+
+    def size(self) -> int:
+        return 0
 
     def sync(self) -> None:
         pass
@@ -28,7 +35,21 @@ class _NullControl:
     def poll(self) -> list[Decision]:
         return []
 
-    def check_permissions(self) -> None:
+    def take_notices(self) -> list[Any]:
+        return []
+
+    def commit(self, decision: Decision) -> None:
+        pass
+
+    def snapshot(self, also: Decision | None = None) -> ControlState:
+        return ControlState()
+
+    def close(self) -> None:
+        pass
+
+
+class _NullLock:
+    def release(self) -> None:
         pass
 
 
@@ -55,6 +76,12 @@ class NullRun(Run):
         self.poll_interval = 0.1
         self._handlers = {}
         self._deferred = []
+        self._deferred_at = {}
+        self._returned = {}
+        self._inflight = None
+        self._previous = AckHistory()
+        self._resume = {}
+        self.lock = _NullLock()  # type: ignore[assignment]
         self.control = _NullControl()  # type: ignore[assignment]
         self.monitor = _NullMonitor()  # type: ignore[assignment]
         self._ended = False

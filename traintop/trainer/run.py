@@ -25,7 +25,10 @@ Commands are read only when you call ``poll`` (a step boundary). ``pause`` / ``r
 ``scale_lr`` go to a handler registered with ``on(cmd, fn)`` (``fn(command) -> state dict``; raise
 ``CommandRejected`` to refuse). Without a handler they are rejected with a reason that says so, or,
 with ``poll(step, unhandled="return")``, handed back for you to apply and ``ack``. Every command
-gets exactly one ``ack``.
+gets exactly one final ``ack`` (``applied`` / ``rejected``), and counts as consumed only once it
+has it: ``state_dict()`` (what a checkpoint saves) holds exactly the commands handled so far. After
+a resume from such a checkpoint, commands that came later are applied again (their effect was rolled
+back with the state); those acks carry ``"replay": true`` and ``original_step``.
 """
 
 from __future__ import annotations
@@ -40,15 +43,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol.control import (
-    Command,
-    ControlPermissionError,
-    ControlReader,
-    ControlState,
-    Decision,
-)
+from traintop.protocol.control import Command, ControlReader, ControlState, Decision
 from traintop.protocol.rundir import CONTROL_FILE, ensure_private_dir, new_run_dir, open_private_append
 from traintop.protocol.writer import EventWriter
+from traintop.trainer.lock import RunLock
+from traintop.trainer.replay import AckHistory
 from traintop.trainer.system import SystemMonitor
 
 Handler = Callable[[Command], dict[str, Any] | None]
@@ -80,10 +79,14 @@ class Run:
 
     def __init__(self, run_dir: str | Path, *, terms: dict[str, float],
                  control_state: ControlState | None = None, system_interval: float = 5.0,
-                 poll_interval: float = 0.1) -> None:
+                 poll_interval: float = 0.1, resume_state: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         ensure_private_dir(self.run_dir)
-        os.close(open_private_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
+        self.lock = RunLock.acquire(self.run_dir)  # one trainer per run directory
+        try:
+            os.close(open_private_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
+        except OSError:
+            pass  # a directory or a dangling link in its place: the reader says so, training goes on
         self.writer = EventWriter(self.run_dir)
         self.weights: dict[str, float] = {k: float(v) for k, v in terms.items()}
         self.lr: float | None = None
@@ -93,12 +96,18 @@ class Run:
         self.stop_reason = ""
         self.poll_interval = poll_interval
         self._handlers: dict[str, Handler] = {}
-        self._deferred: list[Command] = []
+        self._deferred: list[Decision] = []
+        self._deferred_at: dict[str, int] = {}  # id -> step of its deferred ack (checkpoints keep it)
+        self._returned: dict[str, Decision] = {}  # handed to the caller, awaiting its ack
+        self._inflight: Decision | None = None  # the command whose handler runs now (a save)
+        self._previous = AckHistory()
         self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
                                      state=control_state)
-        self.control.check_permissions()
         self.monitor = SystemMonitor(self.writer.emit, interval=system_interval)
         self._ended = False
+        self._resume = resume_state or {}
+        if resume_state:
+            self.load_state_dict(resume_state)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -108,16 +117,21 @@ class Run:
               planned_epochs: int | None = None, run_dir: str | Path | None = None,
               resumed_from: dict[str, Any] | None = None,
               control_state: ControlState | None = None, system_interval: float = 5.0,
-              **extra: Any) -> Run:
-        """Create (or reopen, with ``run_dir``) a run directory, emit ``run_start`` and start stats."""
+              resume_state: dict[str, Any] | None = None, **extra: Any) -> Run:
+        """Create (or reopen, with ``run_dir``) a run directory, emit ``run_start`` and start stats.
+
+        ``resume_state`` is a checkpoint's ``state_dict()``: weights, the commands handled, the
+        paused state; commands after it are replayed at the first ``poll``.
+        """
         directory = Path(run_dir) if run_dir is not None else new_run_dir(logs, name)
         run = cls(directory, terms=terms, control_state=control_state,
-                  system_interval=system_interval)
+                  system_interval=system_interval, resume_state=resume_state)
         run.writer.emit("run_start", run=directory.name, recipe=recipe, profile=profile,
                         terms=dict(run.weights), planned_steps=planned_steps,
                         planned_epochs=planned_epochs, host=socket.gethostname(), pid=os.getpid(),
                         versions=_versions(), resumed_from=resumed_from, **extra)
-        run.emit_state("running")
+        run.emit_state("paused" if run.paused else "running")
+        run._answer_inflight()
         run.monitor.start()
         return run
 
@@ -127,9 +141,17 @@ class Run:
             return
         self._ended = True
         self.monitor.stop()
-        self.writer.emit("run_end", status=status, step=self.step if step is None else step,
-                         error=error)
-        self.writer.close()
+        for d in self._deferred:  # every command gets a final answer, even one a pause held back
+            self._emit_ack(d.id, "rejected", f"the run ended ({status}) before it could run "
+                           f"{d.command.cmd if d.command else 'it'}")
+        self._deferred = []
+        try:
+            self.writer.emit_final("run_end", status=status,
+                                   step=self.step if step is None else step, error=error)
+        finally:
+            self.writer.close()
+            self.control.close()
+            self.lock.release()
 
     def __enter__(self) -> Run:
         return self
@@ -202,9 +224,26 @@ class Run:
 
     def ack(self, command_id: str | None, status: str, *, reason: str = "",
             state: dict[str, Any] | None = None) -> None:
-        """Answer a command: ``applied`` / ``rejected`` / ``deferred``."""
+        """Answer a command: ``applied`` / ``rejected`` / ``deferred``.
+
+        A final answer to a command handed back by ``poll(unhandled="return")`` marks it consumed.
+        """
+        self._emit_ack(command_id, status, reason, state)
+        if status != "deferred" and command_id in self._returned:
+            self.control.commit(self._returned.pop(command_id))
+
+    def _emit_ack(self, command_id: str | None, status: str, reason: str = "",
+                  state: dict[str, Any] | None = None) -> None:
+        extra = self._previous.replay_fields(command_id, final=status != "deferred")
         self.writer.emit("ack", id=command_id, status=status, reason=reason, step=self.step,
-                         state=state or {})
+                         state=state or {}, **extra)
+
+    def _answer(self, d: Decision, status: str, reason: str = "",
+                state: dict[str, Any] | None = None) -> None:
+        """Ack ``d`` and, when the answer is final, count its line as handled."""
+        self._emit_ack(d.id, status, reason, state)
+        if status != "deferred":
+            self.control.commit(d)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -234,75 +273,78 @@ class Run:
     def _poll(self, step: int | None) -> list[Command]:
         if step is not None:
             self.step = step
-        try:
-            decisions = self.control.poll()
-        except ControlPermissionError as exc:
-            self.alert("control", None, str(exc))
-            return []
+        decisions = self.control.poll()
+        for notice in self.control.take_notices():  # each problem once, never fatal
+            self.alert("control", None, notice.message)
         out: list[Command] = []
         if self._deferred and not self.paused:
             pending, self._deferred = self._deferred, []
-            for command in pending:
-                out.extend(self._apply(command))
+            for d in pending:
+                out.extend(self._apply(d))
         for d in decisions:
             out.extend(self._decide(d))
         return out
 
     def _decide(self, d: Decision) -> list[Command]:
         if not d.accepted or d.command is None:
-            self.ack(d.id, "rejected", reason=d.reason)
+            self._answer(d, "rejected", d.reason)
             return []
         if self.paused and d.command.cmd not in WHILE_PAUSED:
-            self._deferred.append(d.command)  # eval / sample wait for resume, as promised in the ack
-            self.ack(d.id, "deferred", reason="paused: runs after resume")
+            self._deferred.append(d)  # eval / sample wait for resume, as promised in the ack
+            self._deferred_at[d.id or ""] = self.step
+            self._answer(d, "deferred", "paused: runs after resume")
             return []
-        return self._apply(d.command)
+        return self._apply(d)
 
-    def _apply(self, c: Command) -> list[Command]:
+    def _apply(self, d: Decision) -> list[Command]:
+        c = d.command
+        assert c is not None
         if c.cmd in SELF_HANDLED:
-            self._apply_own(c)
+            self._answer(d, *self._apply_own(c))
             return []
         handler = self._handlers.get(c.cmd)
         if handler is None:
+            self._returned[c.id] = d
             return [c]
+        self._inflight = d  # a checkpoint written by this handler counts the command as handled
         try:
             state = handler(c)
         except CommandRejected as exc:
-            self.ack(c.id, "rejected", reason=str(exc))
+            self._answer(d, "rejected", str(exc))
             return []
         except Exception as exc:  # a failing save/sample must answer, not kill training
-            self.ack(c.id, "rejected", reason=f"{c.cmd} failed: {type(exc).__name__}: {exc}")
+            self._answer(d, "rejected", f"{c.cmd} failed: {type(exc).__name__}: {exc}")
             return []
-        self.ack(c.id, "applied", state=state or {})
+        finally:
+            self._inflight = None
+        self._answer(d, "applied", state=state or {})
         return []
 
-    def _apply_own(self, c: Command) -> None:
+    def _apply_own(self, c: Command) -> tuple[str, str, dict[str, Any]]:
+        """Apply pause / resume / stop / set_weight; return the ack's (status, reason, state)."""
         if c.cmd == "pause":
             if self.paused:
-                self.ack(c.id, "applied", reason="already paused", state={"state": "paused"})
-                return
+                return "applied", "already paused", {"state": "paused"}
             self.paused = True
-            self.ack(c.id, "applied", state={"state": "paused"})
             self.emit_state("paused")
-        elif c.cmd == "resume":
+            return "applied", "", {"state": "paused"}
+        if c.cmd == "resume":
             was = self.paused
             self.paused = False
-            self.ack(c.id, "applied", reason="" if was else "not paused",
-                     state={"state": "running"})
             if was:
                 self.emit_state("running")
-        elif c.cmd == "stop":
+            return "applied", "" if was else "not paused", {"state": "running"}
+        if c.cmd == "stop":
             self.should_stop = True
             self.paused = False
             self.stop_reason = "stop command"
-            self.ack(c.id, "applied", state={"state": "stopping"})
             self.emit_state("stopping")
-        elif c.cmd == "set_weight":
-            term, value = c.args["term"], float(c.args["value"])
-            old = self.weights.get(term)
-            self.weights[term] = value
-            self.ack(c.id, "applied", state={"term": term, "weight": value, "previous": old,
-                                             "from_step": self.step + 1})
+            return "applied", "", {"state": "stopping"}
+        term, value = c.args["term"], float(c.args["value"])
+        old = self.weights.get(term)
+        self.weights[term] = value
+        return "applied", "", {"term": term, "weight": value, "previous": old,
+                               "from_step": self.step + 1}
 
     def request_stop(self, reason: str) -> None:
         """Stop from inside the trainer (Ctrl-C, non-finite policy): same path as ``stop``."""
@@ -330,16 +372,39 @@ class Run:
     # -- checkpoint state ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint must carry for an exact resume: weights, lr, control offset, seq."""
+        """What a checkpoint must carry for an exact resume.
+
+        Weights, lr, the commands handled (a command whose handler is writing this checkpoint counts
+        as handled, and is named in ``inflight`` so its ack is written after a restart if it was
+        lost), the paused state, the event ``seq`` and the size of ``events.jsonl`` (acks after it
+        are looked up on resume to mark replays).
+        """
+        d = self._inflight
         return {"weights": dict(self.weights), "lr": self.lr,
-                "control": self.control.state.to_dict(), "seq": self.writer.next_seq}
+                "control": self.control.snapshot(d).to_dict(), "seq": self.writer.next_seq,
+                "events_offset": self.writer.size(), "paused": self.paused,
+                "deferred": {x.id: self._deferred_at.get(x.id or "") for x in self._deferred},
+                "inflight": {"id": d.id, "cmd": d.command.cmd if d.command else None} if d else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore weights and the control position (the event ``seq`` continues by itself)."""
+        """Restore weights, the commands handled and the paused state (``seq`` continues by itself)."""
         self.weights.update({k: float(v) for k, v in (state.get("weights") or {}).items()
                              if isinstance(v, (int, float)) and math.isfinite(v)})
         self.lr = state.get("lr")
+        self.paused = bool(state.get("paused"))
+        self._resume = state
         if state.get("control") is not None:
+            self.control.close()
             self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
                                          state=ControlState.from_dict(state["control"]))
+        self._previous = AckHistory.since(self.writer.path, state.get("events_offset"))
+        for cid, step in (state.get("deferred") or {}).items():  # deferred before the checkpoint
+            self._previous.any.setdefault(cid, step)
 
+    def _answer_inflight(self) -> None:
+        """The command a checkpoint was written for, whose ack the restart may have lost."""
+        inflight = (self._resume or {}).get("inflight") or {}
+        cid = inflight.get("id")
+        if cid and not self._previous.has_final(cid):
+            self._emit_ack(cid, "applied", "answered after a restart: the checkpoint it wrote "
+                           "is the one this run resumed from", {"recovered": True})

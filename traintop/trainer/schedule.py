@@ -47,3 +47,17 @@ def scale_schedule(optimizer: Optimizer, scheduler: Any, factor: float) -> None:
         scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
         if hasattr(scheduler, "_last_lr"):
             scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what get_last_lr reports
+
+
+def set_schedule_rate(optimizer: Optimizer, scheduler: Any, value: float) -> None:
+    """Make the rate ``value`` now, with base rates to match, even from a rate of 0 (no scaling)."""
+    f = scheduler.factor(max(0, scheduler.last_epoch)) if isinstance(scheduler, WarmupCosineLR) else 1.0
+    base = value / f if f > 0 else value
+    for group in optimizer.param_groups:
+        group["lr"] = value
+        if "initial_lr" in group:
+            group["initial_lr"] = base
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [base for _ in scheduler.base_lrs]
+        if hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traintop.trainer.checkpoint import CheckpointError, load_checkpoint
+from traintop.trainer.checkpoint import CheckpointError
+from traintop.trainer.export import load_mapped
 from traintop.trainer.samples import write_wav
 
 
 def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str | None = None,
                            seed: int | None = None, language: str | None = None,
-                           device: str = "cpu", speaker: str | None = None) -> Path:
+                           device: str = "cpu", speaker: str | None = None,
+                           ref_text: str | None = None) -> Path:
     """Rebuild the model from ``path`` (config + weights), synthesize ``text``, write ``out``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    state = load_checkpoint(path)
+    if path.with_name("vocos").is_dir():  # an F5 run's checkpoints/ holds its vocoder folder
+        from traintop.trainer.f5.ckpt import sample_f5  # F5 checkpoints load with weights_only=True
+
+        return sample_f5(path, text, out, speaker_wav=speaker_wav, reference_text=ref_text,
+                         seed=seed, device=device)
+    state = load_mapped(path)  # memory-mapped: the optimizer state is never read
     info = state.get("traintop") or {}
     recipe = info.get("resolved_recipe") or {}
     sample = recipe.get("sample") or {}
@@ -32,7 +39,8 @@ def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str
 
         model = XttsBundle.load_for_inference(state)
         torch.set_num_threads(threads)  # as in training (coqui's XTTS dataset module sets 1)
-        wav, rate = synthesize_xtts(model, text, ref, language, seed, device)
+        wav, rate = synthesize_xtts(model, text, ref, language, seed, device,
+                                    max_audio_tokens=(recipe.get("xtts") or {}).get("sample_max_audio_tokens"))
     elif family == "vits":
         from traintop.trainer.coqui_vits import VitsBundle, speaker_names, synthesize_vits
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from traintop.protocol import Command, CommandError, make_command
+from traintop.protocol.text import shown
 from traintop.tui.screens.dialogs import ConfirmScreen, HelpScreen, ValueScreen
 from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
 from traintop.tui.widgets.weights import LR_ROW, WeightsPane
@@ -31,11 +32,11 @@ class RunControl:
             command = make_command(cmd, terms, **args)
             self.inbox.send(command)  # type: ignore[attr-defined]
         except CommandError as exc:
-            self.notify(str(exc), title="not sent", severity="error")  # type: ignore[attr-defined]
+            self.notify(shown(exc), title="not sent", severity="error", markup=False)  # type: ignore[attr-defined]
             return None
         except OSError as exc:
-            self.notify(f"could not write {self.inbox.path}: {exc.strerror or exc}",  # type: ignore[attr-defined]
-                        title="not sent", severity="error")
+            self.notify(shown(f"could not write {self.inbox.path}: {exc.strerror or exc}"),  # type: ignore[attr-defined]
+                        title="not sent", severity="error", markup=False)
             return None
         self.sent.add(command, origin)
         self.refresh_all()  # type: ignore[attr-defined]
@@ -124,7 +125,8 @@ class RunControl:
         try:
             command = make_command(ref.cmd, None, **ref.args)
         except CommandError as exc:
-            self.notify(f"{ref.label}: {exc}", title="not sent", severity="error")  # type: ignore[attr-defined]
+            self.notify(shown(f"{ref.label}: {exc}"), title="not sent", severity="error",  # type: ignore[attr-defined]
+                        markup=False)
             return
         if command.cmd == "stop":
             self._confirm_then_send(command, "alert", ref.alert_id, ref.label)
@@ -147,10 +149,11 @@ class RunControl:
             if value is not None:
                 self._send_value(term, value)
 
-        title = "New learning rate" if term is None else f"New weight for {term}"
+        title = "New learning rate" if term is None else f"New weight for {shown(term)}"
         self.app.push_screen(ValueScreen(title, current), typed)  # type: ignore[attr-defined]
 
     def _send_value(self, term: str | None, value: float) -> None:
+        self.query_one(WeightsPane).sent(term)  # type: ignore[attr-defined]
         if term is None:
             self.send_command("set_lr", "weights", value=value)
         else:

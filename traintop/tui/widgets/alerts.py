@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from traintop.protocol.text import shown
 from traintop.tui.commands import STATUS_STYLE
 
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold black on cyan"}
@@ -52,8 +53,12 @@ class AlertsPane(OptionList):
         self._refs: dict[str, SuggestionRef] = {}
         self._key: tuple = ()
 
-    def show(self, alerts: list[Any], trainer_alerts: list[dict[str, Any]], status_of: Any, health_note: str) -> None:
-        """Rebuild the list; ``status_of(alert_id, label)`` gives a sent suggestion's ack state."""
+    def show(self, alerts: list[Any], trainer_alerts: list[dict[str, Any]], status_of: Any, health_note: str,
+             worst: Any = None) -> None:
+        """Rebuild the list; ``status_of(alert_id, label)`` gives a sent suggestion's ack state.
+
+        ``worst`` is the worst alert raised so far: shown above the list while it is no longer active.
+        """
         alerts = sorted(alerts, key=lambda a: (SEVERITY_ORDER.get(getattr(a, "severity", ""), 3),
                                                -(getattr(a, "step", 0) or 0)))
         rows: list[tuple] = []
@@ -64,7 +69,10 @@ class AlertsPane(OptionList):
                           status_of(a.id, s.label)) for s in (getattr(a, "suggestions", None) or []))
             rows.append((a.id, a.severity, a.term, a.message, sugg, _evidence(getattr(a, "evidence", None)),
                          getattr(a, "step", None)))
-        key = (tuple(rows), health_note)
+        past = None
+        if worst is not None and not worst.active:
+            past = (worst.severity, worst.kind, worst.term, worst.step, worst.ended_step, worst.message)
+        key = (tuple(rows), health_note, past)
         if key == self._key:
             return  # nothing changed: keep the highlight where the person left it
         self._key = key
@@ -76,18 +84,25 @@ class AlertsPane(OptionList):
             options.append(Option(Text(health_note, style="italic yellow"), disabled=True))
         if not rows:
             options.append(Option(Text("no active alerts", style="dim"), disabled=True))
+        if past is not None:
+            severity, kind, term, step, ended, message = past
+            t = Text("worst so far: ", style="dim")
+            t.append(f" {severity.upper()} ", style=SEVERITY_STYLE.get(severity, "bold"))
+            t.append(f" {message}", style="dim")
+            t.append(f"\n   {kind} · {term or 'run'} · raised at step {step}, ended at step {ended}", style="dim")
+            options.append(Option(t, disabled=True))
         n = 0
         for a in trainer_alerts[-5:]:
             t = Text()
             t.append(" CRITICAL ", style=SEVERITY_STYLE["critical"])
-            t.append(f" {a.get('term') or ''} {a.get('message') or a.get('kind')}  (from the trainer)")
+            t.append(f" {shown(a.get('term') or '')} {shown(a.get('message') or a.get('kind'))}  (from the trainer)")
             options.append(Option(t, disabled=True))
         for a in alerts:
             head = Text()
             head.append(f" {a.severity.upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
-            head.append(f" {a.message}")
+            head.append(f" {shown(a.message)}")
             where = f"{a.kind} · {a.term or 'run'}" + (f" · step {a.step:,}" if isinstance(a.step, int) else "")
-            head.append(f"\n   {where}", style="dim")
+            head.append(f"\n   {shown(where)}", style="dim")
             ev = _evidence(getattr(a, "evidence", None))
             if ev:
                 head.append(f"\n   {ev}", style="dim")
@@ -96,12 +111,12 @@ class AlertsPane(OptionList):
                 oid = f"s{n}"
                 n += 1
                 self._refs[oid] = SuggestionRef(a.id, s.cmd, dict(s.args or {}), s.label)
-                line = Text(f"   ▸ {s.label}", style="bold")
+                line = Text(f"   ▸ {shown(s.label)}", style="bold")
                 status, reason = status_of(a.id, s.label)
                 if status:
                     line.append(f"  {status}", style=STATUS_STYLE.get(status, ""))
                     if reason:
-                        line.append(f": {reason}", style="red")
+                        line.append(f": {shown(reason)}", style="red")
                 options.append(Option(line, id=oid))
         self.add_options(options)
         if keep is not None and keep in self._refs:

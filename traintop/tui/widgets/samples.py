@@ -23,6 +23,8 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from traintop.protocol.text import shown
+
 # a small perceptual ramp (dark blue → green → yellow), like the usual spectrogram colours
 _RAMP = [(13, 8, 135), (84, 2, 163), (139, 10, 165), (185, 50, 137), (219, 92, 104), (244, 136, 73),
          (254, 188, 43), (240, 249, 33)]
@@ -102,7 +104,7 @@ class SampleList(OptionList):
             if s.get("error"):
                 t.append("failed", style="bold red")
             else:
-                t.append(str(s.get("text") or "")[:14], style="dim")
+                t.append(shown(s.get("text") or "")[:14], style="dim")
             options.append(Option(t))
         self.add_options(options or [Option(Text("no samples yet", style="dim"), disabled=True)])
         if self._samples:
@@ -186,9 +188,9 @@ class SampleDetail(Widget):
         t.append(f"step {sample.get('step')}", style="bold")
         if sample.get("error"):
             t.append("\nsampling failed: ", style="bold red")
-            t.append(str(sample["error"]))
+            t.append(shown(sample["error"]))
             return t
-        t.append(f"  “{sample.get('text', '')}”\n")
+        t.append(f"  “{shown(sample.get('text', ''))}”\n")
         if mel is not None:
             t.append_text(mel_text(mel, width, height))
         elif error:
@@ -196,7 +198,7 @@ class SampleDetail(Widget):
         else:
             t.append("no mel array for this sample", style="dim")
         t.append("\noutput    ", style="dim")
-        t.append(str(sample.get("wav") or "–"))
+        t.append(shown(sample.get("wav") or "–"))
         t.append("\nreference ", style="dim")
-        t.append(str(sample.get("reference") or "–"))
+        t.append(shown(sample.get("reference") or "–"))
         return t
