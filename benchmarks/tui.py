@@ -30,7 +30,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from traintop.protocol import EventWriter, load_history  # noqa: E402
+from traintop.protocol import EventWriter, load_history  # noqa: E402,F401
 
 TERMS = ["loss_text_ce", "loss_mel_ce", "loss_mel", "loss_kl", "loss_dur", "loss_gen", "loss_disc",
          "loss_feat", "loss_spk"]
@@ -85,14 +85,14 @@ def bare_parse(path: Path) -> float:
 
 async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
     """Run the app and report on stdout as one JSON line per phase."""
-    from traintop.tui import live as live_mod
+    from traintop.protocol.reader import RunReader
     from traintop.tui.app import TraintopApp
 
     latencies: list[float] = []
-    original = live_mod.LiveRun.read_once
+    original = RunReader.poll
 
-    def timed_read(self, tail):  # type: ignore[no-untyped-def]
-        update = original(self, tail)
+    def timed_poll(self, max_bytes=None):  # type: ignore[no-untyped-def]
+        update = original(self, max_bytes)
         if update.events:
             now = time.time()
             with self.lock:
@@ -100,7 +100,7 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
             latencies.extend(now - float(x) for x in ts)
         return update
 
-    live_mod.LiveRun.read_once = timed_read  # the series store is filled right here
+    RunReader.poll = timed_poll  # the series store is filled right here
     t0 = time.perf_counter()
     app = TraintopApp(Path(path), use_watchdog=not poll)
     width, height = (int(v) for v in os.environ.get("TRAINTOP_BENCH_SIZE", "200x60").split("x"))
@@ -109,13 +109,16 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
             await pilot.pause(0.01)
         loaded = time.perf_counter() - t0
         while not app.screen.live.settled:  # smoothing and the first health pass, in the reader thread
-            await pilot.pause(0.05)
+            await pilot.pause(0.01)
+        await pilot.pause(0.05)  # the redraw with zones and alerts the health pass asked for
         settled = time.perf_counter() - t0
+        drawn_at = time.time()  # absolute: the parent measures from the moment it launched us
         await pilot.pause(0.5)  # a full draw of every pane
         import gc
 
         gc.collect()
-        print(json.dumps({"phase": "loaded", "seconds": loaded, "settled": settled, "rss_mb": rss_mb(),
+        print(json.dumps({"phase": "loaded", "seconds": loaded, "settled": settled, "drawn_at": drawn_at,
+                          "alerts": len(app.screen.live.alerts), "rss_mb": rss_mb(),
                           "steps": app.screen.live.history.last_step}), flush=True)
         if mode == "live":
             latencies.clear()
@@ -138,6 +141,7 @@ def run_child(mode: str, path: Path, *, seconds: float = 0, poll: bool = False, 
     """Start a child, optionally append ``writer_rate`` step events/s while it measures; return its reports."""
     cmd = [sys.executable, __file__, "--child", mode, str(path), "--seconds", str(seconds)] + (["--poll"] if poll
                                                                                               else [])
+    launched = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     reports: list[dict] = []
     stop = threading.Event()
@@ -145,6 +149,7 @@ def run_child(mode: str, path: Path, *, seconds: float = 0, poll: bool = False, 
     assert proc.stdout is not None
     for line in proc.stdout:
         report = json.loads(line)
+        report["launched"] = launched
         reports.append(report)
         if report["phase"] == "ready" and writer_rate:
             def write() -> None:
@@ -187,6 +192,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "traintop-bench-tui",
                     help="where the generated run is kept between invocations")
     ap.add_argument("--live-only", action="store_true", help="only the live measurements (no 1M-step file)")
+    ap.add_argument("--json", action="store_true", help="with --live-only: one JSON object instead of lines")
     ap.add_argument("--size", default="200x60", metavar="WxH",
                     help="terminal size of the app (100x30: the home screen of a tmux split; 200x60: the grid)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
@@ -197,12 +203,17 @@ def main() -> None:
         asyncio.run(child(args.child[0], args.child[1], args.seconds, args.poll))
         return
     if args.live_only:
+        results = {}
         with tempfile.TemporaryDirectory() as tmp:
             for poll in (False, True):
                 r = run_child("live", small(Path(tmp) / f"live-{poll}"), seconds=args.seconds, writer_rate=10,
                               poll=poll)[-1]
-                print(f"{args.size} {'polling' if poll else 'inotify'}: CPU {r['cpu_pct']:.2f} %, append → store p50 "
-                      f"{1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms (n={r['n']})")
+                results["polling" if poll else "inotify"] = r
+                if not args.json:
+                    print(f"{args.size} {'polling' if poll else 'inotify'}: CPU {r['cpu_pct']:.2f} %, append → "
+                          f"store p50 {1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms (n={r['n']})")
+        if args.json:
+            print(json.dumps(results))
         return
 
     big = args.data / f"run-{args.steps}" / "events.jsonl"

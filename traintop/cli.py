@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
               "  traintop serve logs/my-run --port 8080\n"
               "  traintop serve --host 0.0.0.0           # prints a URL with a fresh token\n"
               "  ssh -L 8000:localhost:8000 gpu-box      # then open http://localhost:8000 here"),
-    "ctl": ("traintop.protocol.ctl", "add_ctl_arguments", "run_ctl",
+    "ctl": ("traintop.commands.ctl", "add_ctl_arguments", "run_ctl",
             "send a command to a running trainer (for scripts)",
             "  traintop ctl logs/my-run pause --wait\n"
             "  traintop ctl logs/my-run set-weight loss_mel 35 --wait 30\n"
@@ -51,7 +51,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
              "  traintop demo\n"
              "  traintop demo --recipe xtts_tiny\n"
              "  traintop demo --headless --steps 100"),
-    "runs": ("traintop.protocol.runs", "add_runs_arguments", "run_runs",
+    "runs": ("traintop.commands.runs", "add_runs_arguments", "run_runs",
              "list the runs in a folder with status, step and speed",
              "  traintop runs\n"
              "  traintop runs /data/logs --json"),

@@ -1,4 +1,4 @@
-"""follow(): lines written by another process reach the callback, with inotify and with polling."""
+"""RunReader.follow: lines written by another process reach the history, with inotify and with polling."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from traintop.protocol.history import RunHistory
-from traintop.protocol.tail import JsonlTail, TailChunk, follow
+from traintop.protocol import ReadUpdate, RunReader
 
 WRITER = """
 import sys, time
@@ -29,21 +28,27 @@ w.close()
 @pytest.mark.parametrize("use_watchdog", [True, False], ids=["inotify", "polling"])
 def test_follow_delivers_a_live_writers_lines(tmp_path: Path, use_watchdog: bool) -> None:
     run = tmp_path / "run"  # does not exist yet: the follower waits for it
-    history = RunHistory()
+    reader = RunReader(run, use_watchdog=use_watchdog)
     stop = threading.Event()
+    idle_calls = []
 
-    def on_chunk(chunk: TailChunk) -> None:
-        history.ingest_chunk(chunk)
-        if history.run_end is not None:
+    def on_update(update: ReadUpdate) -> None:
+        if reader.history.run_end is not None:
             stop.set()
 
-    tail = JsonlTail(run / "events.jsonl")
-    thread = threading.Thread(target=follow, args=(tail, on_chunk, stop), kwargs={"use_watchdog": use_watchdog},
-                              daemon=True)
+    def idle() -> float:
+        idle_calls.append(1)
+        return 0.5
+
+    thread = threading.Thread(target=reader.follow, args=(on_update, stop), kwargs={"idle": idle}, daemon=True)
     thread.start()
     time.sleep(0.3)
     subprocess.run([sys.executable, "-c", WRITER, str(run)], check=True, timeout=60)
     assert stop.wait(20), "the follower never saw run_end"
     thread.join(5)
+    history = reader.history
     assert history.steps["step"].tolist() == list(range(20))
     assert history.status() == "completed"
+    assert idle_calls  # the idle hook ran on the loop's cadence
+    if use_watchdog:
+        assert reader.watch_mode == "inotify"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rich.style import Style
 
 from tests.tui.fixtures import FixedClock, append_events, small_run
-from traintop.protocol import JsonlTail, load_history
+from traintop.protocol import load_history
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.live import LiveRun
 from traintop.tui.series import EmaState, column_edges, debiased_ema, decimate, ema_continue
@@ -112,12 +112,11 @@ def test_live_run_follows_truncation_and_judges(tmp_path: Path) -> None:
     live = LiveRun(run, monitor_factory=lambda h: None, use_watchdog=False, clock=FixedClock())
     live.open()
     assert live.history.last_step == 20
-    tail = JsonlTail(run / "events.jsonl", live.offset)
     append_events(run, ("state", {"state": "paused"}))
-    u = live.read_once(tail)
+    u = live.read_once()
     assert u.events == 1 and live.history.state == "paused"
     (run / "events.jsonl").write_bytes(b"")
-    u = live.read_once(tail)
+    u = live.read_once()
     assert u.restarted and live.history.events == 0
 
 

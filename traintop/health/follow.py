@@ -8,14 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any
 
 from traintop.health.alerts import SEVERITY_RANK, Alert
 from traintop.health.cli import EXIT_CODES
 from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
-from traintop.protocol import EVENTS_FILE, JsonlTail, TailChunk, follow
+from traintop.protocol import ReadUpdate, RunReader, TailNotice
 from traintop.protocol.text import shown
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
@@ -38,26 +36,21 @@ def run_hook(command: str, alert: Alert) -> int:
     return done.returncode
 
 
-def follow_run(history: Any, offset: int, profile: HealthProfile, run_dir: Path, on_alert: str | None, *,
-               use_watchdog: bool = True, as_json: bool = False, tick: float = TICK) -> int:
-    """Follow the run until ``run_end`` (or its trainer is gone); return the exit code of the final verdict."""
+def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, *, as_json: bool = False,
+               tick: float = TICK) -> int:
+    """Follow an opened run until ``run_end`` (or its trainer is gone); return the exit code of the final verdict."""
     from traintop.health.report import build_report
 
     mon = HealthMonitor(profile)
-    lock = threading.Lock()
+    lock = reader.lock
+    history = reader.history
     stop = threading.Event()
     told: set[str] = set()
 
-    def on_chunk(chunk: TailChunk) -> None:
-        with lock:
-            if chunk.restarted:
-                history.reset()
-            for notice in chunk.notices:
-                history.note(notice)
-                # skipped / truncated / replaced data is news too, never passed over in silence
-                print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
-                      if as_json else f"data: {shown(notice.message)}", flush=True)
-            history.ingest_lines(chunk.lines, chunk.start)
+    def say(notice: TailNotice) -> None:
+        # skipped / truncated / replaced data is news too, never passed over in silence
+        print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
+              if as_json else f"data: {shown(notice.message)}", flush=True)
 
     def tell(alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -72,26 +65,30 @@ def follow_run(history: Any, offset: int, profile: HealthProfile, run_dir: Path,
     with lock:
         mon.update(history)
     for notice in history.notices:  # what the first read skipped or found replaced
-        print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
-              if as_json else f"data: {shown(notice.message)}", flush=True)
+        say(notice)
     tell(mon.active_alerts())  # what is wrong already is news to someone who just started watching
-    tail = JsonlTail(run_dir / EVENTS_FILE, offset)
-    reader = threading.Thread(target=follow, args=(tail, on_chunk, stop), kwargs={"use_watchdog": use_watchdog},
-                              daemon=True, name="traintop-report-follow")
-    reader.start()
-    try:
-        while True:
-            with lock:
-                new = mon.update(history)
-                ended = history.run_end is not None
-                gone = any(a.active and a.kind == "stall" and "pid" in a.evidence for a in mon.alerts)
-            tell(new)
-            if ended or gone:
-                break
-            time.sleep(tick)
-    finally:
-        stop.set()
-        reader.join(timeout=5)
+    last = [time.monotonic()]
+
+    def idle() -> float:
+        # one health pass a tick, whether or not lines came: a stall is noticed with no new event
+        if time.monotonic() - last[0] < tick:
+            return tick - (time.monotonic() - last[0])
+        last[0] = time.monotonic()
+        with lock:
+            new = mon.update(reader.history)
+            ended = reader.history.run_end is not None
+            gone = any(a.active and a.kind == "stall" and "pid" in a.evidence for a in mon.alerts)
+        tell(new)
+        if ended or gone:
+            stop.set()
+        return tick
+
+    def on_update(update: ReadUpdate) -> None:
+        for notice in update.notices:  # the rows are in the history already; the idle pass judges them
+            say(notice)
+
+    reader.follow(on_update, stop, idle=idle)
+    history = reader.history
     with lock:
         report = build_report(history, profile, monitor=mon)
     print(json.dumps({"verdict": report["verdict"], "status": report["status"], "step": report["step"]})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -77,6 +75,11 @@ class Table:
         return self._fixed[name].values
 
     @property
+    def fixed_names(self) -> list[str]:
+        """Names of the fixed columns."""
+        return list(self._fixed)
+
+    @property
     def terms(self) -> list[str]:
         """Term names, in order of first appearance."""
         return list(self._terms)
@@ -126,62 +129,3 @@ class Table:
     def nbytes(self) -> int:
         """Bytes held by all columns."""
         return sum(c.nbytes for c in [*self._fixed.values(), *self._terms.values()])
-
-
-def as_float(v: Any) -> float:
-    return float(v) if v.__class__ in (float, int) else NAN
-
-
-def as_int(v: Any, default: int = -1) -> int:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else default
-
-
-_FLAG_VALUES = {"nan": NAN, "inf": math.inf, "-inf": -math.inf}
-
-
-def _column(values: list[Any], dtype: type) -> np.ndarray:
-    try:
-        return np.array(values, dtype=dtype)
-    except (TypeError, ValueError):  # a hostile value (a string, a list): that cell becomes NaN / -1
-        if dtype is np.float64:
-            return np.array([as_float(v) for v in values], dtype=dtype)
-        return np.array([as_int(v) for v in values], dtype=dtype)
-
-
-class RowBatch:
-    """Rows of one chunk as Python lists, turned into column batches once per chunk."""
-
-    def __init__(self, fixed: dict[str, type]) -> None:
-        self.fixed: dict[str, list] = {k: [] for k in fixed}
-        self.losses: list[dict[str, Any]] = []
-        self.flags: list[tuple[int, dict[str, str]]] = []
-
-    def clear(self) -> None:
-        for v in self.fixed.values():
-            v.clear()
-        self.losses = []
-        self.flags = []
-
-    def flush_into(self, table: Table) -> None:
-        n = len(self.losses)
-        if n == 0:
-            return
-        names: dict[str, None] = {}
-        for d in self.losses:
-            for k in d:
-                names[k] = None
-        terms: dict[str, np.ndarray] = {}
-        for name in names:
-            # None (a non-finite written as null) and missing both become NaN via float dtype
-            terms[name] = _column([d.get(name) for d in self.losses], np.float64)
-        for row, flags in self.flags:
-            for path, flag in flags.items():
-                head, _, term = path.partition(".")
-                if head == "losses" and term in terms:
-                    terms[term][row] = _FLAG_VALUES.get(flag, NAN)
-                elif head in self.fixed and not term:
-                    self.fixed[head][row] = _FLAG_VALUES.get(flag, NAN)
-        fixed = {k: _column(v, np.int64 if k in ("step", "epoch") else np.float64)
-                 for k, v in self.fixed.items()}
-        table.append_batch(fixed, terms, n)
-        self.clear()

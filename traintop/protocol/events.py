@@ -1,6 +1,6 @@
 """Event schema of ``events.jsonl``: types, required keys, encoding and decoding.
 
-Every line is ``{"v": 1, "type": ..., "t": <unix seconds>, "seq": <n>, ...}``. Readers keep
+Every line is ``{"v": 1, "type": ..., "t": <unix seconds>, "seq": <n>, ...}`` (docs/run-directory.md). Readers keep
 unknown types and fields (they are simply not consumed) and show a higher ``v`` instead of failing.
 Non-finite floats are written as ``null`` and listed in a ``nonfinite`` map of dotted paths
 (``{"losses.loss_mel": "nan"}``), because bare ``NaN`` is not JSON.
@@ -16,7 +16,7 @@ import orjson
 
 SCHEMA_VERSION = 1
 
-# Required keys per known event type (DESIGN.md, "Events"); extra keys are always allowed.
+# Required keys per known event type (docs/run-directory.md, "Events"); extra keys are always allowed.
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "run_start": ("run", "recipe", "profile", "terms", "planned_steps", "planned_epochs",
                   "host", "pid", "versions", "resumed_from"),

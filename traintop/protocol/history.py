@@ -1,5 +1,9 @@
 """``RunHistory``: the columnar record of one run, built from its events.
 
+It alone mutates itself: ``extend_block`` applies a ``Block`` of plain columns from the bulk
+parser (``protocol.block``), whoever read the bytes; ``revisions`` count changes per kind so a
+pane redraws from one signal.
+
 Train steps and evals are numpy columns (one float32 column per loss term, NaN where a row did not
 report the term); weights are kept as change points; rare events (checkpoints, samples, acks, state
 changes, alerts, resumes) as small lists. No Python object is kept per step. Health, the TUI and
@@ -16,18 +20,26 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol.columns import NAN, RowBatch, Table, as_float, as_int
-from traintop.protocol.events import SCHEMA_VERSION, EventError, decode_line
-from traintop.protocol.fastpath import ingest_fast
-from traintop.protocol.tail import MAX_LINE, TailChunk, TailNotice
+from traintop.protocol.block import Block, Rows, decode_events, decode_lines
+from traintop.protocol.columns import NAN, Table
+from traintop.protocol.events import SCHEMA_VERSION
+from traintop.protocol.lines import TailNotice
 
 _STEP_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32,
                "lr": np.float64, "grad_norm": np.float32, "step_time": np.float32,
                "loader_time": np.float32}
 _EVAL_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32}
 _SYSTEM_FIXED = {"t": np.float64, "cpu": np.float32, "rss": np.float64}
-GPU_FIELDS = ("util", "mem_used", "mem_total", "temp", "power")
 MAX_NOTICES = 200  # keep the first bad-line notices; count the rest
+REVISION_KINDS = ("steps", "evals", "system", "events", "notices")
+# plain (JSON-ready) attributes a snapshot carries as they are
+_STATE_FIELDS = ("gpu_count", "segments", "resumes", "run_start", "latest_start", "run_end", "checkpoints",
+                 "samples", "acks", "ack_log", "states", "alerts", "state", "events", "unknown_types",
+                 "max_version", "last_t", "first_t", "last_seq", "first_seq", "seq_gaps", "duplicates", "bad_lines")
+
+
+def _num(x: Any) -> float:
+    return float(x)
 
 
 @dataclass
@@ -67,6 +79,7 @@ class RunHistory:
     """Everything a run's events say, columnar where it is large."""
 
     def __init__(self) -> None:
+        self.generation = -1
         self.reset()
 
     def reset(self) -> None:
@@ -99,148 +112,107 @@ class RunHistory:
         self.duplicates = 0
         self.bad_lines = 0
         self.notices: list[TailNotice] = []
-        self.generation = getattr(self, "generation", -1) + 1  # bumps on every reset
+        self.generation += 1  # bumps on every reset
+        # per kind: bumps whenever that part changed ("steps", "evals", "system", "events", "notices")
+        self.revisions: dict[str, int] = dict.fromkeys(REVISION_KINDS, 0)
         self._last_step: int | None = None
-        self._last_weights: dict[str, Any] | None = None
-        self._sb = RowBatch(_STEP_FIXED)
-        self._eb = RowBatch(_EVAL_FIXED)
-        self._sys_rows: list[dict[str, Any]] = []
+        self._last_weights: dict[str, float] | None = None
 
     # -- ingestion ---------------------------------------------------------------------------
 
-    def ingest_lines(self, lines: list[bytes], start: int | list[int] = 0, source: str = "events.jsonl") -> int:
-        """Decode and ingest complete lines (from ``JsonlTail``); bad lines become notices.
-
-        ``start`` is the byte offset of the first line, or every line's offset
-        (``TailChunk.line_offsets()``) so a bad line is named exactly. Returns the events ingested.
-        """
-        before = self.events
-        exact = not isinstance(start, int)
-        pos = 0 if exact else start
-        for i, line in enumerate(lines):
-            if exact:
-                pos = start[i]
-            try:
-                obj = decode_line(line)
-            except EventError as exc:
-                self.note(TailNotice("bad_line", pos, f"{source} byte {pos}: {exc}; skipped"))
-            else:
-                self._ingest(obj)
-            pos += len(line) + 1
-        self.flush()
-        return self.events - before
-
-    def ingest_block(self, data: bytes, offset: int = 0, source: str = "events.jsonl") -> None:
-        """Ingest a block of complete lines (``data`` ends with a newline) read at ``offset``.
-
-        Well-formed blocks take the bulk path (one parse, column passes); anything unusual — a bad
-        line, a resume, a non-finite flag, a duplicate — takes the exact per-line path instead.
-        """
-        if ingest_fast(self, data):
-            return
-        lines: list[bytes] = []
-        offsets: list[int] = []
-        pos = offset
-        for line in data.split(b"\n")[:-1]:
-            if len(line) > MAX_LINE:
-                self.note(TailNotice("bad_line", pos, f"{source} byte {pos}: line of {len(line)} bytes is over "
-                                     f"the {MAX_LINE}-byte limit; skipped"))
-            elif line.strip():
-                lines.append(line)
-                offsets.append(pos)
-            pos += len(line) + 1
-        self.ingest_lines(lines, offsets, source)
-
-    def ingest_chunk(self, chunk: TailChunk, source: str = "events.jsonl") -> int:
-        """Apply one ``JsonlTail.read()`` result: reset on truncation/replacement, keep notices,
-        ingest the lines. Returns the number of events ingested."""
-        if chunk.restarted:
-            self.reset()
-        for notice in chunk.notices:
+    def extend_block(self, block: Block) -> int:
+        """Apply a decoded block (the events that follow those already applied); return events applied."""
+        for notice in block.notices:
             self.note(notice)
-        start = chunk.offsets if chunk.offsets is not None else chunk.start
-        return self.ingest_lines(chunk.lines, start, source)
-
-    def ingest(self, events: list[dict[str, Any]]) -> None:
-        """Ingest already decoded events."""
-        for obj in events:
-            self._ingest(obj)
-        self.flush()
-
-    def note(self, notice: TailNotice) -> None:
-        """Record a reader notice (bad lines are counted; the first few kept with offsets)."""
-        if notice.kind == "bad_line":
-            self.bad_lines += 1
-        if len(self.notices) < MAX_NOTICES:
-            self.notices.append(notice)
-
-    def _ingest(self, d: dict[str, Any]) -> None:
-        self.events += 1
-        seq = d.get("seq")
-        if seq.__class__ is int:
-            last = self.last_seq
-            if last is not None:
-                if seq <= last:
-                    self.duplicates += 1
-                    return  # a line we already have (e.g. a file copied over itself)
-                if seq != last + 1:
-                    self.seq_gaps += 1
-            else:
-                self.first_seq = seq
-            self.last_seq = seq
-        t = d.get("t")
-        if t.__class__ is float or t.__class__ is int:
-            self.last_t = t
+        n = block.events
+        if n == 0:
+            return 0
+        self.events += n
+        keep = self._dedupe(block.seq)
+        if keep is not None and not keep.all():
+            self.duplicates += int(n - keep.sum())
+        kept_t = block.t if keep is None else block.t[keep]
+        times = kept_t[~np.isnan(kept_t)]
+        if len(times):
             if self.first_t is None:
-                self.first_t = t
-        typ = d.get("type")
-        if typ == "step":
-            self._step(d, t)
-        elif typ == "system":
-            self._sys_rows.append(d)
-        elif typ == "eval":
-            self._eval(d, t)
+                self.first_t = _num(times[0])
+            self.last_t = _num(times[-1])
+        kept_v = block.v if keep is None else block.v[keep]
+        if len(kept_v):
+            self.max_version = max(self.max_version, int(kept_v.max()))
+        row0 = len(self.steps)
+        self._extend_steps(block, keep)
+        step_events = block.steps.event if keep is None else block.steps.event[keep[block.steps.event]]
+        self._append(self.evals, block.evals, keep, "evals")
+        if len(block.system):
+            self.gpu_count = max(self.gpu_count, len(block.system.terms) // 5)
+        self._append(self.system, block.system, keep, "system")
+        for i, d in block.rare:
+            if keep is None or keep[i]:
+                self._rare(d, row0 + int(np.searchsorted(step_events, i)))
+        return n
+
+    def _dedupe(self, seq: np.ndarray) -> np.ndarray | None:
+        """Keep-mask of events whose seq is new (None: all kept); counts gaps, moves ``last_seq``."""
+        has = ~np.isnan(seq)
+        if not has.any():
+            return None
+        last = -np.inf if self.last_seq is None else float(self.last_seq)
+        prev = np.fmax.accumulate(np.concatenate(([last], np.where(has, seq, -np.inf))))[:-1]
+        dup = has & (seq <= prev)
+        kept_seq = seq[has & ~dup]
+        if len(kept_seq):
+            if self.first_seq is None:
+                self.first_seq = int(kept_seq[0])
+            chain = np.concatenate(([self.last_seq], kept_seq)) if self.last_seq is not None else kept_seq
+            self.seq_gaps += int(np.count_nonzero(np.diff(chain) != 1))
+            self.last_seq = int(kept_seq[-1])
+        return ~dup if dup.any() else None
+
+    def _extend_steps(self, block: Block, keep: np.ndarray | None) -> None:
+        rows = block.steps
+        sel = None if keep is None else keep[rows.event]
+        step = rows.fixed["step"] if len(rows) else np.empty(0, dtype=np.int64)
+        if sel is not None:
+            step = step[sel]
+        if not len(step):
+            return
+        start_row = len(self.steps)
+        prev = self._last_step
+        back = (np.flatnonzero(np.diff(step) <= 0) + 1).tolist()  # rows where a resumed run went back
+        if prev is not None and step[0] <= prev:
+            back.insert(0, 0)
+        self.segments.extend(start_row + r for r in back)
+        self._last_step = int(step[-1])
+        self._append(self.steps, rows, keep, "steps")
+        if not block.weights:
+            return
+        wrows = np.array([r for r, _ in block.weights], dtype=np.int64)
+        if sel is not None:  # rows of a dropped duplicate: the weights in force come from the kept rows
+            kept_rows = np.flatnonzero(sel)
+            idx = np.searchsorted(wrows, kept_rows, side="right") - 1
+            cps = [(k, block.weights[i][1]) for k, i in enumerate(idx.tolist()) if i >= 0]
         else:
-            self._rare(typ, d)
-        v = d.get("v")
-        if v.__class__ is int and v > self.max_version:
-            self.max_version = v
+            cps = [(r, w) for r, w in block.weights]
+        for r, w in cps:
+            if w != self._last_weights:
+                self._weights_changed(int(step[r]), w, start_row + r)
 
-    def _step(self, d: dict[str, Any], t: Any) -> None:
-        step = d.get("step")
-        if step.__class__ is not int:
-            self.note(TailNotice("bad_event", -1, f"step event seq {d.get('seq')}: field 'step' must be an integer"))
+    def _append(self, table: Table, rows: Rows, keep: np.ndarray | None, kind: str) -> None:
+        if not len(rows):
             return
-        last = self._last_step
-        if last is not None and step <= last:
-            self._sb.flush_into(self.steps)  # a resumed run went back: a new segment starts here
-            self.segments.append(len(self.steps))
-        self._last_step = step
-        f = self._sb.fixed
-        f["step"].append(step)
-        ep = d.get("epoch")
-        f["epoch"].append(ep if ep.__class__ is int else -1)
-        f["t"].append(t)
-        f["total"].append(d.get("total"))
-        f["lr"].append(d.get("lr"))
-        f["grad_norm"].append(d.get("grad_norm"))
-        f["step_time"].append(d.get("step_time"))
-        f["loader_time"].append(d.get("loader_time"))
-        losses = d.get("losses")
-        self._sb.losses.append(losses if losses.__class__ is dict else {})
-        flags = d.get("nonfinite")
-        if flags:
-            self._sb.flags.append((len(self._sb.losses) - 1, flags))
-        w = d.get("weights")
-        if w is not None and w != self._last_weights:
-            self._weights_changed(step, w, len(self.steps) + len(self._sb.losses) - 1)
+        if keep is not None:
+            sel = keep[rows.event]
+            if not sel.all():
+                table.append_batch({k: v[sel] for k, v in rows.fixed.items()},
+                                   {k: v[sel] for k, v in rows.terms.items()}, int(sel.sum()))
+                self.revisions[kind] += 1
+                return
+        table.append_batch(rows.fixed, rows.terms, len(rows))
+        self.revisions[kind] += 1
 
-    def _weights_changed(self, step: int, weights: Any, row: int) -> None:
-        if not isinstance(weights, dict):
-            return
+    def _weights_changed(self, step: int, weights: dict[str, float], row: int) -> None:
         for term, value in weights.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
             track = self.weights.setdefault(term, WeightTrack())
             if not track.values or track.values[-1] != value:
                 track.steps.append(step)
@@ -248,28 +220,17 @@ class RunHistory:
                 track.rows.append(row)
         self._last_weights = weights
 
-    def _eval(self, d: dict[str, Any], t: Any) -> None:
-        step = d.get("step")
-        f = self._eb.fixed
-        f["step"].append(as_int(step))
-        f["epoch"].append(as_int(d.get("epoch")))
-        f["t"].append(t)
-        f["total"].append(d.get("total"))
-        losses = d.get("losses")
-        self._eb.losses.append(losses if isinstance(losses, dict) else {})
-        flags = d.get("nonfinite")
-        if flags:
-            self._eb.flags.append((len(self._eb.losses) - 1, flags))
-
-    def _rare(self, typ: Any, d: dict[str, Any]) -> None:
+    def _rare(self, d: dict[str, Any], row: int) -> None:
+        """Apply one rare event; ``row`` is the number of train rows that came before it."""
+        typ = d.get("type")
+        self.revisions["events"] += 1
         if typ == "run_start":
-            self.flush()
             if self.run_start is None:
                 self.run_start = d
             self.latest_start = d
             if d.get("resumed_from"):
-                self.resumes.append({"row": len(self.steps), "step": self._last_step,
-                                     "from": d.get("resumed_from"), "t": d.get("t")})
+                self.resumes.append({"row": row, "step": self._step_before(row), "from": d.get("resumed_from"),
+                                     "t": d.get("t")})
             self.run_end = None
             self.state = "running"
         elif typ == "run_end":
@@ -293,26 +254,41 @@ class RunHistory:
         else:
             self.unknown_types += 1  # kept in the count, ignored otherwise
 
-    def flush(self) -> None:
-        """Move rows buffered during ingestion into the columns."""
-        self._sb.flush_into(self.steps)
-        self._eb.flush_into(self.evals)
-        if self._sys_rows:
-            self._flush_system()
+    def _step_before(self, row: int) -> int | None:
+        return int(self.steps["step"][row - 1]) if row > 0 else None
 
-    def _flush_system(self) -> None:
-        rows, self._sys_rows = self._sys_rows, []
-        fixed = {"t": [as_float(r.get("t")) for r in rows], "cpu": [as_float(r.get("cpu")) for r in rows],
-                 "rss": [as_float(r.get("rss")) for r in rows]}
-        gpu_cols: dict[str, list[float]] = {}
-        n_gpu = max((len(r.get("gpus") or []) for r in rows), default=0)
-        self.gpu_count = max(self.gpu_count, n_gpu)
-        for i in range(self.gpu_count):
-            for fld in GPU_FIELDS:
-                gpu_cols[f"gpu{i}.{fld}"] = [
-                    as_float(g[i].get(fld)) if isinstance(g := r.get("gpus"), list) and len(g) > i
-                    and isinstance(g[i], dict) else NAN for r in rows]
-        self.system.append_batch(fixed, gpu_cols, len(rows))
+    def extend(self, events: list[dict[str, Any]]) -> int:
+        """Apply already decoded events (dicts); return how many."""
+        return self.extend_block(decode_events(events))
+
+    def ingest(self, events: list[dict[str, Any]]) -> None:
+        """Apply already decoded events (kept for callers of the old name)."""
+        self.extend(events)
+
+    def ingest_lines(self, lines: list[bytes], start: int | list[int] = 0, source: str = "events.jsonl") -> int:
+        """Decode and apply complete lines; bad lines become notices naming their byte offset.
+
+        ``start`` is the offset of the first line (lines contiguous) or every line's offset.
+        """
+        if isinstance(start, int):
+            offsets, pos = [], start
+            for line in lines:
+                offsets.append(pos)
+                pos += len(line) + 1
+        else:
+            offsets = list(start)
+        return self.extend_block(decode_lines(lines, offsets, source))
+
+    def note(self, notice: TailNotice) -> None:
+        """Record a reader notice (bad lines are counted; the first few kept with offsets)."""
+        if notice.kind in ("bad_line", "bad_event"):
+            self.bad_lines += 1
+        if len(self.notices) < MAX_NOTICES:
+            self.notices.append(notice)
+        self.revisions["notices"] += 1
+
+    def flush(self) -> None:
+        """Nothing is buffered any more; kept for callers of the old API."""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -365,6 +341,41 @@ class RunHistory:
             return str(self.run_end.get("status") or "ended")
         return self.state
 
+    # -- the columnar cache (protocol.cache writes and checks the file) -----------------------------
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Plain arrays (views of the filled columns) and JSON-ready state: enough to ``restore``."""
+        arrays: dict[str, np.ndarray] = {}
+        for kind, table in (("steps", self.steps), ("evals", self.evals), ("system", self.system)):
+            for name in table.fixed_names:
+                arrays[f"{kind}/fixed/{name}"] = table[name]
+            for name in table.terms:
+                arrays[f"{kind}/term/{name}"] = table.term(name)
+        state = {name: getattr(self, name) for name in _STATE_FIELDS}
+        state["weights"] = {k: [w.steps, w.values, w.rows] for k, w in self.weights.items()}
+        state["notices"] = [[n.kind, n.offset, n.message] for n in self.notices]
+        state["last_step"], state["last_weights"] = self._last_step, self._last_weights
+        state["terms_order"] = {"steps": self.steps.terms, "evals": self.evals.terms, "system": self.system.terms}
+        return arrays, state
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> RunHistory:
+        """A history from ``snapshot``'s output (raises ``KeyError`` / ``ValueError`` when it does not fit)."""
+        h = cls()
+        for kind, table in (("steps", h.steps), ("evals", h.evals), ("system", h.system)):
+            fixed = {name: arrays[f"{kind}/fixed/{name}"] for name in table.fixed_names}
+            terms = {name: arrays[f"{kind}/term/{name}"] for name in state["terms_order"][kind]}
+            n = len(next(iter(fixed.values())))
+            if any(len(a) != n for a in [*fixed.values(), *terms.values()]):
+                raise ValueError("columns of different lengths")
+            table.append_batch(fixed, terms, n)
+        for name in _STATE_FIELDS:
+            setattr(h, name, state[name])
+        h.weights = {k: WeightTrack(*v) for k, v in state["weights"].items()}
+        h.notices = [TailNotice(k, int(o), str(m)) for k, o, m in state["notices"]]
+        h._last_step, h._last_weights = state["last_step"], state["last_weights"]
+        return h
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the columns."""
@@ -372,7 +383,6 @@ class RunHistory:
 
     def compact(self, headroom: float = 0.1) -> None:
         """Drop spare column capacity beyond ``headroom`` (after a cold open)."""
-        self.flush()
         self.steps.compact(headroom)
         self.evals.compact(headroom)
         self.system.compact(headroom)

@@ -1,8 +1,9 @@
 """Cold open: read a whole ``events.jsonl`` into a ``RunHistory`` as fast as the parser allows.
 
-Parsing JSON is the floor, and it is CPU-bound, so a large file is cut at line boundaries into one
-part per core: this process parses the first while worker processes parse the rest, and the parts
-are merged in order. Each part keeps columns, never one Python object per event.
+Parsing is CPU-bound, so a large file is cut at line boundaries into one part per core: worker
+processes decode the later parts into plain ``Block`` columns (``protocol.block``) while this
+process decodes the first, and the history applies every block in file order with
+``extend_block`` — the same call a live tail makes, so a cold open and a tail agree by construction.
 """
 
 from __future__ import annotations
@@ -14,23 +15,24 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from traintop.protocol.history import RunHistory, WeightTrack
-from traintop.protocol.tail import MAX_LINE, TailNotice
+from traintop.protocol.block import Block, decode_block
+from traintop.protocol.history import RunHistory
+from traintop.protocol.lines import TailNotice, cut
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
-LEAD_SHARE = 0.5  # with two parts, this process's share (measured best: the worker's start-up ≈ the merge)
-READ_BLOCK = 256 << 10  # small blocks keep each block's transient dicts in cache
+LEAD_SHARE = 0.5  # with two parts, this process's share (the worker's start-up ≈ applying its blocks)
+READ_BLOCK = 2 << 20  # typed decoding makes no dict per event, so blocks can be large (fewer numpy calls)
 
 
-def _cut_points(path: Path, size: int, parts: int, lead: float) -> list[int]:
-    """Line-aligned cuts: this process takes ``lead`` of the file, the workers share the rest."""
+def _cut_points(path: Path, start: int, size: int, parts: int, lead: float) -> list[int]:
+    """Line-aligned cuts of ``[start, size)``: this process takes ``lead`` of it, the workers the rest."""
     shares = [lead] + [(1 - lead) / (parts - 1)] * (parts - 1)
-    cuts = [0]
+    cuts = [start]
     with path.open("rb") as fh:
         acc = 0.0
         for share in shares[:-1]:
             acc += share
-            fh.seek(int(size * acc))
+            fh.seek(start + int((size - start) * acc))
             fh.readline()  # move to the start of the next whole line
             pos = fh.tell()
             if cuts[-1] < pos < size:
@@ -39,152 +41,111 @@ def _cut_points(path: Path, size: int, parts: int, lead: float) -> list[int]:
     return cuts
 
 
-def load_range(path: str, start: int, stop: int, progress: Callable[[int], None] | None = None
-               ) -> tuple[RunHistory, int]:
-    """Parse the complete lines in ``[start, stop)``; return the history and the end offset read.
+def read_blocks(path: str, start: int, stop: int, on_block: Callable[[Block | TailNotice], None]) -> int:
+    """Decode the complete lines in ``[start, stop)``, handing each block and notice to ``on_block``.
 
-    A trailing partial line (a trainer mid-write) is left unread: the offset points at its start.
+    Returns the offset after the last complete line: a trailing partial line (a trainer mid-write)
+    is left unread.
     """
     was_enabled = gc.isenabled()
-    gc.disable()  # the transient dicts of a block hold no cycles; collecting them mid-load only costs time
+    gc.disable()  # decoding makes no reference cycles; collecting mid-load only costs time
+    name = os.path.basename(path)
+    offset, rest, discarding = start, b"", False
     try:
-        return _load_range(path, start, stop, progress)
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            remaining = stop - start
+            while remaining > 0:
+                data = fh.read(min(READ_BLOCK, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                c = cut(rest, data, offset, discarding=discarding, source=name)
+                if c.block:
+                    on_block(decode_block(c.block, c.block_offset, name))
+                for notice in c.notices:
+                    on_block(notice)
+                rest, offset, discarding = c.rest, c.rest_offset, c.discarding
     finally:
         if was_enabled:
             gc.enable()
+    return offset  # the start of a held-back partial line, or the end
 
 
-def _load_range(path: str, start: int, stop: int, progress: Callable[[int], None] | None
-                ) -> tuple[RunHistory, int]:
-    history = RunHistory()
-    offset = start
-    rest = b""
-    discarding = False  # inside an over-long line: drop bytes until its newline
-    name = os.path.basename(path)
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        remaining = stop - start
-        while remaining > 0:
-            block = fh.read(min(READ_BLOCK, remaining))
-            if not block:
-                break
-            remaining -= len(block)
-            if discarding:
-                nl = block.find(b"\n")
-                offset += len(block) if nl < 0 else nl + 1
-                if nl < 0:
-                    continue
-                block, discarding = block[nl + 1:], False
-            data = rest + block if rest else block
-            end = data.rfind(b"\n")
-            if end < 0:
-                rest = data
-                if len(rest) > MAX_LINE:
-                    history.note(TailNotice("bad_line", offset, f"{name} byte {offset}: line over "
-                                            f"{MAX_LINE} bytes; skipped"))
-                    offset += len(rest)
-                    rest, discarding = b"", True
-                continue
-            history.ingest_block(data[: end + 1], offset, name)
-            rest = data[end + 1:]
-            offset += end + 1
-            if progress is not None:
-                progress(offset)
-    history.flush()
-    return history, offset
+def _decode_part(path: str, start: int, stop: int) -> tuple[list[Block | TailNotice], int]:
+    out: list[Block | TailNotice] = []
+    end = read_blocks(path, start, stop, out.append)
+    return out, end
 
 
-def _load_part(path: str, start: int, stop: int) -> tuple[RunHistory, int]:
-    history, offset = load_range(path, start, stop)
-    history.compact(headroom=0.0)  # the pickle carries whole buffers: send no spare capacity
-    return history, offset
+def apply(history: RunHistory, item: Block | TailNotice) -> None:
+    """Apply one decoded block or reader notice to ``history``."""
+    if isinstance(item, TailNotice):
+        history.note(item)
+    else:
+        history.extend_block(item)
 
 
-def load_history(path: str | Path, *, workers: int | None = None,
-                 progress: Callable[[float], None] | None = None) -> tuple[RunHistory, int]:
-    """Read ``path`` into a new ``RunHistory``; return it and the offset to keep tailing from.
+def load_range(path: str, start: int, stop: int, history: RunHistory | None = None,
+               progress: Callable[[int], None] | None = None) -> tuple[RunHistory, int]:
+    """Read the complete lines in ``[start, stop)`` into ``history`` (a new one by default)."""
+    history = RunHistory() if history is None else history
 
-    ``workers`` defaults to the number of cores for files over 32 MiB (1 below). ``progress`` is
-    called with the fraction of the file parsed (coarse when parts run in other processes).
+    def on_block(item: Block | TailNotice) -> None:
+        apply(history, item)
+        if progress is not None and isinstance(item, Block):
+            progress(item.stop)
+
+    end = read_blocks(path, start, stop, on_block)
+    return history, end
+
+
+def load_history(path: str | Path, *, workers: int | None = None, history: RunHistory | None = None,
+                 start: int = 0, progress: Callable[[float], None] | None = None,
+                 on_part: Callable[[RunHistory], None] | None = None) -> tuple[RunHistory, int]:
+    """Read ``path`` from ``start`` into ``history`` (new by default); return it and the offset to tail from.
+
+    ``workers`` defaults to the number of cores for more than 32 MiB to read (1 below). ``progress``
+    is called with the fraction of the file parsed (coarse when parts run in other processes).
+    ``on_part`` is called with the history once this process's part is in, while workers still parse:
+    a first health pass over it costs no wall time there.
     """
     path = Path(path)
     size = path.stat().st_size
+    history = RunHistory() if history is None else history
     if workers is None:
-        workers = (os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 1
+        workers = (os.cpu_count() or 1) if size - start >= PARALLEL_MIN_BYTES else 1
     workers = max(1, min(workers, 8))
 
     def report(offset: int) -> None:
         if progress is not None and size:
             progress(min(1.0, offset / size))
 
-    if workers == 1 or size == 0:
-        history, offset = load_range(str(path), 0, size, report)
-        history.compact()
-        return history, offset
-
-    try:
-        return _load_parallel(path, size, workers, report)
-    except (OSError, ValueError, RuntimeError):
-        # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
-        # parsing in this process alone is slower but just as right
-        history, offset = load_range(str(path), 0, size, report)
+    if workers > 1 and size > start:
+        try:
+            offset = _load_parallel(path, start, size, workers, history, report, on_part)
+        except (OSError, ValueError, RuntimeError):
+            # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
+            # parsing the whole file in this process alone is slower but just as right
+            history, offset = load_range(str(path), 0, size, RunHistory(), report)
+    else:
+        history, offset = load_range(str(path), start, size, history, report)
     history.compact()
     return history, offset
 
 
-def _load_parallel(path: Path, size: int, workers: int, report: Callable[[int], None]
-                   ) -> tuple[RunHistory, int]:
-    # the worker pays ~0.3 s to start, this process pays the merge afterwards: even shares balance them
-    cuts = _cut_points(path, size, workers, lead=LEAD_SHARE if workers == 2 else 1 / workers)
+def _load_parallel(path: Path, start: int, size: int, workers: int, history: RunHistory,
+                   report: Callable[[int], None], on_part: Callable[[RunHistory], None] | None) -> int:
+    # the worker pays ~0.3 s to start, this process pays for applying its blocks: even shares balance them
+    cuts = _cut_points(path, start, size, workers, LEAD_SHARE if workers == 2 else 1 / workers)
     with ProcessPoolExecutor(max_workers=max(1, len(cuts) - 2), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_load_part, str(path), a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
-        history, offset = load_range(str(path), cuts[0], cuts[1], report)
+        futures = [pool.submit(_decode_part, str(path), a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+        _, offset = load_range(str(path), cuts[0], cuts[1], history, report)
+        if on_part is not None:
+            on_part(history)
         for fut in futures:
-            part, offset = fut.result()
-            merge_into(history, part)
+            items, offset = fut.result()
+            for item in items:
+                apply(history, item)
             report(offset)
-    history.compact()
-    return history, offset
-
-
-def merge_into(history: RunHistory, later: RunHistory) -> None:
-    """Append ``later`` (the history of the lines that follow ``history``'s) to ``history``."""
-    history.flush()
-    later.flush()
-    rows = len(history.steps)
-    if len(later.steps) and history._last_step is not None and int(later.steps["step"][0]) <= history._last_step:
-        history.segments.append(rows)  # the later part starts back in time: a resume boundary
-    history.segments.extend(rows + s for s in later.segments[1:])
-    history.steps.append_arrays(later.steps)
-    history.evals.append_arrays(later.evals)
-    history.gpu_count = max(history.gpu_count, later.gpu_count)
-    history.system.append_arrays(later.system)
-    for term, track in later.weights.items():
-        mine = history.weights.setdefault(term, WeightTrack())
-        for s, v, r in zip(track.steps, track.values, track.rows):
-            if not mine.values or mine.values[-1] != v:
-                mine.steps.append(s)
-                mine.values.append(v)
-                mine.rows.append(r + rows)
-    history.resumes.extend({**r, "row": r["row"] + rows} for r in later.resumes)
-    if history.run_start is None:
-        history.run_start = later.run_start
-    history.latest_start = later.latest_start or history.latest_start
-    if later.run_start is not None or later.run_end is not None:
-        history.run_end = later.run_end
-    for name in ("checkpoints", "samples", "ack_log", "states", "alerts", "notices"):
-        getattr(history, name).extend(getattr(later, name))
-    history.acks.update(later.acks)
-    if later.states or later.run_end is not None or later.run_start is not None:
-        history.state = later.state
-    if later.first_seq is not None and history.last_seq is not None and later.first_seq != history.last_seq + 1:
-        history.seq_gaps += 1
-    for name in ("events", "unknown_types", "seq_gaps", "duplicates", "bad_lines"):
-        setattr(history, name, getattr(history, name) + getattr(later, name))
-    history.max_version = max(history.max_version, later.max_version)
-    history.first_t = history.first_t if history.first_t is not None else later.first_t
-    history.first_seq = history.first_seq if history.first_seq is not None else later.first_seq
-    history.last_t = later.last_t if later.last_t is not None else history.last_t
-    history.last_seq = later.last_seq if later.last_seq is not None else history.last_seq
-    history._last_step = later._last_step if later._last_step is not None else history._last_step
-    history._last_weights = later._last_weights or history._last_weights
+    return offset

@@ -1,54 +1,58 @@
 """``JsonlTail``: complete lines from a growing file, surviving truncation, replacement and garbage.
 
 A plain class (no threads, no Textual) that a test can drive by hand: ``read()`` returns the
-complete lines that arrived since the last call. ``follow()`` wraps it in a loop that wakes on
-watchdog (inotify) events and falls back to polling where the filesystem sends none.
+blocks of complete lines that arrived since the last call; ``lines.cut`` does the cutting.
+``FileWaker`` wakes a follower on watchdog (inotify) events and falls back to polling where the
+filesystem sends none; ``RunReader.follow`` is the one loop built on both.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from traintop.protocol.events import EventError, decode_line
+from traintop.protocol.lines import MAX_LINE, TailNotice, cut, split_lines
 
 CHUNK_SIZE = 4 << 20
-MAX_LINE = 1 << 20
-
-
-@dataclass(frozen=True)
-class TailNotice:
-    """Something the reader wants a person to know: ``truncated``, ``replaced``, ``bad_line``,
-    ``missing`` or ``unreadable``, with the byte offset it concerns."""
-
-    kind: str
-    offset: int
-    message: str
+__all__ = ["CHUNK_SIZE", "MAX_LINE", "FileWaker", "JsonlTail", "TailChunk", "TailNotice", "parse_lines"]
 
 
 @dataclass
 class TailChunk:
-    """Complete lines read in one call, the file offset of the first, and any notices."""
+    """What one ``read`` found: blocks of complete lines (with their offsets), notices, restarts."""
 
-    lines: list[bytes] = field(default_factory=list)
-    start: int = 0
+    blocks: list[tuple[int, bytes]] = field(default_factory=list)  # (file offset, complete lines)
     notices: list[TailNotice] = field(default_factory=list)
     restarted: bool = False  # the file was truncated or replaced: earlier lines are history
-    offsets: list[int] | None = None  # byte offset of each line, set only when lines were dropped
+    start: int = 0  # where this read began
+
+    def split(self) -> tuple[list[bytes], list[int]]:
+        """Every line of the blocks and its byte offset (blank lines skipped, see ``split_lines``)."""
+        lines: list[bytes] = []
+        offsets: list[int] = []
+        for offset, data in self.blocks:
+            more, at, _ = split_lines(data, offset)
+            lines.extend(more)
+            offsets.extend(at)
+        return lines, offsets
+
+    @property
+    def lines(self) -> list[bytes]:
+        """The complete lines read (for callers that want lines rather than blocks)."""
+        return self.split()[0]
+
+    @property
+    def offsets(self) -> list[int]:
+        """The byte offset of every line in ``lines``."""
+        return self.split()[1]
 
     def line_offsets(self) -> list[int]:
-        """The byte offset of every line (computed when lines are contiguous from ``start``)."""
-        if self.offsets is not None:
-            return self.offsets
-        out, pos = [], self.start
-        for line in self.lines:
-            out.append(pos)
-            pos += len(line) + 1
-        return out
+        """The byte offset of every line in ``lines``."""
+        return self.split()[1]
 
 
 class JsonlTail:
@@ -57,7 +61,7 @@ class JsonlTail:
     - a partial last line is kept until its newline arrives (a trainer mid-write is not an error);
     - truncation (size < offset) restarts from byte 0 with a ``truncated`` notice;
     - replacement (a new inode at the path) drains the old file, then follows the new one;
-    - a line over ``max_line`` bytes is skipped and counted with its offset.
+    - a line over ``max_line`` bytes is skipped with a notice naming its offset (``lines.cut``).
     """
 
     def __init__(self, path: str | Path, offset: int = 0, *, chunk_size: int = CHUNK_SIZE,
@@ -98,8 +102,6 @@ class JsonlTail:
         self.offset = self._read_pos = 0
         self._buf = b""
         self._discarding = False
-        if not chunk.lines:
-            chunk.start = 0
 
     def read(self, max_bytes: int | None = None) -> TailChunk:
         """Return every complete line that arrived since the last call (up to ``max_bytes``)."""
@@ -133,59 +135,13 @@ class JsonlTail:
             if budget > 0:
                 budget -= len(data)
             self._read_pos += len(data)
-            self._split(data, chunk)
-
-    def _split(self, data: bytes, chunk: TailChunk) -> None:
-        if self._discarding:
-            nl = data.find(b"\n")
-            if nl < 0:
-                return
-            self.offset += nl + 1
-            data = data[nl + 1:]
-            self._discarding = False
-        buf = self._buf + data if self._buf else data
-        end = buf.rfind(b"\n")
-        if end < 0:
-            self._buf = buf
-            self._check_overlong(chunk)
-            return
-        lines = buf[:end].split(b"\n")
-        self._buf = buf[end + 1:]
-        pos = self.offset
-        if not chunk.lines:
-            chunk.start = pos
-        elif chunk.offsets is None and pos != chunk.line_offsets()[-1] + len(chunk.lines[-1]) + 1:
-            chunk.offsets = chunk.line_offsets()  # bytes were dropped between reads: keep exact offsets
-        for line in lines:
-            n = len(line) + 1
-            if len(line) > self.max_line or not line or line.endswith(b"\r"):
-                if chunk.offsets is None:
-                    chunk.offsets = chunk.line_offsets()
-                if len(line) > self.max_line:
-                    self.skipped += 1
-                    chunk.notices.append(TailNotice(
-                        "bad_line", pos, f"{self.path.name} byte {pos}: line of {len(line)} bytes is over "
-                        f"the {self.max_line}-byte limit; skipped"))
-                elif line:
-                    chunk.lines.append(line[:-1])
-                    chunk.offsets.append(pos)
-            else:
-                chunk.lines.append(line)
-                if chunk.offsets is not None:
-                    chunk.offsets.append(pos)
-            pos += n
-        self.offset = pos
-        self._check_overlong(chunk)
-
-    def _check_overlong(self, chunk: TailChunk) -> None:
-        if len(self._buf) > self.max_line:
-            self.skipped += 1
-            chunk.notices.append(TailNotice("bad_line", self.offset,
-                                            f"{self.path.name} byte {self.offset}: line is over the "
-                                            f"{self.max_line}-byte limit; skipped"))
-            self.offset += len(self._buf)
-            self._buf = b""
-            self._discarding = True
+            c = cut(self._buf, data, self.offset, discarding=self._discarding, max_line=self.max_line,
+                    source=self.path.name)
+            if c.block:
+                chunk.blocks.append((c.block_offset, c.block))
+            chunk.notices.extend(c.notices)
+            self.skipped += len(c.notices)
+            self._buf, self.offset, self._discarding = c.rest, c.rest_offset, c.discarding
 
     @property
     def pending(self) -> int:
@@ -275,29 +231,3 @@ class FileWaker:
         if self._observer is not None:
             self._observer.stop()
             self._observer = None
-
-
-def follow(tail: JsonlTail, on_chunk: Callable[[TailChunk], None], stop: threading.Event, *,
-           use_watchdog: bool = True, poll_interval: float = 0.25, safety_interval: float = 1.0) -> None:
-    """Call ``on_chunk`` with every non-empty ``TailChunk`` until ``stop`` is set.
-
-    Wakes on inotify when available and still checks every ``safety_interval`` seconds (changes on
-    NFS / sshfs send no events); without watchdog it polls every ``poll_interval`` seconds.
-    """
-    dir_missing = not tail.path.parent.exists()
-    waker = FileWaker(tail.path, use_watchdog=use_watchdog)
-    interval = safety_interval if waker.mode == "inotify" else poll_interval
-    try:
-        while not stop.is_set():
-            chunk = tail.read()
-            if chunk.lines or chunk.notices:
-                on_chunk(chunk)
-            if dir_missing and tail.path.parent.exists():
-                dir_missing = False  # the run directory appeared: watch it now
-                waker.close()
-                waker = FileWaker(tail.path, use_watchdog=use_watchdog)
-                interval = safety_interval if waker.mode == "inotify" else poll_interval
-            waker.wait(interval)
-    finally:
-        waker.close()
-        tail.close()

@@ -167,7 +167,7 @@ class Run:
     # -- events --------------------------------------------------------------------------------
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
-        """Append any event (see DESIGN.md, "Events")."""
+        """Append any event (see docs/run-directory.md, "Events")."""
         return self.writer.emit(type, **fields)
 
     def emit_state(self, state: str) -> None:

@@ -1,8 +1,9 @@
 """``LiveRun``: one run's history, kept current by a reader loop, with health judged beside it.
 
 No Textual here: the app's worker thread calls ``open()`` then ``follow()``, and a test can drive
-the same object by hand. Every mutation of the history happens under ``lock``; readers on the UI
-thread take the same lock while they copy out what they draw.
+the same object by hand. Reading is ``RunReader``'s (the one reader of a run); this adds health
+and smoothing on its idle hook. Every mutation of the history happens under ``lock``; readers on
+the UI thread take the same lock while they copy out what they draw.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol import EVENTS_FILE, JsonlTail, RunHistory, TailNotice, load_history
-from traintop.protocol.tail import FileWaker
+from traintop.protocol import ReadUpdate, RunHistory, RunReader, TailNotice
 from traintop.tui.series import EmaState, ema_continue
 
 HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (stalls are minutes long)
@@ -53,14 +53,12 @@ class LiveRun:
     def __init__(self, run_dir: str | Path, *, monitor_factory: Callable[[RunHistory], Any] = default_monitor_factory,
                  use_watchdog: bool = True, clock: Callable[[], float] = time.time) -> None:
         self.run_dir = Path(run_dir)
-        self.events_path = self.run_dir / EVENTS_FILE
-        self.history = RunHistory()
-        self.lock = threading.RLock()
-        self.offset = 0
+        self.reader = RunReader(self.run_dir, use_watchdog=use_watchdog)
+        self.events_path = self.reader.path
+        self.lock = self.reader.lock
         self.loaded = False
         self.use_watchdog = use_watchdog
         self.clock = clock
-        self.watch_mode = "polling"
         self.monitor: Any = None
         self.alerts: list[Any] = []
         self.health_error: str | None = None
@@ -72,109 +70,108 @@ class LiveRun:
         self.health_version = 0  # bumps whenever alerts, zones, bands or expectations change
         self.settled = False  # the first smoothing and health pass after the cold open are done
 
+    @property
+    def history(self) -> RunHistory:
+        """The run's history (owned by the reader)."""
+        return self.reader.history
+
+    @property
+    def offset(self) -> int:
+        """Offset of the first byte of ``events.jsonl`` not read yet."""
+        return self.reader.offset
+
+    @property
+    def watch_mode(self) -> str:
+        """``inotify`` or ``polling``: how the follow loop learns of new bytes."""
+        return self.reader.watch_mode
+
     # -- reading ----------------------------------------------------------------------------
 
     def open(self, progress: Callable[[float], None] | None = None) -> RunUpdate:
         """Cold open: parse what the file holds now (in parallel when large); health comes after."""
-        update = RunUpdate()
-        if self.events_path.is_file():
-            history, offset = load_history(self.events_path, progress=progress)
-        else:
-            history, offset = RunHistory(), 0
-        with self.lock:
-            self.history = history
-            self.offset = offset
-            self.loaded = True
-            update.events = history.events
-        return update  # health is judged by the first pass of ``follow``: the series plot before that
+        update = self.reader.open(progress=progress, on_part=self._judge_part)
+        self.loaded = True
+        return RunUpdate(events=update.events)  # health is judged by the first pass of ``follow``
+
+    def _judge_part(self, part: RunHistory) -> None:
+        """Judge the cold open's first part while a worker process parses the rest (no wall time).
+
+        ``now`` is the part's own last event, so no stall is judged yet; the follow loop's first pass
+        then sees only the rest, and the alerts are those of one pass (chunking never matters).
+        """
+        try:
+            self.monitor = self._monitor_factory(part)
+            if self.monitor is not None:
+                self.monitor.update(part, part.last_t)
+        except Exception:  # noqa: BLE001 - the follow loop's first pass will judge it all (and report errors)
+            self.monitor = None
 
     def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
         """Tail the events file from where ``open`` stopped until ``stop`` is set."""
-        tail = JsonlTail(self.events_path, self.offset)
-        waker = FileWaker(self.events_path, use_watchdog=self.use_watchdog)
-        self.watch_mode = waker.mode
-        self._stop_waker = waker
-        watching_dir = self.run_dir.exists()
-        last_health = -math.inf
-        unjudged = True  # rows arrived that health has not seen yet
-        first = True
-        pending, last_post, last_news = RunUpdate(), -math.inf, self._news()
+        pending = RunUpdate()
+        cadence = {"last_health": -math.inf, "unjudged": True, "first": True, "last_post": -math.inf,
+                   "news": self._news()}
+
+        def on_read(update: ReadUpdate) -> None:
+            if update.restarted:
+                self._restarted()
+            pending.events += update.events
+            pending.notices.extend(update.notices)
+            pending.restarted |= update.restarted
+            cadence["unjudged"] = True
+
+        def idle() -> float | None:
+            nonlocal pending
+            now = time.monotonic()
+            if cadence["first"]:
+                self.warm_smoothing()
+                on_update(RunUpdate(events=0, alerts_changed=True))  # redraw with the smoothing
+            since = now - cadence["last_health"]
+            # judge every few seconds while rows arrive, and now and then when silent (stalls)
+            if (cadence["unjudged"] and since >= HEALTH_MIN_GAP) or since >= HEALTH_INTERVAL:
+                # no lock: this thread is the only writer, and the UI reads health's snapshot
+                pending.alerts_changed |= self.judge()
+                cadence["last_health"], cadence["unjudged"] = now, False
+            if cadence["first"]:
+                cadence["first"] = False
+                release_free_memory()  # the cold open and first health pass freed a lot; give it back
+                self.settled = True
+            news = self._news()
+            urgent = pending.restarted or pending.alerts_changed or bool(pending.notices) or news != cadence["news"]
+            cadence["news"] = news
+            waiting = bool(pending.events or pending.notices or pending.restarted or pending.alerts_changed)
+            # rows are in the store already; the UI hears about plain steps at most once a second
+            if waiting and (urgent or now - cadence["last_post"] >= POST_EVERY):
+                on_update(pending)
+                pending, cadence["last_post"], waiting = RunUpdate(), now, False
+            return max(0.01, POST_EVERY - (time.monotonic() - cadence["last_post"])) if waiting else None
+
         try:
-            while not stop.is_set():
-                update = self.read_once(tail)
-                unjudged = unjudged or bool(update.events or update.restarted)
-                now = time.monotonic()
-                since = now - last_health
-                if first:
-                    self.warm_smoothing()
-                    on_update(RunUpdate(events=0, alerts_changed=True))  # redraw with the smoothing
-                # judge every few seconds while rows arrive, and now and then when silent (stalls)
-                if (unjudged and since >= HEALTH_MIN_GAP) or since >= HEALTH_INTERVAL:
-                    # no lock: this thread is the only writer, and the UI reads health's snapshot
-                    update.alerts_changed = self.judge()
-                    last_health, unjudged = now, False
-                if first:
-                    first = False
-                    release_free_memory()  # the cold open and first health pass freed a lot; give it back
-                    self.settled = True
-                pending.events += update.events
-                pending.notices.extend(update.notices)
-                pending.restarted |= update.restarted
-                pending.alerts_changed |= update.alerts_changed
-                news = self._news()
-                urgent = update.restarted or update.alerts_changed or bool(update.notices) or news != last_news
-                last_news = news
-                waiting = bool(pending.events or pending.notices or pending.restarted or pending.alerts_changed)
-                # rows are in the store already; the UI hears about plain steps at most once a second
-                if waiting and (urgent or now - last_post >= POST_EVERY):
-                    on_update(pending)
-                    pending, last_post, waiting = RunUpdate(), now, False
-                if not watching_dir and self.run_dir.exists():
-                    watching_dir = True  # the run directory appeared: watch it now
-                    waker.close()
-                    waker = self._stop_waker = FileWaker(self.events_path, use_watchdog=self.use_watchdog)
-                    self.watch_mode = waker.mode
-                interval = 1.0 if waker.mode == "inotify" else 0.25
-                if waiting:
-                    interval = min(interval, max(0.01, POST_EVERY - (time.monotonic() - last_post)))
-                waker.wait(interval)
+            self.reader.follow(on_read, stop, idle=idle)
         finally:
-            waker.close()
-            tail.close()
+            self.reader.close()
 
     def _news(self) -> tuple:
         # what a person waits to see at once: acks, state changes, checkpoints, samples, the end
         h = self.history
-        return (h.generation, len(h.ack_log), len(h.states), len(h.checkpoints), len(h.samples), len(h.alerts),
-                h.run_end is not None, len(h.notices))
+        return (h.generation, h.revisions["events"], h.revisions["notices"], h.run_end is not None)
 
     def wake(self) -> None:
         """Wake the reader loop now (used when stopping it)."""
-        waker = getattr(self, "_stop_waker", None)
-        if waker is not None:
-            waker.wake()
+        self.reader.wake()
 
-    def read_once(self, tail: JsonlTail) -> RunUpdate:
-        """Read and ingest what arrived since the last call."""
-        chunk = tail.read()
-        update = RunUpdate(notices=list(chunk.notices), restarted=chunk.restarted)
-        if not (chunk.lines or chunk.notices or chunk.restarted):
-            return update
+    def _restarted(self) -> None:
         with self.lock:
-            if chunk.restarted:
-                self.history.reset()
-                self._alert_key = ()
-                self._health = {}
-                if self.monitor is not None:
-                    self.monitor = None  # a replaced file is a new run: judge it afresh
-            for notice in chunk.notices:
-                self.history.note(notice)
-            if chunk.lines:
-                # exact offsets when the tail dropped a line, so a bad line is named where it is
-                start = chunk.offsets if chunk.offsets is not None else chunk.start
-                update.events = self.history.ingest_lines(chunk.lines, start)
-            self.offset = tail.offset
-        return update
+            self._alert_key = ()
+            self._health = {}
+            self.monitor = None  # a replaced file is a new run: judge it afresh
+
+    def read_once(self) -> RunUpdate:
+        """Read and apply what arrived since the last call (without the follow loop)."""
+        update = self.reader.poll()
+        if update.restarted:
+            self._restarted()
+        return RunUpdate(events=update.events, notices=list(update.notices), restarted=update.restarted)
 
     # -- health ---------------------------------------------------------------------------
 

@@ -11,59 +11,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_MAX_EXP = 200.0  # keep s**-k under 1e200 within a block so float64 never overflows
+from traintop.health.streams import Ema
 
 
 def debiased_ema(values: np.ndarray, strength: float) -> np.ndarray:
     """TensorBoard's smoothing: ``last = last*s + (1-s)*x``, shown as ``last / (1 - s**n)``.
 
     ``n`` counts finite values only; non-finite inputs stay NaN in the output and do not move the
-    average (as in TensorBoard). Vectorized in blocks, so a million points take milliseconds.
+    average (as in TensorBoard). The arithmetic is health's ``Ema`` (one EMA for the whole app).
     """
     return ema_continue(values, strength, EmaState())[0]
 
 
 @dataclass
 class EmaState:
-    """Where a smoothing pass stopped: the biased average and how many finite values it has seen."""
+    """Where a smoothing pass stopped (health's ``Ema``, created on the first finite value)."""
 
-    last: float = 0.0
-    count: int = 0
+    ema: Ema | None = None
+
+    @property
+    def count(self) -> int:
+        """Finite values smoothed so far."""
+        return self.ema.n if self.ema is not None else 0
 
 
 def ema_continue(values: np.ndarray, strength: float, state: EmaState) -> tuple[np.ndarray, EmaState]:
-    """Smooth ``values`` that follow those summarized by ``state``; return them and the new state."""
+    """Smooth ``values`` that follow those summarized by ``state``; return them and the state (advanced)."""
     x = np.asarray(values, dtype=np.float64)
     out = np.full(len(x), np.nan)
     finite = np.isfinite(x)
-    v = x[finite]
-    if len(v) == 0:
+    if not finite.any():
         return out, state
-    s = float(strength)
-    if s <= 0.0:
-        out[finite] = v
-        return out, EmaState(float(v[-1]), state.count + len(v))
-    s = min(s, 0.999999)
-    block = max(1, min(4096, int(_MAX_EXP * math.log(10) / -math.log(s))))
-    n = len(v)
-    pad = (-n) % block
-    vb = np.concatenate([v, np.zeros(pad)]).reshape(-1, block)
-    k = np.arange(block, dtype=np.float64)
-    sk = s ** k  # s^j for j in block
-    # within a block, starting from 0: e_j = (1-s) * sum_{i<=j} s^(j-i) x_i
-    inner = (1.0 - s) * np.cumsum(vb * s ** -k, axis=1) * sk
-    # carry the state from one block to the next: e_j += s^(j+1) * e_start
-    starts = np.empty(len(vb))
-    last = state.last
-    tail_decay = s ** block
-    ends = inner[:, -1]
-    for i in range(len(vb)):  # one scalar op per block (a few thousand for 1M points)
-        starts[i] = last
-        last = last * tail_decay + ends[i]
-    biased = (inner + starts[:, None] * (sk * s)[None, :]).reshape(-1)[:n]
-    debias = 1.0 - s ** np.arange(state.count + 1, state.count + n + 1, dtype=np.float64)
-    out[finite] = biased / debias
-    return out, EmaState(float(biased[-1]), state.count + n)
+    if state.ema is None:
+        state = EmaState(Ema(min(max(float(strength), 0.0), 0.999999)))
+    out[finite] = state.ema.extend(x[finite])
+    return out, state
 
 
 @dataclass

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol import EVENTS_FILE, JsonlTail, RunHistory
+from traintop.health.alerts import SEVERITY_RANK
+from traintop.protocol import RunHistory, RunReader
 from traintop.protocol.runs import run_status as status_of
 from traintop.protocol.runs import speed
 
-SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+CRITICAL = SEVERITY_RANK["critical"] + 1  # ``worst_rank``: health's severity scale, 0 meaning no alert
 
 
 @dataclass
@@ -30,7 +31,7 @@ class RunSummary:
     eta: float | None
     planned_steps: int | None
     worst_alert: str = ""
-    worst_rank: int = 0
+    worst_rank: int = 0  # 1 + health's severity rank of the worst alert (0: none)
 
 
 def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()) -> RunSummary:
@@ -49,12 +50,12 @@ def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()
         eta = max(0.0, (planned - step) / its)
     worst, rank = "", 0
     for a in alerts:
-        r = SEVERITY_RANK.get(getattr(a, "severity", ""), 0)
+        r = SEVERITY_RANK.get(getattr(a, "severity", ""), -1) + 1
         if r > rank:
             worst, rank = f"{a.severity}: {getattr(a, 'message', '')}", r
     for a in history.alerts:  # the trainer's own (non-finite loss) alerts count as critical
-        if rank < 3:
-            worst, rank = f"critical: {a.get('message', a.get('kind', 'alert'))}", 3
+        if rank < CRITICAL:
+            worst, rank = f"critical: {a.get('message', a.get('kind', 'alert'))}", CRITICAL
     return RunSummary(name=name, recipe=str(rs.get("recipe") or "?"), status=status, step=step,
                       epoch=history.last_epoch, its=its, elapsed=elapsed, eta=eta, planned_steps=planned,
                       worst_alert=worst, worst_rank=rank)
@@ -81,30 +82,9 @@ def fmt_value(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-TAIL_BYTES = 1 << 20  # the runs list reads only the head and the last MiB of each run
-
-
 def peek_run(run_dir: Path) -> RunHistory:
-    """A partial history of a run for the runs list: its first line and its last ``TAIL_BYTES``."""
-    history = RunHistory()
-    path = run_dir / EVENTS_FILE
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.readline(1 << 20)
-    except OSError:
-        return history
-    if head.endswith(b"\n"):
-        history.ingest_lines([head.rstrip(b"\n")], 0)
-    start = max(len(head), size - TAIL_BYTES)
-    tail = JsonlTail(path, start)
-    try:
-        chunk = tail.read()
-    finally:
-        tail.close()
-    lines = chunk.lines[1:] if start > len(head) and chunk.lines else chunk.lines  # first may be partial
-    history.ingest_lines(lines, chunk.start)
-    return history
+    """A partial history of a run for the runs list (``RunReader.peek``: its head and last MiB)."""
+    return RunReader.peek(run_dir)
 
 
 def last_values(history: RunHistory, term: str, weighted: bool = False) -> float | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
+from traintop.protocol import RunReader
 from traintop.protocol.control import Command, CommandError, ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.rundir import EVENTS_FILE, RunDirError, resolve_run_dir
-from traintop.protocol.tail import JsonlTail
 from traintop.protocol.text import shown
 
 # command-line spelling → (protocol command, positional argument names)
@@ -76,25 +77,28 @@ def build_command(action: str, values: list[str], terms: list[str] | None) -> Co
 
 def wait_for_ack(run_dir: Path, command_id: str, timeout: float, start_offset: int = 0) -> dict | None:
     """Follow ``events.jsonl`` from ``start_offset`` until the ack of ``command_id`` or the timeout."""
-    tail = JsonlTail(run_dir / EVENTS_FILE, offset=start_offset)
+    reader = RunReader(run_dir, offset=start_offset, use_cache=False)
     deadline = time.monotonic() + timeout
+    stop = threading.Event()
+    found: list[dict] = []
+
+    def on_update(_update: object) -> None:
+        ack = reader.history.acks.get(command_id)
+        if ack is not None:
+            found.append(ack)
+            stop.set()
+
+    def idle() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            stop.set()
+        return max(0.0, min(left, 0.05))  # an ack is awaited by a person: look often
+
     try:
-        while True:
-            chunk = tail.read()
-            for line in chunk.lines:
-                if command_id.encode() not in line:
-                    continue  # cheap filter before parsing
-                try:
-                    event = decode_line(line)
-                except EventError:
-                    continue
-                if event.get("type") == "ack" and event.get("id") == command_id:
-                    return event
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        reader.follow(on_update, stop, idle=idle)
     finally:
-        tail.close()
+        reader.close()
+    return found[0] if found else None
 
 
 def run_ctl(args: argparse.Namespace) -> int:

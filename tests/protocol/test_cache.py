@@ -1,0 +1,70 @@
+"""The columnar cache: a re-open reads it and parses only the new tail; it never wins over the JSONL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from traintop.protocol import RunReader
+from traintop.protocol import cache as cache_mod
+from traintop.protocol.cache import cache_path
+
+from .test_cold_live import KINDS, build_stream, same
+
+
+@pytest.fixture(autouse=True)
+def _always_cache(monkeypatch) -> None:
+    monkeypatch.setattr(cache_mod, "MIN_NEW_BYTES", 0)  # small runs get a cache too
+
+
+def _stream(n: int, seed: int = 0) -> bytes:
+    return build_stream([(KINDS[(i * 5 + seed) % len(KINDS)], i) for i in range(n)], 0)[0]
+
+
+def _open(run: Path, use_cache: bool = True) -> RunReader:
+    reader = RunReader(run, use_cache=use_cache)
+    reader.open(workers=1)
+    for t in __import__("threading").enumerate():
+        if t.name == "traintop-cache":
+            t.join()  # the cache is written in the background
+    return reader
+
+
+def test_reopen_reads_the_cache_then_only_the_new_tail(tmp_path: Path) -> None:
+    data = _stream(600)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(data[:9000])
+    first = _open(tmp_path)
+    assert not first.cache_used and cache_path(events).exists()
+    with events.open("ab") as fh:
+        fh.write(data[9000:])
+    again = _open(tmp_path)
+    assert again.cache_used
+    same(again.history, _open(tmp_path, use_cache=False).history)
+    assert [(n.kind, n.offset) for n in again.history.notices] == \
+           [(n.kind, n.offset) for n in _open(tmp_path, use_cache=False).history.notices]
+
+
+@pytest.mark.parametrize("change", ["rewritten", "truncated", "replaced", "garbage"])
+def test_a_stale_or_foreign_cache_is_ignored_and_rebuilt(tmp_path: Path, change: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_stream(400))
+    _open(tmp_path)
+    if change == "rewritten":  # same size, same inode, other bytes before the covered offset
+        raw = bytearray(events.read_bytes())
+        raw[len(raw) // 2] = ord("X") if raw[len(raw) // 2] != ord("X") else ord("Y")
+        with events.open("r+b") as fh:
+            fh.write(bytes(raw))
+    elif change == "truncated":
+        events.write_bytes(_stream(100, seed=3))
+    elif change == "replaced":
+        tmp = tmp_path / "new.jsonl"
+        tmp.write_bytes(events.read_bytes())
+        os.replace(tmp, events)  # the same bytes under a new inode: the key names the file it was built from
+    else:
+        cache_path(events).write_bytes(b"PK\x03\x04 not really a zip")
+    reopened = _open(tmp_path)
+    assert not reopened.cache_used
+    same(reopened.history, _open(tmp_path, use_cache=False).history)

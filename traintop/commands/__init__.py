@@ -1,0 +1,1 @@
+"""Command-line programs on top of the library (``traintop ctl``, ``traintop runs``): none lives in protocol/."""

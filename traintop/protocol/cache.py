@@ -1,0 +1,95 @@
+"""The columnar cache beside a run: a re-open reads the columns back and parses only the new tail.
+
+``<run>/.events.cache.npz`` holds a ``RunHistory.snapshot`` (plain arrays, no pickle: untrusted
+bytes stay data) with a key: the file's identity (device, inode), the offset it covers, and hashes
+of the file's first bytes and of the bytes just before that offset. It is never trusted over the
+JSONL: any mismatch — another inode, a shorter file, rewritten bytes, an unreadable or foreign
+cache — means it is ignored and rebuilt from the events (docs/run-directory.md, "Columnar cache").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traintop.protocol.history import RunHistory
+
+CACHE_FILE = ".events.cache.npz"
+CACHE_VERSION = 1
+MIN_NEW_BYTES = 16 << 20  # below this, parsing again is as fast as reading a cache: write none
+PROBE = 64 << 10  # bytes hashed at the head and before the covered offset
+
+
+def cache_path(events: Path) -> Path:
+    """Where the cache of ``events`` lives."""
+    return events.with_name(CACHE_FILE)
+
+
+def _key(events: Path, offset: int) -> dict[str, Any] | None:
+    try:
+        with events.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size < offset:
+                return None
+            head = fh.read(min(PROBE, offset))
+            fh.seek(max(0, offset - PROBE))
+            before = fh.read(min(PROBE, offset))
+    except OSError:
+        return None
+    return {"version": CACHE_VERSION, "dev": st.st_dev, "ino": st.st_ino, "offset": offset,
+            "head": hashlib.blake2b(head, digest_size=16).hexdigest(),
+            "before": hashlib.blake2b(before, digest_size=16).hexdigest()}
+
+
+def load(events: Path) -> tuple[RunHistory, int] | None:
+    """The cached history of ``events`` and the offset it covers, or None when absent or stale."""
+    path = cache_path(events)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
+            if meta.get("key") != _key(events, int(meta["key"]["offset"])):
+                return None  # another file, or the same file rewritten: the JSONL wins
+            arrays = {k: npz[k] for k in npz.files if k != "__meta__"}
+        return RunHistory.restore(arrays, meta["state"]), int(meta["key"]["offset"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None  # no cache, or one we cannot read: parse the events instead
+
+
+def save(events: Path, history: RunHistory, offset: int, *, background: bool = True) -> threading.Thread | None:
+    """Write the cache of ``history`` (which covers ``events`` up to ``offset``); failures are silent.
+
+    The arrays are views of columns that only ever grow, so a background thread can write them while
+    the reader goes on; the small state is serialized now.
+    """
+    key = _key(events, offset)
+    if key is None:
+        return None
+    arrays, state = history.snapshot()
+    try:
+        meta = json.dumps({"key": key, "state": state}).encode("utf-8")
+    except (TypeError, ValueError):
+        return None  # a value JSON cannot hold (events built in Python, not read): no cache, no harm
+    if not background:
+        _write(cache_path(events), arrays, meta)
+        return None
+    # not a daemon: a short-lived `traintop report` finishes writing before the interpreter exits
+    thread = threading.Thread(target=_write, args=(cache_path(events), arrays, meta), name="traintop-cache")
+    thread.start()
+    return thread
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray], meta: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=np.frombuffer(meta, dtype=np.uint8), **arrays)
+        os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only run directory: no cache, no harm
