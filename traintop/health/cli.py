@@ -34,18 +34,18 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path] | int:
     from traintop.health.loader import choose_profile
     from traintop.health.profile import ProfileError
-    from traintop.protocol import EVENTS_FILE, RunDirError, RunReader, resolve_run_dir
+    from traintop.protocol import RunDirError, open_reader, resolve_run_dir
 
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        reader = RunReader(run_dir, use_watchdog=not getattr(args, "poll", False))
+        reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False))
         reader.open()
         history = reader.history
     except (RunDirError, OSError) as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     if history.events == 0:
-        print(f"traintop report: {run_dir / EVENTS_FILE}: no readable event", file=sys.stderr)
+        print(f"traintop report: {reader.path}: no readable event", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
         profile = choose_profile(history, args.profile)
