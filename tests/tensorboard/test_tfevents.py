@@ -222,3 +222,32 @@ def test_growing_file_followed_live(tmp_path: Path) -> None:
         t.join(5)
         writer.close()
     assert reader.history.steps["step"].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_bulk_and_per_record_reads_agree(vits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The array path (big reads) and the per-record path (live tails) give the same history,
+    corrupt records included."""
+    from traintop.protocol import tfreader
+
+    src = event_files(vits)[0]
+    data = bytearray(src.read_bytes())
+    off, _ = records_of(src)[500]
+    data[off + 25] ^= 0x01
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / src.name).write_bytes(bytes(data))
+    histories = []
+    for bulk in (0, 1 << 40):
+        monkeypatch.setattr(tfreader, "BULK_BYTES", bulk)
+        reader = TensorBoardReader(run)
+        reader.open()
+        histories.append(reader.history)
+    a, b = histories
+    assert a.terms == b.terms and len(a.steps) == len(b.steps) == 400 and len(a.evals) == len(b.evals) == 8
+    for name in ("step", "t", "total", "lr", "grad_norm", "step_time"):
+        np.testing.assert_array_equal(a.steps[name], b.steps[name])
+    for term in a.terms:
+        np.testing.assert_array_equal(a.steps.term(term), b.steps.term(term))
+        np.testing.assert_array_equal(a.evals.term(term), b.evals.term(term))
+    assert [s["wav"] for s in a.samples] == [s["wav"] for s in b.samples]
+    assert [n.message for n in a.notices] == [n.message for n in b.notices] and a.bad_lines == 1

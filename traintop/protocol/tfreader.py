@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from traintop.protocol import tfbulk
+from traintop.protocol.block import Block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice
 from traintop.protocol.reader import INOTIFY_SAFETY, POLL_INTERVAL, ReadUpdate
@@ -24,6 +26,7 @@ from traintop.protocol.tfevents import TagMapper, event_files
 from traintop.protocol.tfrecord import WireError, decode_event, frame
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
+BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
 READ_ONLY_REASON = ("a TensorBoard run is read-only: to steer a coqui script, add "
                     "`import traintop` and `traintop.attach(trainer, logs=\"logs\")`")
 
@@ -91,21 +94,17 @@ class TensorBoardReader:
     def poll(self, max_bytes: int | None = None, *, flush: bool = True) -> ReadUpdate:
         """Apply the whole records written since the last read, in every event file of the run."""
         limit = min(max_bytes or READ_BYTES, READ_BYTES)
-        notices: list[TailNotice] = []
-        records = []
-        restarted = False
+        update = ReadUpdate()
+        got = torn = False
         self._pending_read = False
         for path in event_files(self.run_dir):
-            f = self._files.get(path)
-            if f is None:
-                f = self._files[path] = _File(path)
+            f = self._files.setdefault(path, _File(path))
             if f.lost:
                 continue
             try:
                 st = os.stat(path)
                 if f.ino and (st.st_ino != f.ino or st.st_size < f.offset):
-                    restarted = True
-                    break
+                    return self._restart()
                 f.ino = st.st_ino
                 if st.st_size <= f.offset:
                     continue
@@ -113,32 +112,47 @@ class TensorBoardReader:
                     fh.seek(f.offset)
                     data = fh.read(min(limit, st.st_size - f.offset))
             except OSError as exc:
-                notices.append(TailNotice("unreadable", f.offset, f"{path.name}: {exc}"))
+                self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc}")])
                 continue
-            framed = frame(data, f.offset)
-            if st.st_size - f.offset > len(data) and framed.end > f.offset:
-                self._pending_read = True  # more bytes wait beyond this read's limit
-            for at, why in framed.corrupt:
-                notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: {why}"))
-            f.lost = framed.lost
-            f.offset = framed.end
-            for at, data in framed.records:
+            start = f.offset
+            if len(data) >= BULK_BYTES:
+                scan = tfbulk.scan(data, start)
+                corrupt, end, lost, others = scan.corrupt, scan.end, scan.lost, scan.others
+            else:
+                framed = frame(data, start)
+                scan, corrupt, end, lost, others = None, framed.corrupt, framed.end, framed.lost, framed.records
+            notices = [TailNotice("bad_line", at, f"{path.name} byte {at}: {why}") for at, why in corrupt]
+            records = []
+            for at, rec in others:
                 try:
-                    records.append(decode_event(data))
+                    records.append(decode_event(rec))
                 except WireError as exc:
                     notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: not an Event ({exc}); skipped"))
-        if restarted:
-            return self._restart()
-        events = self._mapper.add(records) if records else []
-        if flush and not records:
-            events = self._mapper.flush()
-        if not events and not notices:
-            return ReadUpdate()
+            f.offset, f.lost = end, lost
+            torn |= not lost and end < start + len(data)
+            self._pending_read |= st.st_size > start + len(data) and end > start
+            got |= bool(records) or (scan is not None and len(scan.step) > 0)
+            if scan is not None:
+                block = self._mapper.add_bulk(scan.tags, scan.tag, scan.step, scan.wall, scan.value, records)
+                self._apply(update, notices, block=block)
+            else:
+                self._apply(update, notices, self._mapper.add(records) if records else [])
+        if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
+            self._apply(update, [], self._mapper.flush())
+        return update
+
+    def _apply(self, update: ReadUpdate, notices: list[TailNotice], events: list[dict[str, Any]] | None = None,
+               block: Block | None = None) -> None:
+        if not (notices or events or (block is not None and block.events)):
+            return
         with self.lock:
             for n in notices:
                 self.history.note(n)
-            applied = self.history.extend(events) if events else 0
-        return ReadUpdate(events=applied, notices=notices)
+            if events:
+                update.events += self.history.extend(events)
+            if block is not None and block.events:
+                update.events += self.history.extend_block(block)
+        update.notices.extend(notices)
 
     def _restart(self) -> ReadUpdate:
         notice = TailNotice("truncated", 0, f"{self.run_dir.name}: an event file shrank or was replaced; read again")
