@@ -33,6 +33,7 @@ import ingest  # noqa: E402
 import tui  # noqa: E402
 
 CACHE = ".events.cache.npz"
+TB_PORT = 8120  # this checkout's port range on the shared machine (8000 + 10 × issue 12)
 
 
 def time_report(run: Path) -> float:
@@ -94,7 +95,7 @@ def main() -> int:
         empty = tui.run_child("cold", tui.small(Path(tmp) / "empty"))[0]["rss_mb"]
     for _ in range(args.rounds):
         res["floor"].append(ingest.time_orjson(events))
-        rust = ingest.time_rust_server(tb, args.steps)
+        rust = ingest.time_rust_server(tb, args.steps, timeout=600, port=TB_PORT)
         if rust is not None:
             res["tensorboard"].append(rust)
         (run / CACHE).unlink(missing_ok=True)

@@ -15,11 +15,13 @@ Prints a table with the ratios against the budgets of DESIGN.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -133,17 +135,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_rust_server(logdir: Path, steps: int, timeout: float = 300.0) -> float | None:
+def time_rust_server(logdir: Path, steps: int, timeout: float = 300.0, port: int | None = None) -> float | None:
     """Seconds from launching ``tensorboard --load_fast=true`` until every scalar has all N steps."""
     exe = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
     if not Path(exe).exists():
         return None
-    port = _free_port()
+    port = port or _free_port()
     start = time.perf_counter()
     # a huge sample count keeps every step; 0 would mean "none" to the data server
     proc = subprocess.Popen([exe, "--logdir", str(logdir), "--load_fast=true", "--port", str(port),
                              "--host", "127.0.0.1", "--samples_per_plugin", "scalars=2000000000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.perf_counter() - start < timeout:
             time.sleep(0.05)
@@ -151,7 +153,7 @@ def time_rust_server(logdir: Path, steps: int, timeout: float = 300.0) -> float 
                 done = 0
                 for tag in SCALARS:
                     url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=.&tag={tag}"
-                    with urllib.request.urlopen(url, timeout=5) as resp:
+                    with urllib.request.urlopen(url, timeout=30) as resp:
                         done += len(json.loads(resp.read())) == steps
                 if done == len(SCALARS):
                     return time.perf_counter() - start
@@ -159,8 +161,14 @@ def time_rust_server(logdir: Path, steps: int, timeout: float = 300.0) -> float 
                 continue
         return None
     finally:
-        proc.terminate()
-        proc.wait(10)
+        # TensorBoard starts its Rust data server as a child: end the whole session we started
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def main() -> int:

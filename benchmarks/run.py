@@ -2,7 +2,8 @@
 
 Runs coldopen.py (report and watch against TensorBoard's Rust server, re-open from the cache,
 memory), tui.py --live-only (append → store latency, CPU while following), trainer_overhead.py
-(instrumented vs bare tiny XTTS steps) and charts.py (our braille canvas vs textual-plotext), then
+(instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
+install.py (the base install's time and size, from the package index), then
 prints every ratio against its budget (DESIGN.md, "Budgets"). The machine may be shared: each
 timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
 """
@@ -41,6 +42,17 @@ def trainer_overhead(pairs: int) -> tuple[float, str] | None:
     return float(m.group(1)), (f"boundary {b.group(1)} µs" if b else "")
 
 
+def base_install() -> tuple[float, float] | None:
+    """Seconds and MB of one cold base install (install.py), or None when it cannot run here."""
+    out = subprocess.run([sys.executable, str(HERE / "install.py"), "--runs", "1"], capture_output=True, text=True,
+                         cwd=HERE.parent)
+    m = re.search(r"traintop \(base\), cold, run \d+\s+([\d.]+)s\s+(\d+)MB", out.stdout)
+    if m is None:
+        print(f"install.py did not run:\n{out.stderr[-1500:]}", file=sys.stderr)
+        return None
+    return float(m.group(1)), float(m.group(2))
+
+
 def rng(values: list[float], scale: float = 1.0, unit: str = "s", fmt: str = ".2f") -> str:
     """``best (min–max)`` of a list of measurements."""
     lo, hi = min(values) * scale, max(values) * scale
@@ -54,6 +66,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench"))
     ap.add_argument("--skip-trainer", action="store_true", help="skip the tiny XTTS overhead (needs torch + coqui)")
+    ap.add_argument("--skip-install", action="store_true", help="skip the base install (needs the package index)")
+    ap.add_argument("--trainer-pairs", type=int, default=20, help="paired tiny XTTS steps (minutes each on 2 cores)")
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
     rounds = "1" if args.quick else str(args.rounds)
@@ -66,7 +80,12 @@ def main() -> int:
     over = None
     if not args.skip_trainer:
         print("trainer overhead ...", file=sys.stderr, flush=True)
-        over = trainer_overhead(10 if args.quick else 40)
+        over = trainer_overhead(10 if args.quick else args.trainer_pairs)
+
+    inst = None
+    if not args.skip_install:
+        print("base install ...", file=sys.stderr, flush=True)
+        inst = base_install()
 
     tb = min(co["tensorboard"]) if co["tensorboard"] else float("nan")
     floor = min(co["floor"])
@@ -105,6 +124,8 @@ def main() -> int:
         rows.append((f"9 charts × {c['points']:,} pts at 200×60", f"braille {1e3 * c['braille_s']:.0f} ms",
                      f"textual-plotext {1e3 * c['plotext_s']:.0f} ms", f"{c['plotext_s'] / c['braille_s']:.0f}× "
                      "slower: keep braille"))
+    if inst is not None:
+        rows.append(("base install (no extras), cold cache", f"{inst[0]:.0f} s, {inst[1]:.0f} MB", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     print()
     for r in rows:

@@ -1,15 +1,19 @@
-"""``traintop train | watch | ctl | report | demo | runs | sample``.
+"""``traintop train | watch | serve | ctl | report | demo | runs | sample``.
 
 Each subcommand's arguments and body live beside the code they drive; this module only wires
-them, importing each lazily so ``traintop --help`` and ``traintop ctl`` never load torch.
+them, importing each lazily so ``traintop --help`` and ``traintop ctl`` never load torch. The base
+install is the watcher; a command that needs an optional extra (``traintop[train]``) says how to
+install it instead of failing on an import deep inside.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # name → (module, add-arguments function, run function, one-line help, examples)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
@@ -24,6 +28,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
               "  traintop watch                 # every run under ./logs\n"
               "  traintop watch logs/my-voice-20261121-101500\n"
               "  NO_COLOR=1 traintop watch --poll logs/   # NFS / sshfs: poll instead of inotify"),
+    "serve": ("traintop.serve", "add_serve_arguments", "run_serve",
+              "the same app in a browser (localhost; a token guards any other address)",
+              "  traintop serve                          # http://127.0.0.1:8000, every run under ./logs\n"
+              "  traintop serve logs/my-run --port 8080\n"
+              "  traintop serve --host 0.0.0.0           # prints a URL with a fresh token\n"
+              "  ssh -L 8000:localhost:8000 gpu-box      # then open http://localhost:8000 here"),
     "ctl": ("traintop.commands.ctl", "add_ctl_arguments", "run_ctl",
             "send a command to a running trainer (for scripts)",
             "  traintop ctl logs/my-run pause --wait\n"
@@ -51,11 +61,38 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
                "  traintop sample CKPT --text 'Bom dia' --speaker-wav ref.wav --out bom-dia.wav"),
 }
 
+# optional extra → modules it installs (checked without importing them); one line per extra
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "train": ("torch", "torchaudio", "TTS", "trainer"),
+}
+# command → the extra it needs; commands not listed run on the base install
+COMMAND_EXTRA: dict[str, str] = {"train": "train", "demo": "train", "sample": "train", "export": "train"}
+
+
+def install_command(extra: str) -> str:
+    """The exact command that adds ``extra`` to the installation this interpreter runs from."""
+    if "pipx" in Path(sys.prefix).parts:  # installed with `pipx install traintop`
+        return f"pipx install --force 'traintop[{extra}]'"
+    return f"{sys.executable} -m pip install 'traintop[{extra}]'"
+
+
+def missing_extra(command: str) -> str | None:
+    """A message naming the install command when ``command``'s extra is absent, else ``None``."""
+    extra = COMMAND_EXTRA.get(command)
+    if extra is None:
+        return None
+    absent = [m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None]
+    if not absent:
+        return None
+    return (f"traintop {command} needs the optional '{extra}' extra ({', '.join(absent)} not installed; "
+            f"the base install is the watcher only). Install it with:\n    {install_command(extra)}")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommand modules are imported to add their arguments)."""
     parser = argparse.ArgumentParser(
-        prog="traintop", description="top for TTS training runs: train headless, watch and steer from a terminal.",
+        prog="traintop",
+        description="top for TTS training runs: train headless, watch and steer from a terminal or a browser.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  traintop demo\n  traintop train xtts_tiny & traintop watch\n"
                "  traintop ctl logs/RUN pause --wait\n\nrun `traintop COMMAND --help` for a command's options.")
@@ -84,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_unavailable", None):
         print(f"traintop: {args._unavailable}", file=sys.stderr)
         return 2
+    hint = missing_extra(args._command)
+    if hint:
+        print(f"traintop: {hint}", file=sys.stderr)
+        return 3
     module, _add, run_fn, _help, _ex = SUBCOMMANDS[args._command]
     run = getattr(importlib.import_module(module), run_fn)
     try:

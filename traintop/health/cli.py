@@ -31,15 +31,29 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll", action="store_true", help="with --follow: poll instead of inotify (NFS, sshfs)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path] | int:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     from traintop.health.loader import choose_profile
+    from traintop.health.monitor import HealthMonitor
     from traintop.health.profile import ProfileError
     from traintop.protocol import RunDirError, open_reader, resolve_run_dir
+
+    early: list[Any] = []
+
+    def judge_first_part(part: Any) -> None:
+        # while a worker process parses the rest, judge what is in: the same alerts as one pass (chunking
+        # never matters to health), and no stall yet (``now`` is the part's own last event)
+        try:
+            prof = choose_profile(part, args.profile)
+        except ProfileError:
+            return
+        mon = HealthMonitor(prof)
+        mon.update(part, now=part.last_t)
+        early.append((prof, mon))
 
     try:
         run_dir = resolve_run_dir(args.run_dir)
         reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False))
-        reader.open()
+        reader.open(on_part=None if args.follow else judge_first_part)
         history = reader.history
     except (RunDirError, OSError) as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
@@ -52,7 +66,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path] | int:
     except ProfileError as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    return history, reader, profile, run_dir
+    mon = early[0][1] if early and early[0][0] == profile else None  # the first part's pass, if it fits
+    return history, reader, profile, run_dir, mon
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -60,7 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded
-    history, reader, profile, run_dir = loaded
+    history, reader, profile, run_dir, mon = loaded
     if args.on_alert and not args.follow:
         print("traintop report: --on-alert needs --follow", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -70,7 +85,9 @@ def run_report(args: argparse.Namespace) -> int:
         return follow_run(reader, profile, args.on_alert, as_json=args.json)
     from traintop.health.report import build_report
 
-    report = build_report(history, profile)
+    if mon is not None:
+        mon.update(history)  # the rows the first pass did not see, and the stall check on the wall clock
+    report = build_report(history, profile, monitor=mon)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

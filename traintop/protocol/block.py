@@ -283,12 +283,10 @@ def _terms(losses: list[dict[str, float | None] | None]) -> dict[str, np.ndarray
     names = tuple(dicts[0])
     if names and set(map(len, dicts)) == {len(names)}:  # the writer's case: the same terms in every row
         try:  # the same count and every name found means the same set of terms
-            values = np.array(list(map(operator.itemgetter(*names), dicts)), dtype=np.float64)
+            return {name: np.array(list(map(operator.itemgetter(name), dicts)), dtype=np.float64)
+                    for name in names}
         except KeyError:
             pass
-        else:
-            values = values.reshape(len(dicts), -1)
-            return {name: values[:, j] for j, name in enumerate(names)}
     order: dict[str, None] = {}
     for d in dicts:
         order.update(dict.fromkeys(d))
@@ -315,9 +313,9 @@ def _train_rows(rows: list[Ev], event: np.ndarray) -> Rows:
     fixed = {"step": np.array([e.step for e in rows], dtype=np.int64),
              "epoch": np.array([-1 if e.epoch is None else e.epoch for e in rows], dtype=np.int32),
              "t": np.array([e.t for e in rows], dtype=np.float64)}
-    floats = np.array(list(map(operator.attrgetter(*STEP_FLOATS), rows)), dtype=np.float64)
-    for j, name in enumerate(STEP_FLOATS):
-        fixed[name] = floats[:, j].copy()
+    for name in STEP_FLOATS:  # one flat list per column converts faster than rows of tuples
+        get = operator.attrgetter(name)
+        fixed[name] = np.array(list(map(get, rows)), dtype=np.float64)
     terms = _terms([e.losses for e in rows])
     _apply_flags(rows, fixed, terms)
     return Rows(fixed, terms, event)

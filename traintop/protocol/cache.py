@@ -72,7 +72,10 @@ def save(events: Path, history: RunHistory, offset: int, *, background: bool = T
     if key is None:
         return None
     arrays, state = history.snapshot()
-    meta = json.dumps({"key": key, "state": state}).encode("utf-8")
+    try:
+        meta = json.dumps({"key": key, "state": state}).encode("utf-8")
+    except (TypeError, ValueError):
+        return None  # a value JSON cannot hold (events built in Python, not read): no cache, no harm
     if not background:
         _write(cache_path(events), arrays, meta)
         return None

@@ -101,11 +101,14 @@ def load_range(path: str, start: int, stop: int, history: RunHistory | None = No
 
 
 def load_history(path: str | Path, *, workers: int | None = None, history: RunHistory | None = None,
-                 start: int = 0, progress: Callable[[float], None] | None = None) -> tuple[RunHistory, int]:
+                 start: int = 0, progress: Callable[[float], None] | None = None,
+                 on_part: Callable[[RunHistory], None] | None = None) -> tuple[RunHistory, int]:
     """Read ``path`` from ``start`` into ``history`` (new by default); return it and the offset to tail from.
 
     ``workers`` defaults to the number of cores for more than 32 MiB to read (1 below). ``progress``
     is called with the fraction of the file parsed (coarse when parts run in other processes).
+    ``on_part`` is called with the history once this process's part is in, while workers still parse:
+    a first health pass over it costs no wall time there.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -120,7 +123,7 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
 
     if workers > 1 and size > start:
         try:
-            offset = _load_parallel(path, start, size, workers, history, report)
+            offset = _load_parallel(path, start, size, workers, history, report, on_part)
         except (OSError, ValueError, RuntimeError):
             # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
             # parsing the whole file in this process alone is slower but just as right
@@ -132,12 +135,14 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
 
 
 def _load_parallel(path: Path, start: int, size: int, workers: int, history: RunHistory,
-                   report: Callable[[int], None]) -> int:
+                   report: Callable[[int], None], on_part: Callable[[RunHistory], None] | None) -> int:
     # the worker pays ~0.3 s to start, this process pays for applying its blocks: even shares balance them
     cuts = _cut_points(path, start, size, workers, LEAD_SHARE if workers == 2 else 1 / workers)
     with ProcessPoolExecutor(max_workers=max(1, len(cuts) - 2), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_decode_part, str(path), a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
         _, offset = load_range(str(path), cuts[0], cuts[1], history, report)
+        if on_part is not None:
+            on_part(history)
         for fut in futures:
             items, offset = fut.result()
             for item in items:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from traintop.protocol import cache
 from traintop.protocol.block import decode_block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
@@ -93,10 +94,12 @@ class RunReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None) -> ReadUpdate:
-        """Cold open: everything the file holds now, in bulk (from the cache when it still matches)."""
-        from traintop.protocol import cache  # the cache imports this module's neighbours only
+    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
+             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
+        """Cold open: everything the file holds now, in bulk (from the cache when it still matches).
 
+        ``on_part`` gets the history while worker processes still parse the rest (``load_history``).
+        """
         history, offset = RunHistory(), 0
         self.cache_used = False
         if self.path.is_file():
@@ -105,7 +108,7 @@ class RunReader:
                 history, offset = found
                 self.cache_used = True
             history, end = load_history(self.path, workers=workers, history=history, start=offset,
-                                        progress=progress)
+                                        progress=progress, on_part=on_part)
             if self.use_cache and end - offset > cache.MIN_NEW_BYTES:
                 cache.save(self.path, history, end)  # a later open reads only what follows
             offset = end

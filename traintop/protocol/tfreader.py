@@ -69,8 +69,10 @@ class TensorBoardReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None) -> ReadUpdate:
-        """Everything the files hold now (the newest step of each stream included)."""
+    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
+             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
+        """Everything the files hold now (the newest step of each stream included); ``workers`` and
+        ``on_part`` (``RunReader``'s parallel open) do not apply: one process reads it all."""
         with self.lock:
             self.history = RunHistory()
             self._files.clear()

@@ -89,9 +89,22 @@ class LiveRun:
 
     def open(self, progress: Callable[[float], None] | None = None) -> RunUpdate:
         """Cold open: parse what the file holds now (in parallel when large); health comes after."""
-        update = self.reader.open(progress=progress)
+        update = self.reader.open(progress=progress, on_part=self._judge_part)
         self.loaded = True
         return RunUpdate(events=update.events)  # health is judged by the first pass of ``follow``
+
+    def _judge_part(self, part: RunHistory) -> None:
+        """Judge the cold open's first part while a worker process parses the rest (no wall time).
+
+        ``now`` is the part's own last event, so no stall is judged yet; the follow loop's first pass
+        then sees only the rest, and the alerts are those of one pass (chunking never matters).
+        """
+        try:
+            self.monitor = self._monitor_factory(part)
+            if self.monitor is not None:
+                self.monitor.update(part, part.last_t)
+        except Exception:  # noqa: BLE001 - the follow loop's first pass will judge it all (and report errors)
+            self.monitor = None
 
     def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
         """Tail the events file from where ``open`` stopped until ``stop`` is set."""

@@ -95,7 +95,7 @@ class RunScreen(RunControl, Screen[None]):
             yield AlertsPane(id="alerts", classes="pane")
             yield WeightsPane(id="weights", classes="pane")
             yield SystemPane(self.live, id="system", classes="pane")
-            yield SamplesPane(id="samples", classes="pane")
+            yield SamplesPane(self.live.run_dir, id="samples", classes="pane")
             yield EventLog(id="log", classes="pane")
         yield Footer()
 
@@ -161,8 +161,8 @@ class RunScreen(RunControl, Screen[None]):
             return
         h = self.live.history
         with self.live.lock:
-            news = (h.generation, len(h.ack_log), len(h.states), len(h.checkpoints), len(h.samples),
-                    len(h.alerts), len(h.notices), h.run_end is not None, len(self.live.alerts))
+            # rare events (acks, states, checkpoints, samples, alerts, the end) and notices: the history's revisions
+            news = (h.generation, h.revisions["events"], h.revisions["notices"], len(self.live.alerts))
         urgent = message.update.alerts_changed or message.update.restarted or news != self._news
         self._news = news
         now = time.monotonic()

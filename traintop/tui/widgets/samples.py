@@ -1,12 +1,22 @@
-"""``SamplesPane``: samples by step; the selected one's mel drawn in half-block colour cells."""
+"""``SamplesPane``: samples by step; the selected one's mel drawn in half-block colour cells.
+
+Enter (or a click) plays the sample: in a browser (``traintop serve``) the wav is delivered to a
+new tab, which plays it; in a terminal, where the audio lives on another machine, it shows the
+path and an ``scp`` line (also copied to the clipboard where the terminal allows it).
+"""
 
 from __future__ import annotations
 
+import getpass
+import shlex
+import socket
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widget import Widget
@@ -47,11 +57,30 @@ def mel_text(mel: np.ndarray, width: int, height: int) -> Text:
     return t
 
 
+def scp_line(path: Path) -> str:
+    """An ``scp`` command that copies ``path`` from this machine to the current folder of another."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = ""
+    host = socket.gethostname() or "HOST"
+    return f"scp {user + '@' if user else ''}{host}:{shlex.quote(str(path.resolve()))} ."
+
+
 class SampleList(OptionList):
     """Samples by step, newest first."""
 
+    BINDINGS = [Binding("enter", "select", "Play", show=False)]  # in the README keys; the footer is full
+
     class Chosen(Message):
         """A sample was highlighted."""
+
+        def __init__(self, sample: dict[str, Any]) -> None:
+            self.sample = sample
+            super().__init__()
+
+    class Play(Message):
+        """A sample was selected (Enter or a click): play it."""
 
         def __init__(self, sample: dict[str, Any]) -> None:
             self.sample = sample
@@ -85,9 +114,19 @@ class SampleList(OptionList):
         if 0 <= event.option_index < len(self._samples):
             self.post_message(self.Chosen(self._samples[event.option_index]))
 
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Ask the pane to play the selected sample."""
+        event.stop()
+        if 0 <= event.option_index < len(self._samples):
+            self.post_message(self.Play(self._samples[event.option_index]))
+
 
 class SamplesPane(Horizontal):
-    """The sample list beside the selected sample's mel and paths."""
+    """The sample list beside the selected sample's mel and paths; ``run_dir`` anchors relative paths."""
+
+    def __init__(self, run_dir: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(".")
 
     def compose(self) -> Any:
         """List on the left, detail on the right."""
@@ -97,6 +136,31 @@ class SamplesPane(Horizontal):
     def show_detail(self, sample: dict[str, Any], mel: Any, error: str | None) -> None:
         """Draw ``sample`` (its mel already loaded by a worker, or the error that stopped it)."""
         self.query_one(SampleDetail).show(sample, mel, error)
+
+    def on_sample_list_play(self, event: SampleList.Play) -> None:
+        """Play the selected sample where the person is."""
+        event.stop()
+        self.play(event.sample)
+
+    def play(self, sample: dict[str, Any]) -> None:
+        """In a browser, deliver the wav to a new tab; in a terminal, show its path and an scp line."""
+        wav = sample.get("wav")
+        if not isinstance(wav, str) or not wav:
+            self.app.notify("this sample has no wav file", severity="warning", markup=False)
+            return
+        path = Path(wav) if Path(wav).is_absolute() else self.run_dir / wav
+        if not path.is_file():
+            self.app.notify(f"{path} is missing; it cannot be played", severity="error", markup=False)
+            return
+        if self.app.is_web:
+            self.app.deliver_binary(path, open_method="browser", mime_type="audio/wav")
+            self.app.notify(f"playing {path.name} in a new tab (allow pop-ups for this page if none opens)",
+                            markup=False)
+            return
+        line = scp_line(path)
+        self.app.copy_to_clipboard(line)
+        self.app.notify(f"{path.resolve()}\non your machine: {line}", title="sample (copied to the clipboard)",
+                        timeout=30, markup=False)
 
 
 class SampleDetail(Widget):
