@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traintop.protocol.tfrecord import _MASK_DELTA, CRC_TABLE, FOOTER, HEADER, MAX_RECORD, masked_crc
+from traintop.protocol.tfrecord import CRC_TABLE, FOOTER, HEADER, MASK_DELTA, MAX_RECORD, masked_crc
 
 WALK = 48  # records walked one by one before predicting
 MAX_PERIOD = 24
@@ -52,7 +52,7 @@ def crc_rows(rows: np.ndarray) -> np.ndarray:
     for j in range(whole, width):
         crc = CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
-    return ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)
+    return ((crc >> 15) | (crc << 17)) + np.uint32(MASK_DELTA)
 
 
 def _rows(arr: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 HEADER = 12  # uint64 length + uint32 crc of the length
 FOOTER = 4  # uint32 crc of the data
 MAX_RECORD = 256 << 20  # a length above this is corruption, not an event
-_MASK_DELTA = 0xA282EAD8
+MASK_DELTA = 0xA282EAD8
 
 
 def _crc_table() -> np.ndarray:
@@ -50,7 +50,7 @@ def crc32c(data: bytes) -> int:
 def masked_crc(data: bytes) -> int:
     """The masked CRC TFRecord stores: rotate right by 15 and add a constant."""
     crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
 def masked_crc_rows(rows: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def masked_crc_rows(rows: np.ndarray) -> np.ndarray:
     for j in range(rows.shape[1]):
         crc = CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
     crc ^= np.uint32(0xFFFFFFFF)
-    return (((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)).astype(np.uint32)
+    return (((crc >> 15) | (crc << 17)) + np.uint32(MASK_DELTA)).astype(np.uint32)
 
 
 @dataclass
