@@ -134,8 +134,9 @@ def scan(buf: bytes, offset: int) -> BulkScan:
     cols: list[tuple[np.ndarray, ...]] = []
     for length in np.unique(lengths).tolist():
         s = starts[lengths == length]
-        data = _rows(arr, s + HEADER, length)  # one gather per length: CRC and fields from its columns
-        good = crc_rows(data) == _u32(arr, s + HEADER + length)
+        rows = _rows(arr, s + HEADER, length + FOOTER)  # one gather per length: data, fields and CRC
+        data = rows[:, :length]
+        good = crc_rows(data) == np.ascontiguousarray(rows[:, length:]).view("<u4")[:, 0]
         for i in np.flatnonzero(~good).tolist():
             out.corrupt.append((offset + int(s[i]), "record data fails its CRC; skipped"))
         simple = np.zeros(len(s), dtype=bool)
@@ -149,7 +150,7 @@ def scan(buf: bytes, offset: int) -> BulkScan:
     out.others.sort(key=lambda r: r[0])
     if cols:
         order = np.concatenate([c[0] for c in cols])
-        sort = np.argsort(order, kind="stable")
+        sort = np.argsort(order)  # offsets are unique
         names = [c[5] for c in cols]
         out.tags = list(dict.fromkeys(names))
         out.tag = np.concatenate([np.full(len(c[0]), out.tags.index(c[5]), dtype=np.int32) for c in cols])[sort]
@@ -189,7 +190,7 @@ def _decode_simple(data: np.ndarray, length: int, good: np.ndarray) -> list[tupl
         rows = np.flatnonzero(ok)
         if not len(rows):
             continue
-        d = data[rows]
+        d = data if len(rows) == len(data) else data[rows]
         step = np.zeros(len(d), dtype=np.int64)
         for k in range(v):
             step |= (d[:, 10 + k].astype(np.int64) & 0x7F) << (7 * k)

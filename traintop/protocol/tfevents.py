@@ -279,7 +279,8 @@ class TagMapper:
         out = {}
         for stream in ("train", "eval"):
             arr = np.concatenate(parts[stream]) if parts[stream] else np.empty((0, 4))
-            arr = arr[np.argsort(arr[:, 0], kind="stable")]  # by step; within a step, as read
+            if len(arr) > 1 and not (arr[1:, 0] >= arr[:-1, 0]).all():
+                arr = arr[np.argsort(arr[:, 0], kind="stable")]  # by step; within a step, as read
             out[stream] = bulk_rows(stream, self.pending[stream], names[stream], arr[:, 1].astype(np.int64),
                                     arr[:, 0].astype(np.int64), arr[:, 2], arr[:, 3])
         rare = [sample_event(self.run_dir, t, rec.step, rec.wall_time, a) for rec in records for t, a in rec.audio]
