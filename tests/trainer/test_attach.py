@@ -105,3 +105,72 @@ def test_recipe_script_attached_and_steered(tmp_path: Path, cache_dir: Path) -> 
     reader.open()
     assert {"loss_text_ce", "loss_mel_ce"} <= set(reader.history.terms)
     assert reader.history.run_start["profile"] == "xtts-gpt"
+
+
+VITS_SCRIPT = '''
+import sys
+from pathlib import Path
+
+from trainer import Trainer, TrainerArgs
+from TTS.tts.models.vits import Vits
+
+import traintop
+from traintop.trainer.coqui_vits import build_config
+from traintop.trainer.config import load_recipe
+from traintop.trainer.dataset import load_metadata, split_samples
+from traintop.trainer.session import resolve_dataset
+from traintop.trainer.vits_disc import narrow_discriminator
+
+LOGS, OUT_PATH = sys.argv[1], Path(sys.argv[2])
+recipe, _ = load_recipe("vits_tiny")  # the sizes; the script is a VITS recipe's shape
+recipe["vits"]["speaker_consistency"] = False
+d = recipe["dataset"]
+samples = load_metadata(resolve_dataset(recipe), d["formatter"], d["meta_file"], d["language"])[:16]
+train_samples, eval_samples = split_samples(samples, 0.25)
+speakers = sorted({s["speaker_name"] for s in samples})
+config = build_config(recipe, speakers, [s["text"] for s in samples], OUT_PATH, None)
+config.epochs = 1000
+config.print_step = 1000
+model = Vits.init_from_config(config)
+model.disc = narrow_discriminator(config.model_args.periods_multi_period_discriminator,
+                                  config.model_args.use_spectral_norm_disriminator)
+trainer = Trainer(TrainerArgs(), config, output_path=str(OUT_PATH), model=model, train_samples=train_samples,
+                  eval_samples=eval_samples, parse_command_line_args=False)
+traintop.attach(trainer, logs=LOGS)
+trainer.fit()
+'''
+
+
+@pytest.mark.slow
+def test_vits_recipe_script_attached(tmp_path: Path, cache_dir: Path) -> None:
+    """A VITS recipe-shaped script: set_weight lands on coqui's criterion alpha (raw = logged / alpha)."""
+    script = tmp_path / "train_vits.py"
+    script.write_text(VITS_SCRIPT)
+    logs, out = tmp_path / "logs", tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRAINTOP_CACHE": str(cache_dir)}
+    proc = subprocess.Popen([sys.executable, str(script), str(logs), str(out)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            runs = list(logs.glob("*/events.jsonl")) if logs.is_dir() else []
+            if runs and any(e["type"] == "step" for e in read_events(runs[0].parent)):
+                break
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no step within 400 s"
+            time.sleep(0.2)
+        run = runs[0].parent
+        done = ctl(run, "set-weight", "loss_mel", "30")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert ctl(run, "stop").returncode == 0
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    events = read_events(run)
+    assert events[0]["profile"] == "vits" and events[0]["terms"]["loss_mel"] == 45.0
+    ack = next(e for e in events if e["type"] == "ack" and e["status"] == "applied")
+    later = [e for e in events if e["type"] == "step" and e["seq"] > ack["seq"]]
+    assert later and all(e["weights"]["loss_mel"] == 30.0 for e in later)
+    assert {"loss_mel", "loss_kl", "loss_gen", "loss_disc"} <= set(later[0]["losses"])
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "stopped"
