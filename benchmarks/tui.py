@@ -7,8 +7,8 @@
 - event appended → in the app's series store, p50 / p99, with inotify and with polling;
 - CPU of the app while a writer appends 10 events/s.
 
-Each app measurement runs in a child process (the app headless at 200×60, every pane drawn), so
-memory and CPU are the app's own.
+Each app measurement runs in a child process (the app headless at 200×60, every pane drawn, or at
+``--size 100x30``: the home screen of a tmux split), so memory and CPU are the app's own.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
     RunReader.poll = timed_poll  # the series store is filled right here
     t0 = time.perf_counter()
     app = TraintopApp(Path(path), use_watchdog=not poll)
-    async with app.run_test(size=(200, 60)) as pilot:
+    width, height = (int(v) for v in os.environ.get("TRAINTOP_BENCH_SIZE", "200x60").split("x"))
+    async with app.run_test(size=(width, height)) as pilot:
         while not getattr(app.screen, "loaded", False):
             await pilot.pause(0.01)
         loaded = time.perf_counter() - t0
@@ -192,9 +193,12 @@ def main() -> None:
                     help="where the generated run is kept between invocations")
     ap.add_argument("--live-only", action="store_true", help="only the live measurements (no 1M-step file)")
     ap.add_argument("--json", action="store_true", help="with --live-only: one JSON object instead of lines")
+    ap.add_argument("--size", default="200x60", metavar="WxH",
+                    help="terminal size of the app (100x30: the home screen of a tmux split; 200x60: the grid)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--poll", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    os.environ.setdefault("TRAINTOP_BENCH_SIZE", args.size)  # the children inherit it
     if args.child:
         asyncio.run(child(args.child[0], args.child[1], args.seconds, args.poll))
         return
@@ -206,8 +210,8 @@ def main() -> None:
                               poll=poll)[-1]
                 results["polling" if poll else "inotify"] = r
                 if not args.json:
-                    print(f"{'polling' if poll else 'inotify'}: CPU {r['cpu_pct']:.2f} %, append → store p50 "
-                          f"{1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms (n={r['n']})")
+                    print(f"{args.size} {'polling' if poll else 'inotify'}: CPU {r['cpu_pct']:.2f} %, "
+                          f"append → store p50 {1e3 * r['p50']:.1f} ms, p99 {1e3 * r['p99']:.1f} ms (n={r['n']})")
         if args.json:
             print(json.dumps(results))
         return

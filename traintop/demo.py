@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def demo_lock(logs: Path) -> Iterator[None]:
         if pid is not None and process_alive(pid):
             where = text[1] if len(text) > 1 else str(logs)
             raise DemoError(f"another traintop demo is running (pid {pid}); watch it with "
-                            f"`traintop watch {where}` or stop it first") from None
+                            f"`{traintop_command()} watch {where}` or stop it first") from None
         lock.unlink(missing_ok=True)  # left by a demo that died: take it over
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, f"{os.getpid()} {logs}\n".encode())
@@ -212,9 +213,24 @@ def run_demo(args: argparse.Namespace) -> int:
         return 130
 
 
+def traintop_command() -> str:
+    """How to type ``traintop`` here: the bare name when it is on PATH, else this install's script
+    (``.venv/bin/traintop``, relative when under the working directory), else ``python -m traintop``."""
+    script = Path(sys.executable).parent / "traintop"
+    found = shutil.which("traintop")
+    if found and Path(found).resolve() == script.resolve():
+        return "traintop"
+    if script.is_file():
+        with contextlib.suppress(ValueError):
+            return str(script.absolute().relative_to(Path.cwd()))
+        return str(script)
+    return f"{sys.executable} -m traintop"
+
+
 def _after_app(run_dir: Path, proc: subprocess.Popen) -> int:
+    tt = traintop_command()
     if proc.poll() is not None:
-        print(f"the trainer has finished (exit code {proc.returncode}). Report: traintop report {run_dir}")
+        print(f"the trainer has finished (exit code {proc.returncode}). Report: {tt} report {run_dir}")
         return 0
     answer = ""
     with contextlib.suppress(EOFError):
@@ -222,9 +238,9 @@ def _after_app(run_dir: Path, proc: subprocess.Popen) -> int:
     if answer in ("y", "yes"):
         print("stopping the trainer (it saves a checkpoint first) ...", flush=True)
         stop_trainer(run_dir, proc)
-        print(f"stopped. Report: traintop report {run_dir}")
+        print(f"stopped. Report: {tt} report {run_dir}")
         return 0
     print(f"The trainer keeps running (pid {proc.pid}).\n"
-          f"  watch it again:  traintop watch {run_dir}\n"
-          f"  stop it:         traintop ctl {run_dir} stop --wait")
+          f"  watch it again:  {tt} watch {run_dir}\n"
+          f"  stop it:         {tt} ctl {run_dir} stop --wait")
     return 0

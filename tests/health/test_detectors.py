@@ -321,3 +321,16 @@ def test_plateau_fires_where_reduce_lr_on_plateau_first_cuts(mode: str, threshol
                           cooldown=cooldown)
     fired = [i for i, v in enumerate(values) if (sig := det.push(v, i)) is not None and sig.fire]
     assert cuts and fired and fired[0] == cuts[0]
+
+
+def test_overfit_message_and_evidence_agree_on_the_number_of_rises() -> None:
+    from traintop.health.detectors import OverfitDetector
+
+    det = OverfitDetector(consecutive=3, alpha=5.0)
+    sig = None
+    for i, x in enumerate([1.0, 1.01, 1.02, 1.03, 1.04, 1.2]):  # GL passes 5 % only at the 5th rise
+        sig = det.push(x, (i + 1) * 10, 2.0 - i * 0.1) or sig
+    assert sig is not None and sig.fire
+    assert "rose at 5 evaluations in a row" in sig.message
+    assert sig.evidence["from"] == [10, 1.0] and [s for s, _ in sig.evidence["evals"]] == [20, 30, 40, 50, 60]
+    assert sig.step == 20

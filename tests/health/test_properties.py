@@ -39,8 +39,16 @@ def runs(draw: Any) -> list[dict[str, Any]]:
                        "losses": losses, "total": draw(values), "weights": {"speaker": 0.8}, "lr": 1e-4,
                        "grad_norm": 1.0, "step_time": 0.1, "loader_time": 0.0})
     if draw(st.booleans()):
-        events.append({"type": "alert", "t": t, "kind": "nonfinite", "term": draw(st.sampled_from(TERMS)),
-                       "message": "x"})
+        events.append({"type": "alert", "t": t, "kind": draw(st.sampled_from(["nonfinite", "eval_failed", "nope"])),
+                       "term": draw(st.sampled_from(TERMS)), "message": "x"})
+    for _ in range(draw(st.integers(0, 3))):  # the trainer's own work, done or failed
+        kind = draw(st.sampled_from(["sample", "checkpoint"]))
+        failed = {"error": draw(st.sampled_from(["boom", "", None, "[bold]x[/]"]))} if draw(st.booleans()) else {}
+        events.append({"type": kind, "t": t, "step": step, "path": "c.pth", "wav": "a.wav", **failed})
+    end = draw(st.sampled_from([None, "completed", "stopped", "failed"]))
+    if end is not None:
+        events.append({"type": "run_end", "t": t, "status": end, "step": step,
+                       "error": draw(st.sampled_from([None, "RuntimeError: x"]))})
     for i, e in enumerate(events):
         e.update(v=1, seq=i)
     return events
@@ -73,6 +81,13 @@ def test_any_series_is_judged_without_crashing_and_chunking_does_not_matter(even
     report = build_report(history, profile, now=1_800_000_000.0)
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN / Infinity leaks into --json
     assert report["verdict"] in ("healthy", "warning", "critical")
+    # the checklist and the verdict never disagree: the verdict is the worst failed item, never below "now"
+    rank = {"healthy": 0, "info": 0, "warning": 1, "critical": 2}
+    failed = [c for c in report["checklist"] if c["ok"] is False]
+    assert rank[report["verdict"]] == max((rank[c["severity"]] for c in failed), default=0)
+    assert rank[report["verdict"]] >= rank[report["now"]]
+    if report["status"] == "failed":
+        assert report["verdict"] != "healthy"
 
 
 def test_one_point_and_an_empty_history() -> None:

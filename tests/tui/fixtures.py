@@ -160,3 +160,33 @@ def garbage_run(root: Path, name: str = "broken-20261121-130000") -> Path:
         fh.write(b"this is not json\n{\"v\": 1, \"type\": \"step\", \"step\": \"many\"}\n\x00\x01\x02\n")
         fh.write(b'{"v": 1, "type": "step", "t": 1790000100.0, "seq": 999, "step": 31, "los')
     return run
+
+
+VITS_TERMS = {"loss_mel": 45.0, "loss_kl": 1.0, "loss_feat": 1.0, "loss_gen": 1.0, "loss_duration": 1.0,
+              "loss_spk_encoder": 9.0, "loss_disc": 1.0}
+
+
+def vits_run(root: Path, name: str = "voice-vits-20261121-140000", steps: int = 700, planned: int = 1000,
+             clock: FixedClock | None = None, dt: float = 0.3) -> Path:
+    """A live VITS run (the ``vits`` profile) whose speaker term is critical: the cosine distance
+    ``1 + loss_spk_encoder`` stays above 1.0 past half of the planned steps ("not learning the voice")."""
+    run = root / name
+    clock = clock or FixedClock()
+    w = EventWriter(run, clock=clock)
+    _run_start(w, name, "vits_finetune", VITS_TERMS, planned, 40, profile="vits")
+    rng = np.random.default_rng(11)
+    for step in range(1, steps + 1):
+        f = step / planned
+        n = rng.normal(0, 0.02, 7)
+        losses = {"loss_mel": 2.0 * math.exp(-3 * f) + 0.4 + n[0], "loss_kl": 1.5 - f + n[1],
+                  "loss_feat": 3.0 - 1.2 * f + n[2], "loss_gen": 2.2 + 0.2 * math.sin(step / 3) + n[3],
+                  "loss_duration": 1.1 - 0.5 * f + n[4], "loss_spk_encoder": 0.05 + n[5] / 5,
+                  "loss_disc": 2.6 + 0.2 * math.cos(step / 3) + n[6]}
+        w.emit("step", step=step, epoch=step // 25, losses=losses, weights=VITS_TERMS,
+               total=sum(VITS_TERMS[k] * v for k, v in losses.items()), lr=2e-4, grad_norm=1.0, step_time=dt,
+               loader_time=0.01)
+        clock.advance(dt)
+        if step % 20 == 0:
+            _system(w, False, step)
+    w.close()
+    return run

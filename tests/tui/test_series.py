@@ -157,3 +157,22 @@ def test_watch_cli_imports_no_textual() -> None:
     code = "import sys, traintop.tui.cli; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_decimate_of_integer_steps_equals_the_float_search() -> None:
+    """Integer steps are searched with integer keys (no whole-column conversion): the same columns."""
+    import numpy as np
+
+    from traintop.tui.series import decimate
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(1, 400))
+        xs = np.sort(rng.integers(-50, 500, m))
+        ys = rng.random(m)
+        a = float(rng.uniform(-60, 520))
+        b = a + float(rng.uniform(0, 300))
+        w = int(rng.integers(1, 50))
+        ints, floats = decimate(xs, ys, a, b, w), decimate(xs.astype(np.float64), ys, a, b, w)
+        for p, q in ((ints.lo, floats.lo), (ints.hi, floats.hi), (ints.last, floats.last)):
+            assert np.array_equal(p, q, equal_nan=True)

@@ -1,4 +1,5 @@
-"""SVG snapshots of every screen at 80×24 and 160×48, from fixture runs and a fixed clock.
+"""SVG snapshots of every screen at 80×24 and 160×48 — the home screen at every tmux split size up to
+200×60 — from fixture runs and a fixed clock.
 
 Update after an intended change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and
 look at the SVGs before committing them.
@@ -15,6 +16,7 @@ from tests.tui.fixtures import garbage_run, small_run
 from traintop.tui.screens.runs import RunsScreen
 
 SIZES = [(80, 24), (160, 48)]
+HOME_SIZES = [(80, 24), (100, 30), (120, 36), (200, 60)]  # tmux splits, and a big terminal's grid
 
 
 def _run_screen_before(*keys: str, ready=None):
@@ -39,7 +41,7 @@ class TestRunScreen:
     """The run screen of the seed guide's run: each pane, and the dialogs."""
 
     @pytest.mark.parametrize(("pane", "keys"), [
-        ("charts", ()), ("alerts", ("2",)), ("weights", ("3",)), ("system", ("4",)), ("log", ("6",)),
+        ("alerts", ("2",)), ("weights", ("3",)), ("system", ("4",)), ("log", ("6",)),
         ("chart_log_weighted_zoom", ("right_square_bracket", "g", "v", "plus")),
         ("help", ("question_mark",)), ("confirm_stop", ("x",)),
     ])
@@ -50,6 +52,12 @@ class TestRunScreen:
     def test_samples(self, snap_compare, seed: Path, size) -> None:
         assert snap_compare(make_app(seed, run_clock(seed)), terminal_size=size,
                             run_before=_run_screen_before("5", ready=_samples_ready))
+
+
+@pytest.mark.parametrize("size", [*HOME_SIZES, (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_home(snap_compare, seed: Path, size) -> None:
+    """Every term on a row, the worst alert with its key, the worst term's chart; a grid when large."""
+    assert snap_compare(make_app(seed, run_clock(seed)), terminal_size=size, run_before=_run_screen_before())
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

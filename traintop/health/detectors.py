@@ -73,6 +73,9 @@ class PlateauDetector:
         return None
 
 
+MAX_LISTED = 20  # rising evaluations listed in an overfit alert's evidence
+
+
 class OverfitDetector:
     """Eval up ``consecutive`` times in a row while the train EMA falls, and GL = 100·(eval/min − 1) > alpha."""
 
@@ -82,6 +85,7 @@ class OverfitDetector:
         self.rises = 0
         self.active = False
         self._recent: deque[tuple[int, float, float | None]] = deque(maxlen=consecutive + 1)
+        self._run: deque[tuple[int, float]] = deque(maxlen=MAX_LISTED + 1)  # the rising run, from its base
 
     def push(self, x: float, step: int, train_ema: float | None) -> Signal | None:
         """Add one evaluation, with the train EMA at that moment."""
@@ -89,6 +93,9 @@ class OverfitDetector:
             return None
         prev = self._recent[-1][1] if self._recent else None
         self.rises = self.rises + 1 if prev is not None and x > prev else 0
+        if self.rises == 0:
+            self._run.clear()
+        self._run.append((step, x))
         self._recent.append((step, x, train_ema))
         if self.min_eval is None or x < self.min_eval:
             self.min_eval = x
@@ -104,10 +111,12 @@ class OverfitDetector:
         if train_ema is None or base[2] is None or not train_ema < base[2]:
             return None  # train loss is not falling: this is not the overfitting signature
         self.active = True
-        window = list(self._recent)
-        start = window[1][0]
-        return Signal(True, start, f"eval rose {self.rises} evaluations in a row while train fell; "
+        run = list(self._run)  # the evaluation before the first rise, then every rise (the latest MAX_LISTED)
+        start = run[1][0]
+        listed = "" if self.rises <= MAX_LISTED else f" (the last {MAX_LISTED} listed)"
+        return Signal(True, start, f"eval rose at {self.rises} evaluations in a row{listed} while train fell; "
                                    f"generalization loss {gl:.1f}% > {self.alpha:g}%",
-                      {"evals": [[s, v] for s, v, _ in window], "min_eval": self.min_eval, "gl": gl,
+                      {"from": list(run[0]), "evals": [[s, v] for s, v in run[1:]], "min_eval": self.min_eval,
+                       "gl": gl,
                        "alpha": self.alpha, "train_ema_then": base[2], "train_ema_now": train_ema,
                        "window": [start, step]})

@@ -17,6 +17,7 @@ from traintop.health.alerts import Alert, Suggestion
 from traintop.health.detectors import Signal
 from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.term import TermState
+from traintop.health.work import TRAINER_WORK, WorkWatch
 from traintop.protocol.control import CommandError, validate_command
 from traintop.protocol.runs import pid_alive
 
@@ -47,6 +48,9 @@ class HealthMonitor:
         self._new: list[Alert] = []
         self._trainer: list[tuple[TermState | None, str, float]] = []  # (term, slot, t) of trainer alerts
         self.criticals: set[str] = set()  # "kind:term" of every critical alert, kept when old alerts are trimmed
+        self.worst: Alert | None = None  # the first alert of the worst severity raised so far (kept when trimmed)
+        self.raised: dict[str, int] = {}  # severity → alerts of it raised so far
+        self.work = WorkWatch()
 
     # -- public reading ------------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class HealthMonitor:
         if n > self._row or ne > self._erow:
             self._ingest(history, n, ne)
         self._trainer_alerts(history)
+        self.work.update(history, self._work_signal, self._work_evidence)
         self._stall(history, time.time() if now is None else now)
         self._trim()
         return self._new
@@ -217,6 +222,16 @@ class HealthMonitor:
         self._new.append(alert)
         if severity == "critical":
             self.criticals.add(f"{kind}:{term}")
+        self.raised[severity] = self.raised.get(severity, 0) + 1
+        if self.worst is None or alert.rank > self.worst.rank:
+            self.worst = alert
+
+    def _work_signal(self, kind: str, sig: Signal, severity: str, specs: tuple[SuggestionSpec, ...]) -> None:
+        self._signal(None, kind, kind, sig, severity, specs)
+
+    def _work_evidence(self, kind: str) -> dict[str, Any] | None:
+        aid = self._current.get((None, kind))
+        return self._alerts[aid].evidence if aid is not None and aid in self._alerts else None
 
     def _suggest(self, specs: tuple[SuggestionSpec, ...], term: str | None) -> list[Suggestion]:
         history = self._history
@@ -268,6 +283,11 @@ class HealthMonitor:
         t_col = history.steps["t"]
         for i, d in enumerate(history.alerts[self._arow:], start=self._arow):
             term = d.get("term") if isinstance(d.get("term"), str) else None
+            if d.get("kind") in TRAINER_WORK:  # failed work (an eval, a save) the trainer survived
+                step = d.get("step") if isinstance(d.get("step"), int) else (history.last_step or 0)
+                self.work.trainer_alert(d["kind"], step, str(d.get("message") or d["kind"]), self._work_signal,
+                                        self._work_evidence)
+                continue
             kind = d.get("kind") if d.get("kind") in ("nonfinite", "spike", "stall", "collapse") else "nonfinite"
             if (term, kind) in self._current or (term, f"{kind}_eval") in self._current:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from rich.text import Text
 
 ZONE_STYLE = {"good": "green", "warn": "yellow", "critical": "bold red", None: "dim"}
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+PIPE_WIDTH = 400  # columns when stdout is not a terminal (an explicit COLUMNS still wins)
 VERDICT_STYLE = {"healthy": "bold green", "warning": "bold yellow", "critical": "bold red"}
 
 
@@ -24,10 +27,14 @@ def _fmt(v: Any) -> str:
 
 def print_report(report: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
     """Print the per-term table, active alerts with their commands, the checklist and the verdict."""
-    console = console or Console(highlight=False)
+    if console is None:
+        # piped to a file or a pager: no terminal width to honour, so lines are not wrapped at 80 columns
+        piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+        console = Console(highlight=False, width=PIPE_WIDTH if piped else None)
     epoch = report.get("epoch")
     planned = report.get("planned_epochs")
-    where = f"step {report.get('step')}, epoch {epoch}" + (f"/{planned}" if planned else "")
+    step = report.get("step")
+    where = ("no step yet" if step is None else f"step {step}, epoch {epoch}" + (f"/{planned}" if planned else ""))
     console.print(f"[bold]{run_dir}[/bold]  {report.get('status')} · {where} · profile {report.get('profile')}")
     wide = console.width >= 110  # at 80 columns the verdict needs the room of role / weight / eval
     cols = ["term", "role", "weight", "last", "ema", "eval", "zone", "verdict"] if wide else \
@@ -60,4 +67,15 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
         mark = {True: ("✔", "green"), False: ("✘", "red"), None: ("?", "dim")}[c.get("ok")]
         console.print(Text.assemble((f"  {mark[0]} ", mark[1]), f"{c['item']}: ", (c.get("detail", ""), "dim")))
     verdict = report["verdict"]
-    console.print(Text.assemble("Verdict: ", (verdict.upper(), VERDICT_STYLE[verdict])))
+    line = Text.assemble("Verdict: ", (verdict.upper(), VERDICT_STYLE[verdict]))
+    failed = [c["item"] for c in report.get("checklist", []) if c.get("ok") is False]
+    if failed:
+        line.append(f" ({'; '.join(failed)})", style="dim")
+    console.print(line)
+    worst = report.get("worst_so_far")
+    now = report.get("now")
+    if worst is not None and (now != verdict or not worst.get("active")):
+        console.print(Text.assemble("  now: ", (str(now).upper(), VERDICT_STYLE.get(str(now), "")),
+                                    " · worst during the run: ", (worst["severity"].upper(),
+                                                                  SEVERITY_STYLE.get(worst["severity"], "")),
+                                    f" {worst['message']} ({worst['when']})"))

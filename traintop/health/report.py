@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from traintop.health.monitor import ZONE_RANK, HealthMonitor
+from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
 from traintop.health.term import TermState
+from traintop.health.verdict import VERDICTS, checklist, verdict_now, verdict_of, worst_so_far
 
-VERDICTS = ("healthy", "warning", "critical")
+__all__ = ["VERDICTS", "build_report", "trend"]
+
 TREND_TOLERANCE = 0.02  # relative EMA change below which a curve counts as stable
 TREND_EPOCHS = 5  # the trend compares the EMA now with the EMA this many epochs ago
-CONSISTENT_FALL = 0.6  # "total fell consistently": at least this share of epoch-to-epoch changes are falls
 
 
 def _num(x: float | None) -> float | None:
@@ -41,51 +42,15 @@ def _verdict_line(zone: str | None, tr: str, expect: str, alerts: list[str]) -> 
     return f"{text} — {expect}" if expect else text
 
 
-def _checklist(history: Any, mon: HealthMonitor, profile: HealthProfile, terms: list[str]) -> list[dict[str, Any]]:
-    ended = history.run_end is not None
-    items: list[dict[str, Any]] = []
-    for c in profile.checklist:
-        players = [t for t in terms if mon.role(t) == c.role]
-        for t in players:
-            raw = mon.last_value(t)
-            state = mon.term_state(t)
-            if raw is None or state is None:
-                items.append({"item": c.item, "ok": False, "detail": f"{t}: no value yet"})
-                continue
-            v = state.value(raw)
-            ok = math.isfinite(v) and (c.below is None or v < c.below) and (c.above is None or v > c.above)
-            bound = f"< {c.below:g}" if c.below is not None else f"> {c.above:g}"
-            items.append({"item": c.item, "ok": bool(ok),
-                          "detail": f"{t} = {v:.4g} (wanted {bound})" + ("" if ended else "; the run is not over")})
-    total = mon.term_state("total")
-    means = [m for _, m in total.epoch_means] if total is not None else []
-    if len(means) >= 2:
-        falls = sum(1 for a, b in zip(means, means[1:]) if b < a)
-        share = falls / (len(means) - 1)
-        ok = means[-1] < means[0] and share >= CONSISTENT_FALL
-        items.append({"item": "total fell consistently", "ok": ok,
-                      "detail": f"{means[0]:.4g} → {means[-1]:.4g} over {len(means)} epochs; "
-                                f"fell from one epoch to the next {share * 100:.0f}% of the time"})
-    else:
-        items.append({"item": "total fell consistently", "ok": False, "detail": "fewer than 2 finished epochs"})
-    crit = sorted(mon.criticals)
-    items.append({"item": "no critical alert during training", "ok": not crit,
-                  "detail": "none" if not crit else ", ".join(crit)})
-    n_ck = len(history.checkpoints)
-    items.append({"item": "the model is saved", "ok": n_ck > 0, "detail": f"{n_ck} checkpoint(s)"})
-    items.append({"item": "the test audio sounds like the target voice", "ok": None,
-                  "detail": f"listen: {len(history.samples)} sample(s) in samples/"})
-    items.append({"item": "a backup exists", "ok": None, "detail": "traintop cannot check this"})
-    return items
-
-
 def build_report(history: Any, profile: HealthProfile, now: float | None = None,
                  monitor: HealthMonitor | None = None) -> dict[str, Any]:
     """Judge ``history`` with ``profile`` (or an already updated ``monitor``) into one report dict.
 
     Keys: ``run``, ``profile``, ``status``, ``step``, ``epoch``, ``terms`` {name: {``last``, ``ema``,
     ``zone``, ``role``, ``weight``, ``eval``, ``trend``, ``verdict``}}, ``alerts`` (active ones, worst
-    first), ``ended_alerts``, ``checklist`` [{``item``, ``ok``, ``detail``}] and ``verdict``.
+    first), ``ended_alerts``, ``checklist`` [{``item``, ``ok``, ``severity``, ``detail``}], ``verdict``
+    (the worst failed checklist item: over an ended run, every alert raised during it counts),
+    ``now`` (the worst of what is active and the latest zones) and ``worst_so_far`` (an alert or null).
     """
     mon = monitor or HealthMonitor(profile)
     if monitor is None:
@@ -94,13 +59,11 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
     weights = history.current_weights()
     terms = [*history.terms, "total"]
     table: dict[str, Any] = {}
-    worst = 0
     for t in terms:
         state = mon.term_state(t)
         if state is None:
             continue
         zone = mon.zone(t)
-        worst = max(worst, ZONE_RANK.get(zone or "good", 0))
         names = [a.kind for a in active if a.term == t]
         table[t] = {"last": _num(mon.last_value(t)), "ema": _num(mon.ema(t)), "zone": zone, "role": mon.role(t),
                     "weight": weights.get(t), "eval": _num(state.last_eval), "trend": trend(state),
@@ -108,7 +71,7 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
         raw = mon.last_value(t)
         if raw is not None and not math.isfinite(raw):
             table[t]["last"] = "nan" if raw != raw else ("inf" if raw > 0 else "-inf")
-    worst = max(worst, max((a.rank for a in active), default=0))
+    items = checklist(history, mon, profile, terms)
     start = history.run_start or {}
     return {
         "run": start.get("run"), "profile": profile.name, "status": history.status(),
@@ -116,5 +79,8 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
         "planned_epochs": start.get("planned_epochs"), "planned_steps": start.get("planned_steps"),
         "terms": table, "alerts": [a.to_dict() for a in active],
         "ended_alerts": [a.to_dict() for a in mon.alerts if not a.active],
-        "checklist": _checklist(history, mon, profile, terms), "verdict": VERDICTS[worst],
+        "checklist": items, "verdict": verdict_of(items), "now": verdict_now(mon, list(table)),
+        "worst_so_far": worst_so_far(mon),
+        "samples": {"made": sum(1 for s in history.samples if s.get("error") is None),
+                    "failed": sum(1 for s in history.samples if s.get("error") is not None)},
     }

@@ -220,7 +220,20 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> tuple[
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
     if overrides:
         raw = apply_overrides(raw or {}, overrides, str(path))
-    return validate(raw, str(path)), path
+    try:
+        return validate(raw, str(path)), path
+    except RecipeError as exc:
+        raise _blame_override(exc, overrides or [], str(path)) from None
+
+
+def _blame_override(exc: RecipeError, overrides: list[str], where: str) -> RecipeError:
+    """A bad value that came from ``--set`` is named by its ``--set`` argument, not by the YAML file."""
+    text = str(exc)
+    for item in reversed(overrides):  # the last --set of a key is the one in force
+        key = _qualify(item.split("=", 1)[0].strip())
+        if f"'{key}'" in text or f"'{key}." in text:
+            return RecipeError(f"--set {item}: {text.removeprefix(where + ': ')}")
+    return exc
 
 
 def dump_recipe(recipe: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,37 @@ from textual.screen import Screen
 from traintop.protocol import EVENTS_FILE
 from traintop.protocol.tfevents import is_tensorboard_run
 from traintop.tui.live import LiveRun, default_monitor_factory
-from traintop.tui.screens.run import RunScreen
+from traintop.tui.screens.run import PANE_TITLES, PANES, RunScreen
 from traintop.tui.screens.runs import RunsScreen
 
-PALETTE = [("Pause / resume", "pause the trainer, or resume it when paused", "pause_resume"),
-           ("Stop", "checkpoint, then end the run (asks first)", "stop"),
-           ("Save checkpoint", "checkpoint now", "save"), ("Evaluate", "run an evaluation now", "eval"),
-           ("Sample", "synthesize a sample now", "sample"), ("Weights", "edit the loss weights", "weights"),
-           ("Learning rate", "set the learning rate", "lr"), ("Help", "every key", "help"),
-           ("Toggle smoothing", "EMA overlay on / off", "toggle_smoothing"),
-           ("Toggle log-y", "logarithmic y axis", "toggle_log"),
-           ("Raw / weighted", "show losses raw or multiplied by their weight", "toggle_weighted")]
+# (title, what it does, screen action, its arguments): every action of the run screen, keys or not
+PALETTE: list[tuple[str, str, str, tuple]] = [
+    ("Pause / resume", "pause the trainer, or resume it when paused", "pause_resume", ()),
+    ("Stop", "checkpoint, then end the run (asks first)", "stop", ()),
+    ("Save checkpoint", "checkpoint now", "save", ()), ("Evaluate", "run an evaluation now", "eval", ()),
+    ("Sample", "synthesize a sample now", "sample", ()), ("Weights", "edit the loss weights", "weights", ()),
+    ("Learning rate", "set the learning rate", "lr", ()),
+    ("Apply the worst alert's fix", "send the first suggested command of the worst active alert (f)",
+     "apply_worst", ()),
+    ("Apply the selected fix", "send the suggestion highlighted in the alerts pane (f / Enter there)",
+     "apply_selected", ()),
+    *[(f"Pane: {title}", f"show the {title.lower()} pane ({i + 1})", "pane", (name,))
+      for i, (name, title) in enumerate(zip(PANES, PANE_TITLES))],
+    ("Next chart", "select the next term's chart (] or ↓)", "cycle", (1,)),
+    ("Previous chart", "select the previous term's chart ([ or ↑)", "cycle", (-1,)),
+    ("Zoom in", "show fewer steps; while following, the newest stay in view (+)", "zoom", (1,)),
+    ("Zoom out", "show more steps (-)", "zoom", (-1,)),
+    ("Whole run", "show every step and follow new ones (0)", "zoom", (0,)),
+    ("Pan left", "move a zoomed chart back in steps (←)", "pan", (-1,)),
+    ("Pan right", "move a zoomed chart forward in steps (→)", "pan", (1,)),
+    ("Toggle smoothing", "EMA overlay on / off (m)", "toggle_smoothing", ()),
+    ("Smoother", "more EMA smoothing (>)", "strength", (1,)),
+    ("Less smooth", "less EMA smoothing (<)", "strength", (-1,)),
+    ("Toggle log-y", "logarithmic y axis (g)", "toggle_log", ()),
+    ("Raw / weighted", "show losses raw or multiplied by their weight (v)", "toggle_weighted", ()),
+    ("Back to the runs list", "every run in this run's folder (Esc)", "back", ()),
+    ("Help", "every key (?)", "help", ()),
+]
 
 
 class TraintopApp(App[int]):
@@ -72,5 +93,5 @@ class TraintopApp(App[int]):
         """The palette offers every run action besides Textual's own."""
         yield from super().get_system_commands(screen)
         if isinstance(screen, RunScreen):
-            for title, help_text, action in PALETTE:
-                yield SystemCommand(title, help_text, getattr(screen, f"action_{action}"))
+            for title, help_text, action, args in PALETTE:
+                yield SystemCommand(title, help_text, partial(getattr(screen, f"action_{action}"), *args))

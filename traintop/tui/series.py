@@ -68,13 +68,13 @@ def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> 
     last = np.full(width, np.nan)
     if width <= 0 or len(x) == 0 or x1 < x0:
         return Decimated(lo, hi, last)
-    i0 = int(np.searchsorted(x, x0, side="left"))
-    i1 = int(np.searchsorted(x, x1, side="right"))
+    i0 = int(np.searchsorted(x, _key(x, x0, math.ceil), side="left"))
+    i1 = int(np.searchsorted(x, _key(x, x1, math.floor), side="right"))
     if i1 <= i0:
         return Decimated(lo, hi, last)
     xs, ys = x[i0:i1], y[i0:i1]
     edges = column_edges(x0, x1, width)
-    starts = np.r_[0, np.searchsorted(xs, edges, side="left")]
+    starts = np.r_[0, np.searchsorted(xs, _key(xs, edges, np.ceil), side="left")]
     ends = np.r_[starts[1:], len(xs)]
     filled = ends > starts
     with np.errstate(invalid="ignore"):
@@ -84,6 +84,18 @@ def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> 
     # a column whose last point is NaN joins on from its max instead
     last = np.where(np.isfinite(last), last, hi)
     return Decimated(lo, hi, last)
+
+
+def _key(x: np.ndarray, keys: object, rounding: object) -> object:
+    """Search keys in ``x``'s own dtype: a float key makes numpy convert a whole integer column first.
+
+    For integer steps, ``x >= k`` ⟺ ``x >= ceil(k)`` and ``x <= k`` ⟺ ``x <= floor(k)``: the same rows.
+    """
+    if x.dtype.kind not in "iu":
+        return keys
+    rounded = np.asarray(rounding(keys), dtype=np.float64)  # type: ignore[operator]
+    info = np.iinfo(x.dtype)
+    return np.clip(rounded, info.min, info.max).astype(x.dtype)
 
 
 def column_edges(x0: float, x1: float, width: int) -> np.ndarray:

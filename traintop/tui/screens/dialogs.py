@@ -70,12 +70,14 @@ HELP = [
     ("Run", [("p", "pause / resume the trainer"), ("x", "stop (checkpoint, then end) — asks first"),
              ("s", "save a checkpoint now"), ("e", "evaluate now"), ("a", "synthesize a sample now"),
              ("w", "weights: select a term, + / - nudge, Enter send, t type"), ("l", "set the learning rate"),
+             ("f", "apply the worst alert's first fix (shown under the term table)"),
              ("f / Enter", "in alerts: apply the selected suggestion")]),
-    ("View", [("1–6", "charts · alerts · weights · system · samples · log"), ("[ ]", "previous / next chart"),
+    ("View", [("1–6", "charts · alerts · weights · system · samples · log"),
+              ("[ ]", "previous / next term (its row and big chart)"),
               ("m", "EMA smoothing on / off"), ("< >", "smoothing strength"), ("g", "log-y"),
               ("v", "raw / weighted values"), ("+ -", "zoom steps"), ("← →", "pan (charts focused)"),
-              ("0", "whole run, follow new steps")]),
-    ("App", [("?", "this help"), ("ctrl+p", "command palette"), ("Esc", "back to the runs list"),
+              ("0", "whole run, follow new steps"), ("Esc", "back to the runs list")]),
+    ("App", [("?", "this help"), ("ctrl+p", "command palette (every action)"),
              ("q", "quit (the trainer keeps running)")]),
 ]
 

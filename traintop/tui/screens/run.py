@@ -23,7 +23,7 @@ from traintop.tui.live import LiveRun
 from traintop.tui.messages import LoadProgress, MelLoaded, RunChanged, RunLoaded
 from traintop.tui.screens.run_control import RunControl
 from traintop.tui.summary import summarize
-from traintop.tui.widgets.alerts import AlertsPane
+from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
 from traintop.tui.widgets.charts import ZOOM, ChartsPane
 from traintop.tui.widgets.event_log import EventLog
 from traintop.tui.widgets.header import RunHeader
@@ -33,6 +33,7 @@ from traintop.tui.widgets.weights import WeightsPane
 
 PANES = ("charts", "alerts", "weights", "system", "samples", "log")
 PANE_TITLES = ("Charts", "Alerts", "Weights", "System", "Samples", "Log")
+SHORT_TITLES = ("Chart", "Alert", "Wts", "Sys", "Smpl", "Log")
 REFRESH_EVERY = 2.0  # seconds: like top, new steps are drawn every few seconds however fast they arrive
 WIDE = (140, 40)  # from this size up, every pane is on screen at once
 
@@ -49,6 +50,7 @@ class RunScreen(RunControl, Screen[None]):
         Binding("w", "weights", "Weights"),
         Binding("l", "lr", "LR"),
         Binding("question_mark", "help", "Help"),
+        Binding("f", "apply_worst", "Apply fix"),
         *[Binding(str(i + 1), f"pane('{p}')", PANE_TITLES[i], show=False) for i, p in enumerate(PANES)],
         Binding("right_square_bracket", "cycle(1)", "Next chart", show=False),
         Binding("left_square_bracket", "cycle(-1)", "Prev chart", show=False),
@@ -193,8 +195,12 @@ class RunScreen(RunControl, Screen[None]):
                 self.query_one(ChartsPane).sync(h.terms)
             statuses = self._row_statuses()
             if self._changed("alerts", (health, len(h.alerts), len(h.ack_log), len(self.alert_sent))):
-                self.query_one(AlertsPane).show(live.alerts, h.alerts, self._suggestion_status,
-                                                live.health_error or "")
+                worst = getattr(live.monitor, "worst", None)
+                # health turns the trainer's own alerts into its alerts; without health, show them raw
+                raw = h.alerts if live.monitor is None else []
+                self.query_one(AlertsPane).show(live.alerts, raw, self._suggestion_status, live.health_error or "",
+                                                worst)
+                self.query_one(ChartsPane).show_alerts(live.alerts, worst)
             lr = h.steps["lr"][-1] if len(h.steps) else None
             lr = None if lr is None or not np.isfinite(lr) else float(lr)
             weights = h.current_weights()
@@ -242,21 +248,25 @@ class RunScreen(RunControl, Screen[None]):
             notice.update(Text(text, style="bold yellow"))
 
     def _refresh_tabs(self) -> None:
-        t = Text()
-        n_alerts = len(self.live.alerts) + len(self.live.history.alerts)
-        narrow = self.size.width < 110  # room for the last command's status beside the pane numbers
-        for i, (p, title) in enumerate(zip(PANES, PANE_TITLES)):
-            label = f"{title}({n_alerts})" if p == "alerts" and n_alerts else title
-            if narrow and p != self.pane:
-                label = f"!{n_alerts}" if p == "alerts" and n_alerts else ""
-            style = "bold reverse" if p == self.pane else ("bold red" if p == "alerts" and n_alerts else "dim")
-            t.append(f" {i + 1}{' ' if label else ''}{label} ", style=style)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        n_alerts = len(self.live.alerts)
+        width = self.size.width
         last = self.sent.latest()
+        status, st, reason = "", "", ""
         if last is not None:
             st, reason = self._status_of(last.command.id)
+            status = f"  {last.command.describe()}: {st}" + (f" ({reason})" if reason else "")
+        # full names when they fit beside the last command's status; short ones (still words) when not
+        titles = PANE_TITLES if width >= 64 + len(status) or width >= 100 else SHORT_TITLES
+        for i, (p, title) in enumerate(zip(PANES, titles)):
+            label = f"{title} {n_alerts}" if p == "alerts" and n_alerts else title
+            style = "bold reverse" if p == self.pane else ("bold red" if p == "alerts" and n_alerts else "")
+            t.append(f" {i + 1}", style=style or "dim")
+            t.append(f" {label} ", style=style)
+        if last is not None:
             t.append(f"  {last.command.describe()}: ", style="bold")
             t.append(st + (f" ({reason})" if reason else ""), style="green" if st == "applied" else "yellow")
-        if self._changed("tabs", t.markup):
+        if self._changed("tabs", (t.markup, width)):
             self.query_one("#tabs", Static).update(t)
 
     def on_resize(self, event: Any) -> None:
@@ -282,6 +292,10 @@ class RunScreen(RunControl, Screen[None]):
         if target.focusable:
             target.focus()
         self._refresh_tabs()
+
+    def action_pan(self, direction: int) -> None:
+        """Pan a zoomed chart by a quarter of its width."""
+        self.query_one(ChartsPane).action_pan(direction)
 
     def action_cycle(self, delta: int) -> None:
         """Next / previous chart."""
@@ -313,14 +327,40 @@ class RunScreen(RunControl, Screen[None]):
         """Zoom in / out over steps; 0 shows the whole run again and follows new steps."""
         charts = self.query_one(ChartsPane)
         if direction == 0:
-            charts.set_view(replace(charts.view, window=None))
+            charts.set_view(replace(charts.view, window=None, span=None))
+            charts.refresh_table()
         else:
             charts.zoom(ZOOM if direction > 0 else 1 / ZOOM)
 
     def action_back(self) -> None:
-        """Back to the runs list when this run was opened from it."""
+        """Back to the runs list: the one this run was opened from, else its folder's (the demo's too)."""
         if self.can_go_back:
             self.app.pop_screen()
+            return
+        from traintop.tui.screens.runs import RunsScreen
+
+        app: Any = self.app
+        self.app.switch_screen(RunsScreen(self.live.run_dir.parent, clock=self.clock,
+                                          monitor_factory=getattr(app, "monitor_factory", None)))
+
+    def action_apply_selected(self) -> None:
+        """Apply the suggestion highlighted in the alerts pane (f / Enter there)."""
+        pane = self.query_one(AlertsPane)
+        if pane.highlighted_option is None or not pane.suggestions:
+            self.notify("no suggestion is selected; pick one in 2 Alerts", timeout=3)
+            return
+        pane.action_apply()
+
+    def action_apply_worst(self) -> None:
+        """Apply the first suggested fix of the worst active alert (the one under the term table)."""
+        alerts = list(self.live.alerts)
+        top = alerts[0] if alerts else None
+        if top is None or not getattr(top, "suggestions", None):
+            self.notify("the worst alert suggests no command; see 2 Alerts" if alerts else "no active alerts",
+                        timeout=3)
+            return
+        fix = top.suggestions[0]
+        self.on_alerts_pane_apply(AlertsPane.Apply(SuggestionRef(top.id, fix.cmd, dict(fix.args or {}), fix.label)))
 
     @on(SampleList.Chosen)
     def _sample_chosen(self, event: SampleList.Chosen) -> None:

@@ -155,6 +155,7 @@ class RunControl:
         self.app.push_screen(ValueScreen(title, current), typed)  # type: ignore[attr-defined]
 
     def _send_value(self, term: str | None, value: float) -> None:
+        self.query_one(WeightsPane).sent(term)  # type: ignore[attr-defined]
         if term is None:
             self.send_command("set_lr", "weights", value=value)
         else:

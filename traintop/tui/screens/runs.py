@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 from traintop.protocol import find_runs
 from traintop.tui.messages import RunsScanned
 from traintop.tui.summary import RunSummary, fmt_duration, peek_run, summarize
-from traintop.tui.widgets.header import STATUS_STYLE
+from traintop.tui.widgets.header import ENDED, STATUS_STYLE
 
 SCAN_EVERY = 2.0  # seconds between rescans of the folder
 STATUS_RANK = {"failed": 0, "stalled": 1, "paused": 2, "stopping": 3, "running": 4, "unknown": 5,
@@ -43,6 +43,11 @@ def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path,
             if monitor is not None:
                 monitor.update(history, now)
                 alerts = list(monitor.active_alerts())
+                worst = monitor.worst
+                # an ended run is judged over all of it: a critical that ended before the end still shows
+                if history.run_end is not None and worst is not None and worst.rank > max(
+                        (a.rank for a in alerts), default=-1):
+                    alerts.insert(0, worst)
         except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
             alerts = []
         out.append((run, summarize(run.name, history, now, alerts)))
@@ -103,7 +108,8 @@ class RunsScreen(Screen[None]):
             alert = Text(s.worst_alert[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
             table.add_row(s.name, Text(s.status, style=STATUS_STYLE.get(s.status, "")),
                           "–" if s.step is None else f"{s.step:,}", "–" if s.epoch is None else str(s.epoch),
-                          f"{s.its:.2f}" if s.its else "–", alert, fmt_duration(s.elapsed), s.recipe, key=str(path))
+                          f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
+                          alert, fmt_duration(s.elapsed), s.recipe, key=str(path))
         if keep in self.paths:
             table.move_cursor(row=self.paths.index(keep))
         note = self.query_one("#runs-note", Static)

@@ -52,8 +52,12 @@ class AlertsPane(OptionList):
         self._refs: dict[str, SuggestionRef] = {}
         self._key: tuple = ()
 
-    def show(self, alerts: list[Any], trainer_alerts: list[dict[str, Any]], status_of: Any, health_note: str) -> None:
-        """Rebuild the list; ``status_of(alert_id, label)`` gives a sent suggestion's ack state."""
+    def show(self, alerts: list[Any], trainer_alerts: list[dict[str, Any]], status_of: Any, health_note: str,
+             worst: Any = None) -> None:
+        """Rebuild the list; ``status_of(alert_id, label)`` gives a sent suggestion's ack state.
+
+        ``worst`` is the worst alert raised so far: shown above the list while it is no longer active.
+        """
         alerts = sorted(alerts, key=lambda a: (SEVERITY_ORDER.get(getattr(a, "severity", ""), 3),
                                                -(getattr(a, "step", 0) or 0)))
         rows: list[tuple] = []
@@ -64,7 +68,10 @@ class AlertsPane(OptionList):
                           status_of(a.id, s.label)) for s in (getattr(a, "suggestions", None) or []))
             rows.append((a.id, a.severity, a.term, a.message, sugg, _evidence(getattr(a, "evidence", None)),
                          getattr(a, "step", None)))
-        key = (tuple(rows), health_note)
+        past = None
+        if worst is not None and not worst.active:
+            past = (worst.severity, worst.kind, worst.term, worst.step, worst.ended_step, worst.message)
+        key = (tuple(rows), health_note, past)
         if key == self._key:
             return  # nothing changed: keep the highlight where the person left it
         self._key = key
@@ -76,6 +83,13 @@ class AlertsPane(OptionList):
             options.append(Option(Text(health_note, style="italic yellow"), disabled=True))
         if not rows:
             options.append(Option(Text("no active alerts", style="dim"), disabled=True))
+        if past is not None:
+            severity, kind, term, step, ended, message = past
+            t = Text("worst so far: ", style="dim")
+            t.append(f" {severity.upper()} ", style=SEVERITY_STYLE.get(severity, "bold"))
+            t.append(f" {message}", style="dim")
+            t.append(f"\n   {kind} · {term or 'run'} · raised at step {step}, ended at step {ended}", style="dim")
+            options.append(Option(t, disabled=True))
         n = 0
         for a in trainer_alerts[-5:]:
             t = Text()

@@ -1,4 +1,8 @@
-"""``ChartsPane``: one ``LossChart`` per term (and the total); one at a time when narrow, a grid when wide."""
+"""``ChartsPane``: one ``LossChart`` per term (and the total).
+
+Narrow (a tmux split): the term table — every term on one row — the worst active alert, and the
+big chart of the selected term (the worst one until a person picks another). Wide: a grid of charts.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from textual.binding import Binding
 from textual.containers import Container
 
 from traintop.tui.live import LiveRun
-from traintop.tui.widgets.loss_chart import TOTAL, ChartView, LossChart
+from traintop.tui.widgets.loss_chart import TOTAL, ChartView, LossChart, visible_range
+from traintop.tui.widgets.term_table import AlertLine, TermTable, column_widths, term_row, worst_term
 
 ZOOM = 2.0  # each + halves the visible steps
 
@@ -30,7 +35,13 @@ class ChartsPane(Container, can_focus=True):
         self.view = ChartView()
         self.current = 0
         self.wide = False
+        self.picked = False  # a person chose a chart: stop selecting the worst term for them
         self._charts: dict[str, LossChart] = {}
+
+    def compose(self) -> Any:
+        """The term table and the alert line; charts are mounted below them as terms appear."""
+        yield TermTable(id="terms")
+        yield AlertLine(id="alert-line")
 
     @property
     def charts(self) -> list[LossChart]:
@@ -52,6 +63,57 @@ class ChartsPane(Container, can_focus=True):
         for chart in self._charts.values():
             if chart.display:
                 chart.invalidate()
+        self.refresh_table()
+
+    def refresh_table(self) -> None:
+        """Rebuild the term table's rows from the run (and select the worst term until a person picks)."""
+        if self.wide or not self._charts:
+            return
+        live, view = self.live, self.view
+        terms = list(self._charts)
+        _, cells = column_widths(terms, self.size.width or 80)
+        with live.lock:
+            h = live.history
+            steps = h.steps["step"]
+            start = h.segments[-1] if h.segments and h.segments[-1] < len(steps) else 0  # where steps rise from
+            window = visible_range(steps[start:], view)
+            rows = []
+            for term in terms:
+                raw = h.steps["total"] if term == TOTAL else h.steps.term(term)
+                # like the charts: a long series not smoothed yet by the reader thread shows no EMA for now
+                ema = live.smoothed(term, raw, False, view.strength, wait_for_warm=True) if len(raw) else None
+                rows.append(term_row(term, steps, raw, ema, self._zone(term), window, cells, start))
+        if not self.picked:
+            worst = worst_term(rows)
+            if worst is not None and worst in self._charts and terms.index(worst) != self.current:
+                self.current = terms.index(worst)
+                self._apply_visibility()
+        self.query_one(TermTable).show(rows, self.current_term())
+
+    def _zone(self, term: str) -> str | None:
+        zone = self.live.zone(term)
+        if zone is None and term == TOTAL:
+            # the live snapshot holds the run's terms; the total's zone is the monitor's own
+            monitor = self.live.monitor
+            try:
+                zone = monitor.zone(TOTAL) if monitor is not None else None
+            except Exception:  # noqa: BLE001 - a health hiccup costs one zone word, not the screen
+                zone = None
+        return zone
+
+    def on_term_table_picked(self, event: TermTable.Picked) -> None:
+        """A clicked row selects its term's chart."""
+        terms = list(self._charts)
+        if event.term in terms:
+            self.action_cycle(terms.index(event.term) - self.current)
+
+    def show_alerts(self, alerts: list[Any], worst: Any) -> None:
+        """The worst active alert (and the worst so far) in the line under the table."""
+        self.query_one(AlertLine).show(alerts, worst)
+
+    def on_resize(self) -> None:
+        """Sparklines are as wide as the pane."""
+        self.refresh_table()
 
     def set_view(self, view: ChartView) -> None:
         """Draw every chart with ``view``."""
@@ -64,6 +126,7 @@ class ChartsPane(Container, can_focus=True):
         self.wide = wide
         self.styles.grid_size_columns = columns if wide else 1
         self._apply_visibility()
+        self.refresh_table()
 
     def _apply_visibility(self) -> None:
         for i, chart in enumerate(self._charts.values()):
@@ -77,7 +140,9 @@ class ChartsPane(Container, can_focus=True):
         """Show the next / previous chart (narrow layout)."""
         if self._charts:
             self.current = (self.current + delta) % len(self._charts)
+            self.picked = True
             self._apply_visibility()
+            self.refresh_table()
 
     def current_term(self) -> str | None:
         """Term of the chart shown in the narrow layout."""
@@ -85,11 +150,17 @@ class ChartsPane(Container, can_focus=True):
         return terms[self.current] if terms else None
 
     def zoom(self, factor: float) -> None:
-        """Narrow (factor > 1) or widen the visible steps around their centre."""
+        """Narrow (factor > 1) or widen the visible steps; while following, keep the newest step in view."""
         x0, x1 = self._extent()
         if x1 <= x0:
             return
-        lo, hi = self.view.window or (x0, x1)
+        if self.view.window is None:  # following: zoom anchors at the right edge and keeps following
+            span = (self.view.span or (x1 - x0)) / factor
+            span = max(span, 10.0)
+            self.set_view(replace(self.view, span=None if span >= x1 - x0 else span))
+            self.refresh_table()
+            return
+        lo, hi = self.view.window
         mid, half = (lo + hi) / 2, (hi - lo) / 2 / factor
         half = max(half, 5.0)
         if half * 2 >= x1 - x0:
@@ -97,16 +168,21 @@ class ChartsPane(Container, can_focus=True):
             return
         lo, hi = max(x0, mid - half), min(x1, mid + half)
         self.set_view(replace(self.view, window=(lo, hi)))
+        self.refresh_table()
 
     def action_pan(self, direction: int) -> None:
         """Move the zoomed window by a quarter of its width."""
-        if self.view.window is None:
-            return
         x0, x1 = self._extent()
-        lo, hi = self.view.window
+        if self.view.window is None:
+            if self.view.span is None:
+                return
+            # panning a followed zoom fixes the window where it is, then moves it (no longer following)
+            self.set_view(replace(self.view, window=(max(x0, x1 - self.view.span), x1), span=None))
+        lo, hi = self.view.window or (x0, x1)
         shift = (hi - lo) / 4 * direction
         shift = max(x0 - lo, min(x1 - hi, shift))
         self.set_view(replace(self.view, window=(lo + shift, hi + shift)))
+        self.refresh_table()
 
     def _extent(self) -> tuple[float, float]:
         with self.live.lock:

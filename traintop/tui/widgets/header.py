@@ -1,4 +1,4 @@
-"""``RunHeader``: run, recipe, status, step / epoch, it/s, elapsed and ETA in one or two lines."""
+"""``RunHeader``: run, recipe, status, step / epoch, it/s, elapsed and ETA in one line at any width."""
 
 from __future__ import annotations
 
@@ -12,21 +12,58 @@ STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "b
                 "unknown": "dim", "waiting": "dim"}
 
 
+ENDED = ("completed", "stopped", "failed")  # a run that ended has no live speed and no ETA
+MIN_NAME = 6  # a run name cut shorter than this says nothing: it is left out instead
+
+
 def header_text(s: RunSummary, width: int) -> Text:
-    """The header line(s) for a summary, shortened to fit ``width``."""
-    t = Text()
-    t.append(f" {s.name} ", style="bold reverse")
-    t.append(f" {s.recipe} ", style="dim")
-    t.append(f" {s.status.upper()} ", style=STATUS_STYLE.get(s.status, "bold"))
+    """The header line, fitted to ``width``: status, step / planned, it/s and ETA stay at any width;
+    the run name is cut first, then the recipe, the elapsed time and the epoch are left out."""
     step = "–" if s.step is None else f"{s.step:,}"
     if s.planned_steps:
         step += f"/{s.planned_steps:,}"
-    t.append(f" step {step}")
-    t.append(f"  ep {'–' if s.epoch is None else s.epoch}")
-    t.append(f"  {s.its:.2f} it/s" if s.its else "  – it/s")
-    t.append(f"  ⏱ {fmt_duration(s.elapsed)}")
-    if s.eta is not None:
-        t.append(f"  ETA {fmt_duration(s.eta)}")
+    live = s.status not in ENDED
+    eta = Text(f"  ETA {fmt_duration(s.eta)}") if live and s.eta is not None else Text()
+    speed = (f"  {s.its:.2f} it/s" if s.its else "  – it/s") if live else ""
+    tight = len(s.status) + len(step) + len(speed) + len(eta) + 9 > width
+    core = Text()
+    core.append(f" {s.status.upper()} ", style=STATUS_STYLE.get(s.status, "bold"))
+    if tight:  # under ~50 columns: the same four facts, with single spaces
+        core.append(f" {step}")
+        if speed:
+            core.append(f" {s.its:.2f}it/s" if s.its else " –it/s")
+        if eta:
+            eta = Text(f" ETA {fmt_duration(s.eta)}")
+        lead = len(core)
+    else:
+        core.append(f" step {step}")
+        lead = len(core)
+        core.append(speed)
+    epoch = Text(f"  ep {'–' if s.epoch is None else s.epoch}")
+    elapsed = Text(f"  ⏱ {fmt_duration(s.elapsed)}")
+    recipe = Text(f" {s.recipe} ", style="dim")
+    room = width - len(core) - len(eta)
+    optional = []
+    for part in (epoch, elapsed):  # what to keep, in order, while there is room
+        if len(part) <= room - 1:
+            optional.append(part)
+            room -= len(part)
+    name = s.name if len(s.name) + 2 <= room else (s.name[:room - 3] + "…" if room - 2 >= MIN_NAME else "")
+    room -= len(name) + 2 if name else 0
+    if len(recipe) <= room - 1:
+        optional.append(recipe)
+    t = Text()
+    if name:
+        t.append(f" {name} ", style="bold reverse")
+    if recipe in optional:
+        t.append_text(recipe)
+    t.append_text(core[:lead])
+    if epoch in optional:
+        t.append_text(epoch)
+    t.append_text(core[lead:])
+    if elapsed in optional:
+        t.append_text(elapsed)
+    t.append_text(eta)
     t.truncate(max(1, width), overflow="ellipsis")
     return t
 

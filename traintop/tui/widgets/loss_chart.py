@@ -39,7 +39,18 @@ class ChartView:
     strength: float = DEFAULT_STRENGTH
     log_y: bool = False
     weighted: bool = False
-    window: tuple[float, float] | None = None  # visible steps; None follows the whole run
+    window: tuple[float, float] | None = None  # visible steps, fixed; None follows the run
+    span: float | None = None  # while following: show only the newest this many steps (None: the whole run)
+
+
+def visible_range(steps: np.ndarray, view: ChartView) -> tuple[float, float] | None:
+    """The steps a chart shows now: the fixed window, the newest ``span`` steps, or ``None`` (all)."""
+    if view.window is not None:
+        return view.window
+    if view.span is not None and len(steps):
+        hi = float(steps.max())
+        return (max(float(steps.min()), hi - view.span), hi)
+    return None
 
 
 class LossChart(Widget):
@@ -110,7 +121,7 @@ class LossChart(Widget):
             return title
         if len(steps) == 0:
             return Text.assemble(title, "\n", Text("  no steps yet", style="dim"))
-        x0, x1 = view.window if view.window else (float(steps.min()), float(steps.max()))
+        x0, x1 = visible_range(steps, view) or (float(steps.min()), float(steps.max()))
         if x1 <= x0:
             x1 = x0 + 1
         px = plot_w * 2
@@ -193,6 +204,8 @@ class LossChart(Widget):
             flags.append("log")
         if self.view.window:
             flags.append("zoom")
+        elif self.view.span:
+            flags.append(f"last {self.view.span:,.0f} steps")
         if flags:
             t.append(f"  [{' '.join(flags)}]", style="dim")
         expectation = self.live.expectation(self.term) if self.term != TOTAL else None

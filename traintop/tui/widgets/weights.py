@@ -52,13 +52,25 @@ class WeightsPane(DataTable):
 
     def on_mount(self) -> None:
         """Columns once; rows come with ``show``."""
-        self.add_columns("term", "live", "new", "last command")
+        # fixed widths for the numbers: the first frame (before any value) must not clip them later
+        self.add_column("term")
+        self.add_column("live", width=10)
+        self.add_column("new", width=11)
+        self.add_column("last command")
 
     def show(self, weights: dict[str, float], lr: float | None, statuses: dict[str, tuple[str, str, str]]) -> None:
-        """Refresh rows from live values; ``statuses[row]`` = (command text, status, reason)."""
+        """Refresh rows from live values; ``statuses[row]`` = (command text, status, reason).
+
+        A staged value goes stale when the live value changes under it (another ``ctl``, an applied
+        command): it is dropped, so the ``→`` never shows a value the person did not just choose.
+        """
+        before = self.live_values
         self.live_values = dict(weights)
         if lr is not None:
             self.live_values[LR_ROW] = lr
+        for row in list(self.staged):
+            if row in before and self.live_values.get(row) != before[row]:
+                del self.staged[row]
         rows = [*weights, LR_ROW]
         if rows != self._rows:
             keep = self.cursor_row
@@ -135,6 +147,12 @@ class WeightsPane(DataTable):
         row = self.current_row
         if row is not None:
             self.post_message(self.TypeValue(None if row == LR_ROW else row, self.live_values.get(row)))
+
+    def sent(self, term: str | None) -> None:
+        """A value for ``term`` (``None``: the lr) was sent another way (typed): its staged one is done."""
+        row = LR_ROW if term is None else term
+        if self.staged.pop(row, None) is not None and row in self._rows:
+            self._refresh_row(row)
 
     def _refresh_row(self, row: str) -> None:
         staged = self.staged.get(row)
