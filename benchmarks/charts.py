@@ -86,8 +86,8 @@ def main() -> int:
     out = []
     for n in args.points:
         mine = time_grid(ours, n, args.repeat)
-        # plotext takes seconds per chart at a million points: one chart, scaled to nine
-        theirs = time_grid(plotext, n, 1 if n > 100_000 else args.repeat, charts=1 if n > 100_000 else CHARTS)
+        # plotext takes seconds per chart at 100k points and more: one chart, scaled to nine
+        theirs = time_grid(plotext, n, 1 if n >= 100_000 else args.repeat, charts=1 if n >= 100_000 else CHARTS)
         out.append({"points": n, "braille_s": mine, "plotext_s": theirs})
     if args.json:
         print(json.dumps(out))

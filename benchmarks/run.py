@@ -76,7 +76,7 @@ def main() -> int:
     print("live following ...", file=sys.stderr, flush=True)
     live = run_json("tui.py", "--live-only", "--seconds", "10" if args.quick else "20")
     print("charts ...", file=sys.stderr, flush=True)
-    charts = run_json("charts.py", "--points", "10000", *([] if args.quick else ["1000000"]))
+    charts = run_json("charts.py", "--points", "10000", *([] if args.quick else ["100000"]), "--repeat", "3")
     over = None
     if not args.skip_trainer:
         print("trainer overhead ...", file=sys.stderr, flush=True)
