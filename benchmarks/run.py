@@ -4,7 +4,9 @@ Runs coldopen.py (report and watch against TensorBoard's Rust server, re-open fr
 memory), tui.py --live-only (append → store latency, CPU while following), trainer_overhead.py
 (instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
 install.py (the base install's time and size, from the package index), then
-prints every ratio against its budget (DESIGN.md, "Budgets"). The machine may be shared: each
+prints every ratio against its budget (DESIGN.md, "Budgets"); then tfevents.py (TensorBoard event
+files: cold open vs the Rust data server, live latency) and f5_tiny.py (F5 steps/s, with the extra)
+print their own tables. The machine may be shared: each
 timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
 """
 
@@ -130,6 +132,12 @@ def main() -> int:
     print()
     for r in rows:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths)).rstrip())
+    # their own tables: TensorBoard event files (cold open vs the Rust server, live latency), and
+    # F5-TTS steps/s (when the [f5] extra is installed)
+    for script, *extra in (["tfevents.py", *(["--steps", "100000", "--rounds", "1"] if args.quick else [])],
+                           ["f5_tiny.py", *(["--steps", "60"] if args.quick else [])]):
+        print(f"\n=== {script} {' '.join(extra)}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script), *extra], cwd=HERE.parent)
     return 0
 
 

@@ -39,6 +39,7 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output WAV path")
     parser.add_argument("--speaker-wav", help="reference clip (default: the run's sample reference)")
     parser.add_argument("--speaker", help="VITS: a training speaker's name (instead of a clip)")
+    parser.add_argument("--ref-text", help="F5: transcript of --speaker-wav (default: the run's reference)")
     parser.add_argument("--seed", type=int, help="random seed (default: the recipe's sample.seed)")
     parser.add_argument("--language", help="language code (default: the recipe's sample.language)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -175,7 +176,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
         out = sample_from_checkpoint(Path(args.checkpoint), args.text, Path(args.out),
                                      speaker_wav=args.speaker_wav, speaker=args.speaker,
-                                     seed=args.seed,
+                                     seed=args.seed, ref_text=args.ref_text,
                                      language=args.language, device=args.device)
     except (CheckpointError, FileNotFoundError) as exc:
         _say(f"error: {exc}")

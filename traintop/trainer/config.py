@@ -37,13 +37,15 @@ SCHEMA: dict[str, Any] = {
     "weights": None,
     "xtts": None,
     "vits": None,
+    "f5": None,  # validated by traintop.trainer.f5.settings (the optional F5-TTS extra)
 }
 REQUIRED = ("recipe", "model", "dataset", "training", "cadence")
 # loss terms per model family (coqui's own keys); coqui_xtts.TERMS / coqui_vits.TERMS map them
 MODEL_TERMS = {"xtts": ("loss_text_ce", "loss_mel_ce"),
                "vits": ("loss_mel", "loss_kl", "loss_feat", "loss_gen", "loss_duration",
-                        "loss_spk_encoder", "loss_disc")}
-MODELS = ("xtts", "vits")
+                        "loss_spk_encoder", "loss_disc"),
+               "f5": ("loss_flow",)}  # F5's flow-matching loss (its trainer logs it as `loss`)
+MODELS = ("xtts", "vits", "f5")
 NONFINITE_POLICIES = ("skip", "pause", "stop")
 
 DEFAULTS: dict[str, Any] = {

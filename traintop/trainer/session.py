@@ -89,7 +89,7 @@ def _coqui_output_in(directory: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(run: Run) -> Iterator[None]:
+def stop_on_signals(run: Run) -> Iterator[None]:
     """First Ctrl-C / SIGTERM: stop at the next step boundary, like ``stop``; second: at once."""
     def handler(signum: int, _frame: Any) -> None:
         if run.should_stop:
@@ -108,7 +108,11 @@ def _stop_on_signals(run: Run) -> Iterator[None]:
 
 def preflight(recipe: dict[str, Any], where: str) -> None:
     """Refuse a recipe whose files or data are unusable, before any run directory exists."""
-    if recipe["model"] == "xtts":
+    if recipe["model"] == "f5":  # the optional extra: its own checks, and the install command if missing
+        from traintop.trainer.f5.settings import check_f5_recipe
+
+        check_f5_recipe(recipe, where)
+    elif recipe["model"] == "xtts":
         from traintop.trainer.coqui_xtts import check_xtts_section
 
         check_xtts_section(recipe["xtts"], where)
@@ -121,7 +125,8 @@ def preflight(recipe: dict[str, Any], where: str) -> None:
         load_metadata(Path(d["path"]).expanduser(), d["formatter"], d["meta_file"], d["language"])
 
 
-def _start_failed(recipe: dict[str, Any], run_dir: Path, error: str, log: Any) -> tuple[str, str]:
+def start_failed(recipe: dict[str, Any], run_dir: Path, error: str, log: Any) -> tuple[str, str]:
+    """End a run that failed before its model existed (``run_start`` + ``run_end``)."""
     # Failed before the model existed: the run still gets run_start and run_end, so it reads whole.
     run = Run.start(run_dir.parent, run_dir.name, run_dir=run_dir, terms={},
                     recipe=recipe["recipe"], profile=recipe.get("profile"), planned_steps=None,
@@ -139,6 +144,10 @@ def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
 
     # torchaudio 2.8 warns about its 2.9 backend on every load; once per line of trainer.log is noise
     warnings.filterwarnings("ignore", message=r"In 2\.9, this function's implementation")
+    if recipe["model"] == "f5":
+        from traintop.trainer.f5.session import train_f5
+
+        return train_f5(recipe, run_dir, resume=resume, max_steps=max_steps, log=log)
     t = recipe["training"]
     threads = int(t.get("threads") or torch.get_num_threads())
     try:
@@ -154,7 +163,7 @@ def train_session(recipe: dict[str, Any], run_dir: Path, *, resume: bool,
         torch.set_num_threads(threads)  # coqui's XTTS dataset module sets 1 thread at import
     except Exception as exc:
         log(traceback.format_exc())
-        return _start_failed(recipe, run_dir, f"{type(exc).__name__}: {exc}", log)
+        return start_failed(recipe, run_dir, f"{type(exc).__name__}: {exc}", log)
     saved = (ckpt or {}).get("traintop") or {}
     run_state = saved.get("run") or {}
     terms = {**bundle.terms, **(run_state.get("weights") or {})}
@@ -237,7 +246,7 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
 
     trainer, inst = build_trainer(run, bundle, recipe, run_dir, train, evals, ckpt, saved,
                                   max_steps, log)
-    with _stop_on_signals(run):
+    with stop_on_signals(run):
         try:
             trainer._fit()  # coqui's loop, without fit()'s sys.exit and folder removal
             inst.save(trainer)

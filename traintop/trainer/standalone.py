@@ -10,10 +10,16 @@ from traintop.trainer.samples import write_wav
 
 def sample_from_checkpoint(path: Path, text: str, out: Path, *, speaker_wav: str | None = None,
                            seed: int | None = None, language: str | None = None,
-                           device: str = "cpu", speaker: str | None = None) -> Path:
+                           device: str = "cpu", speaker: str | None = None,
+                           ref_text: str | None = None) -> Path:
     """Rebuild the model from ``path`` (config + weights), synthesize ``text``, write ``out``."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    if path.with_name("vocos").is_dir():  # an F5 run's checkpoints/ holds its vocoder folder
+        from traintop.trainer.f5.ckpt import sample_f5  # F5 checkpoints load with weights_only=True
+
+        return sample_f5(path, text, out, speaker_wav=speaker_wav, reference_text=ref_text,
+                         seed=seed, device=device)
     state = load_checkpoint(path)
     info = state.get("traintop") or {}
     recipe = info.get("resolved_recipe") or {}
