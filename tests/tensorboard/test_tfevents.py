@@ -108,8 +108,9 @@ def test_f5_runs_folder(f5_runs: Path, cache_home: Path) -> None:
     h = reader.history
     assert h.terms == ["loss"] and len(h.steps) == 300
     assert h.steps["lr"][-1] == pytest.approx(7.5e-5)
+    assert h.run_start["profile"] == "f5"
     code, rep = report(f5_runs, cache=cache_home)
-    assert code in (0, 1, 2) and "loss" in json.dumps(rep)
+    assert code in (0, 1, 2) and "loss" in json.dumps(rep) and '"f5"' in json.dumps(rep)
 
 
 # -- damaged and growing files ---------------------------------------------------------------
