@@ -4,9 +4,10 @@ Runs coldopen.py (report and watch against TensorBoard's Rust server, re-open fr
 memory), tui.py --live-only (append → store latency, CPU while following), trainer_overhead.py
 (instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
 install.py (the base install's time and size, from the package index), then
-prints every ratio against its budget; f5_tiny.py (F5 steps/s, when that extra is installed) and
-xtts_memory.py (full vs LoRA fine-tunes of the release-shaped XTTS v2, ~10 GB RAM) print their own
-tables after it (``--skip-extras`` skips them) (DESIGN.md, "Budgets"). The machine may be shared: each
+prints every ratio against its budget; then tfevents.py (TensorBoard event files: cold open vs the Rust
+data server, live latency), f5_tiny.py (F5 steps/s, when that extra is installed) and xtts_memory.py (full vs
+LoRA fine-tunes of the release-shaped XTTS v2, ~10 GB RAM) print their own tables (``--skip-extras`` skips
+them) (DESIGN.md, "Budgets"). The machine may be shared: each
 timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
 """
 
@@ -135,10 +136,13 @@ def main() -> int:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(r, widths)).rstrip())
     failed = 0
     if not args.skip_extras:
-        for script, *more in (["f5_tiny.py", *(["--steps", "60"] if args.quick else [])],
+        # their own tables: TensorBoard event files (cold open vs the Rust server, live latency), F5-TTS
+        # steps/s (when the [f5] extra is installed), XTTS v2 release-shaped memory (full vs LoRA)
+        for script, *more in (["tfevents.py", *(["--steps", "100000", "--rounds", "1"] if args.quick else [])],
+                              ["f5_tiny.py", *(["--steps", "60"] if args.quick else [])],
                               ["xtts_memory.py", *(["--steps", "2", "--batches", "1"] if args.quick else [])]):
             print(f"\n=== {script} {' '.join(more)}", flush=True)
-            failed |= subprocess.run([sys.executable, str(HERE / script), *more]).returncode != 0
+            failed |= subprocess.run([sys.executable, str(HERE / script), *more], cwd=HERE.parent).returncode != 0
     return int(failed)
 
 

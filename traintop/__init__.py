@@ -1,7 +1,8 @@
 """traintop: `top` for TTS training runs.
 
-``traintop.Run`` (the instrumentation API for your own training loop) is imported lazily, so
-``import traintop`` stays light for the terminal app.
+``traintop.Run`` (the instrumentation API for your own training loop) and ``traintop.attach``
+(two lines that make a coqui recipe script steerable) are imported lazily, so ``import traintop``
+stays light for the terminal app.
 """
 
 from __future__ import annotations
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from traintop.trainer.run import Run
 
         return Run
+    if name == "attach":
+        from traintop.trainer.attach import attach
+
+        return attach
     raise AttributeError(f"module 'traintop' has no attribute {name!r}")

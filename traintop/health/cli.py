@@ -35,7 +35,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     from traintop.health.loader import choose_profile
     from traintop.health.monitor import HealthMonitor
     from traintop.health.profile import ProfileError
-    from traintop.protocol import EVENTS_FILE, RunDirError, RunReader, resolve_run_dir
+    from traintop.protocol import RunDirError, open_reader, resolve_run_dir
 
     early: list[Any] = []
 
@@ -52,14 +52,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
 
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        reader = RunReader(run_dir, use_watchdog=not getattr(args, "poll", False))
+        reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False))
         reader.open(on_part=None if args.follow else judge_first_part)
         history = reader.history
     except (RunDirError, OSError) as exc:
         print(f"traintop report: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     if history.events == 0:
-        print(f"traintop report: {run_dir / EVENTS_FILE}: no readable event", file=sys.stderr)
+        print(f"traintop report: {reader.path}: no readable event", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
         profile = choose_profile(history, args.profile)

@@ -19,7 +19,7 @@ from traintop.protocol.events import SCHEMA_VERSION, Event, EventError, decode_l
 from traintop.protocol.history import RunHistory, WeightTrack
 from traintop.protocol.lines import TailNotice
 from traintop.protocol.load import load_history
-from traintop.protocol.reader import ReadUpdate, RunReader
+from traintop.protocol.reader import ReadUpdate, RunReader, open_reader
 from traintop.protocol.rundir import (
     CONTROL_FILE,
     EVENTS_FILE,
@@ -36,6 +36,6 @@ __all__ = [
     "ControlPermissionError", "ControlReader", "ControlState", "Decision", "Event", "EventError",
     "EventWriter", "JsonlTail", "ReadUpdate", "RunDirError", "RunHistory", "RunReader",
     "TailChunk", "TailNotice", "WeightTrack",
-    "decode_line", "encode_event", "find_runs", "load_history", "make_command", "new_run_dir",
+    "decode_line", "encode_event", "open_reader", "find_runs", "load_history", "make_command", "new_run_dir",
     "resolve_run_dir", "validate_command",
 ]

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from traintop.protocol import cache
 from traintop.protocol.block import decode_block
@@ -26,6 +27,7 @@ from traintop.protocol.lines import TailNotice, cut
 from traintop.protocol.load import load_history
 from traintop.protocol.rundir import EVENTS_FILE
 from traintop.protocol.tail import FileWaker, JsonlTail, TailChunk
+from traintop.protocol.tfevents import is_tensorboard_run
 
 PEEK_BYTES = 1 << 20  # the runs list reads only the head and the last MiB of each run
 INOTIFY_SAFETY = 1.0  # with inotify, still look every second (NFS / sshfs send no events)
@@ -166,6 +168,10 @@ class RunReader:
         """A partial history of a run for the runs list: its first line and its last ``tail_bytes``."""
         history = RunHistory()
         path = Path(run_dir) / EVENTS_FILE
+        if not path.is_file() and is_tensorboard_run(Path(run_dir)):
+            from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
+
+            return TensorBoardReader.peek(run_dir)
         try:
             with path.open("rb") as fh:
                 head = fh.readline(1 << 20)
@@ -183,3 +189,14 @@ class RunReader:
         c = cut(b"", data, start, source=path.name)
         history.extend_block(decode_block(c.block, c.block_offset, path.name))
         return history
+
+
+def open_reader(run_dir: str | Path, **options: Any) -> RunReader | Any:
+    """The reader of a run: ``RunReader`` for ``events.jsonl``, else ``TensorBoardReader`` when the
+    directory holds TensorBoard event files (read-only; same interface)."""
+    path = Path(run_dir)
+    if not (path / EVENTS_FILE).is_file() and is_tensorboard_run(path):
+        from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
+
+        return TensorBoardReader(path, **options)
+    return RunReader(path, **options)

@@ -8,6 +8,8 @@ import stat
 import time
 from pathlib import Path
 
+from traintop.protocol.tfevents import event_files, find_tensorboard_runs, is_tensorboard_run
+
 EVENTS_FILE = "events.jsonl"
 CONTROL_FILE = "control.jsonl"
 RUN_CONFIG_FILE = "run.yaml"
@@ -53,8 +55,16 @@ def new_run_dir(root: str | Path, name: str, *, now: float | None = None) -> Pat
 
 
 def is_run_dir(path: Path) -> bool:
-    """True when ``path`` holds an ``events.jsonl``."""
-    return (path / EVENTS_FILE).is_file()
+    """True when ``path`` holds an ``events.jsonl`` or TensorBoard event files (a read-only run)."""
+    return (path / EVENTS_FILE).is_file() or is_tensorboard_run(path)
+
+
+def _mtime(run: Path) -> float:
+    files = [run / EVENTS_FILE] if (run / EVENTS_FILE).is_file() else event_files(run)
+    try:
+        return max(f.stat().st_mtime for f in files)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -64,8 +74,9 @@ def find_runs(root: str | Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if p.is_dir() and is_run_dir(p)]
-    return sorted(runs, key=lambda p: (p / EVENTS_FILE).stat().st_mtime, reverse=True)
+    runs = {p for p in root.iterdir() if p.is_dir() and (p / EVENTS_FILE).is_file()}
+    runs.update(p for p in find_tensorboard_runs(root) if not (p / EVENTS_FILE).is_file())  # any depth
+    return sorted(runs, key=_mtime, reverse=True)
 
 
 def resolve_run_dir(path: str | Path) -> Path:
@@ -76,5 +87,8 @@ def resolve_run_dir(path: str | Path) -> Path:
     if not p.is_dir():
         raise RunDirError(f"{p}: not a directory (expected a run directory holding {EVENTS_FILE})")
     if not is_run_dir(p):
-        raise RunDirError(f"{p}: not a run directory (no {EVENTS_FILE} inside)")
+        below = find_tensorboard_runs(p)
+        if len(below) == 1:  # a writer's root (coqui's output folder, F5's runs/) with one run in it
+            return below[0]
+        raise RunDirError(f"{p}: not a run directory (no {EVENTS_FILE} nor events.out.tfevents.* inside)")
     return p

@@ -13,17 +13,31 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a run directory or a folder of runs (default: ./logs); waited for if missing")
     parser.add_argument("--poll", action="store_true",
                         help="poll the events file instead of inotify (NFS, sshfs and other silent filesystems)")
+    parser.add_argument("--profile", metavar="NAME|PATH", default=None,
+                        help="health profile to judge the run with, instead of the one guessed from its terms")
 
 
 def run_watch(args: argparse.Namespace) -> int:
     """Run the app until the person quits; the trainer is never touched."""
     path: Path = args.path
     if path.is_file() and path.name != "events.jsonl":
-        print(f"traintop watch: {path} is a file; give a run directory (holding events.jsonl) "
+        print(f"traintop watch: {path} is a file; give a run directory (holding events.jsonl or "
+              "TensorBoard event files) "
               "or a folder of runs", file=sys.stderr)
         return 2
     from traintop.tui.app import TraintopApp  # Textual is imported only here
 
-    app = TraintopApp(path, use_watchdog=not args.poll)
+    options = {}
+    if getattr(args, "profile", None):
+        from traintop.health import HealthMonitor, choose_profile
+        from traintop.health.profile import ProfileError
+
+        try:
+            choose_profile(None, args.profile)  # a bad name fails here, before the screen opens
+        except ProfileError as exc:
+            print(f"traintop watch: {exc}", file=sys.stderr)
+            return 2
+        options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
+    app = TraintopApp(path, use_watchdog=not args.poll, **options)
     app.run()
     return int(app.return_code or 0)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol import ReadUpdate, RunHistory, RunReader, TailNotice
+from traintop.protocol import ReadUpdate, RunHistory, TailNotice, open_reader
 from traintop.tui.series import EmaState, ema_continue
 
 HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (stalls are minutes long)
@@ -53,7 +53,7 @@ class LiveRun:
     def __init__(self, run_dir: str | Path, *, monitor_factory: Callable[[RunHistory], Any] = default_monitor_factory,
                  use_watchdog: bool = True, clock: Callable[[], float] = time.time) -> None:
         self.run_dir = Path(run_dir)
-        self.reader = RunReader(self.run_dir, use_watchdog=use_watchdog)
+        self.reader = open_reader(self.run_dir, use_watchdog=use_watchdog)
         self.events_path = self.reader.path
         self.lock = self.reader.lock
         self.loaded = False

@@ -26,6 +26,10 @@ class RunControl:
 
     def send_command(self, cmd: str, origin: str = "key", **args: Any) -> Command | None:
         """Validate and append one command to ``control.jsonl``; say in plain words if it cannot be."""
+        read_only = getattr(self.live.reader, "read_only_reason", None)  # a TensorBoard run: no trainer
+        if read_only:
+            self.notify(read_only, title="controls unavailable", severity="warning")  # type: ignore[attr-defined]
+            return None
         with self.live.lock:
             terms = self.live.history.terms or None
         try:

@@ -1,0 +1,386 @@
+"""TensorBoard event files as traintop events: tags mapped onto the series health and the TUI use.
+
+A *TensorBoard run* is a directory holding ``events.out.tfevents.*`` files (TensorBoard's own
+rule: one run per directory). Its scalars become ``step`` / ``eval`` rows, its audio ``sample``
+events (decoded to WAV + a mel array in a cache directory, never into the user's folder):
+
+- coqui-tts-trainer 0.4: ``TrainIterStats/<key>`` (loss terms, ``loss`` / ``loss_0`` = the total,
+  ``current_lr``, ``grad_norm``, ``step_time``, ``loader_time``), ``EvalStats/avg_<key>``,
+  ``TrainAudios`` / ``EvalAudios`` / ``TestAudios``; ``TrainEpochStats`` (epoch means), figures
+  and the per-layer weight statistics are left out;
+- F5-TTS and any ``SummaryWriter``: ``loss``, ``lr``, ``train/<x>``, ``eval/<x>``, ``val/<x>``.
+
+coqui logs its loss terms already weighted, and a TensorBoard file does not say by what: the
+values are shown as logged, with no weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traintop.protocol.block import KIND_EVAL, KIND_RARE, KIND_STEP, Block, Rows
+from traintop.protocol.tfrecord import Audio, EventRecord
+
+TFEVENTS_MARK = ".tfevents."
+SKIP_SCOPES = {"trainepochstats", "trainfigures", "evalfigures", "testfigures"}
+EVAL_WORDS = {"eval", "evalstats", "val", "valid", "validation"}
+TRAIN_WORDS = {"train", "training", "trainiterstats"}
+LR_NAMES = {"lr", "learning_rate", "current_lr", "current_lr_0", "lr_0"}
+GRAD_NAMES = {"grad_norm", "grad_norm_0", "gradient_norm"}
+FIXED_NAMES = {"step_time": "step_time", "loader_time": "loader_time"}
+SKIP_NAMES = {"grad_norm_1", "current_lr_1", "loss_1"}  # the discriminator's optimizer (coqui VITS)
+TOTAL_NAMES = {"loss", "loss_0"}  # in coqui's scopes: the summed objective
+_LAYER_STATS = re.compile(r"^layer\d+-")  # coqui's model_weights(): parameter statistics
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+PROFILE_MARKERS = (("xtts-gpt", {"loss_text_ce", "loss_mel_ce"}),
+                   ("vits", {"loss_kl", "loss_feat", "loss_gen", "loss_disc", "loss_duration"}))
+
+
+def is_event_file(path: Path) -> bool:
+    """True for a TensorBoard event file name (``events.out.tfevents.<time>.<host>...``)."""
+    return TFEVENTS_MARK in path.name and path.name.startswith("events.out") and path.is_file()
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    """The event files directly in ``run_dir``, oldest first (their names start with the time)."""
+    try:
+        found = [p for p in run_dir.iterdir() if is_event_file(p)]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.name.split(TFEVENTS_MARK, 1)[1].split(".", 1)[0], p.name))
+
+
+def is_tensorboard_run(path: Path) -> bool:
+    """True when ``path`` is a directory holding at least one event file."""
+    return path.is_dir() and bool(event_files(path))
+
+
+def find_tensorboard_runs(root: Path, max_depth: int = 4) -> list[Path]:
+    """Directories under ``root`` (itself included, to ``max_depth`` levels) that hold event files."""
+    out: list[Path] = []
+    root_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if len(here.parts) - root_depth >= max_depth:
+            dirnames[:] = []
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(TFEVENTS_MARK in f and f.startswith("events.out") for f in filenames):
+            out.append(here)
+    return out
+
+
+def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
+    """Where a scalar tag goes: ``(stream, name)`` with stream ``train`` / ``eval`` and name a term
+    or one of ``lr`` / ``grad_norm`` / ``step_time`` / ``loader_time`` / ``total``; None to skip.
+
+    ``coqui``: the run writes coqui's scopes, where ``loss`` is the total, not a term.
+    """
+    parts = tag.split("/")
+    low = [p.lower() for p in parts]
+    if low[0] in SKIP_SCOPES or _LAYER_STATS.match(parts[0]):
+        return None
+    stream = "eval" if any(p in EVAL_WORDS for p in low) else "train"
+    rest = [p for p, q in zip(parts, low) if q not in EVAL_WORDS and q not in TRAIN_WORDS] or parts[-1:]
+    name = "/".join(rest)
+    if stream == "eval" and name.startswith("avg_"):
+        name = name[4:]
+    key = name.lower()
+    if key in SKIP_NAMES or key.startswith("avg_"):
+        return None
+    if key in LR_NAMES:
+        return (stream, "lr") if stream == "train" else None
+    if key in GRAD_NAMES:
+        return (stream, "grad_norm") if stream == "train" else None
+    if key in FIXED_NAMES:
+        return (stream, FIXED_NAMES[key]) if stream == "train" else None
+    if coqui and key in TOTAL_NAMES:
+        return stream, "total"
+    return stream, name
+
+
+def guess_profile(terms: set[str]) -> str | None:
+    """The health profile a run's term names suggest (XTTS GPT, VITS, F5), None when unsure."""
+    for name, markers in PROFILE_MARKERS:
+        if terms & markers:
+            return name
+    if terms == {"loss"}:
+        return "f5"  # F5-TTS logs one flow-matching loss (and lr)
+    return None
+
+
+@dataclass
+class Pending:
+    """Values by step of one stream (train or eval), not emitted as rows yet."""
+
+    rows: dict[int, dict[str, float]] = field(default_factory=dict)
+    t: dict[int, float] = field(default_factory=dict)
+    last_emitted: int | None = None
+    late: int = 0  # values for a step already emitted as a row (dropped: a row is never amended)
+
+    def add(self, step: int, wall: float, name: str, value: float) -> None:
+        """Record one value (a later value for the same step and name replaces it)."""
+        if step == self.last_emitted:
+            self.late += 1
+            return
+        self.rows.setdefault(step, {})[name] = value
+        self.t[step] = max(self.t.get(step, 0.0), wall)
+
+
+FIXED_OF = {"train": ("total", "lr", "grad_norm", "step_time", "loader_time"), "eval": ("total",)}
+
+
+def rows_to_events(stream: str, pending: Pending, steps: list[int]) -> list[dict[str, Any]]:
+    """``step`` / ``eval`` events for ``steps`` (taken out of ``pending``)."""
+    out = []
+    for s in steps:
+        pending.last_emitted = s
+        values = pending.rows.pop(s)
+        t = pending.t.pop(s)
+        fixed = {k: values.pop(k) for k in FIXED_OF[stream] if k in values}
+        for k in list(values):
+            if k in ("lr", "grad_norm", "step_time", "loader_time"):
+                values.pop(k)  # an eval-scoped lr or timing: not an eval term
+        ev: dict[str, Any] = {"v": 1, "type": "step" if stream == "train" else "eval", "t": t, "step": s,
+                              "epoch": None, "losses": values, **fixed}
+        out.append(ev)
+    return out
+
+
+def cache_dir(run_dir: Path) -> Path:
+    """Where a TensorBoard run's decoded samples go: under the user's cache, keyed by the run's path."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return base / "traintop" / "tensorboard" / f"{_SAFE.sub('-', run_dir.name)}-{key}"
+
+
+def log_mel(wav: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
+    """Log-mel spectrogram (n_mels × frames, float32) in numpy, for the samples pane."""
+    n_fft, hop = 1024, 256
+    if len(wav) < n_fft:
+        wav = np.pad(wav, (0, n_fft - len(wav)))
+    frames = np.lib.stride_tricks.sliding_window_view(wav, n_fft)[::hop] * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    hz = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    mel_pts = np.linspace(0, 2595 * np.log10(1 + (rate / 2) / 700), n_mels + 2)
+    edges = 700 * (10 ** (mel_pts / 2595) - 1)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    fb = np.clip(np.minimum((hz - lo) / (mid - lo), (hi - hz) / (hi - mid)), 0, None)
+    return np.log(np.clip(fb @ power.T, 1e-5, None)).astype(np.float32)
+
+
+def decode_wav(encoded: bytes) -> tuple[np.ndarray, int]:
+    """A WAV file's samples (mono float32) and rate; raise ``ValueError`` when it is not 16-bit PCM WAV."""
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(encoded)) as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{w.getsampwidth() * 8}-bit audio; only 16-bit PCM is decoded")
+        rate, ch = w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return (data.reshape(-1, ch).mean(axis=1) if ch > 1 else data), rate
+
+
+def sample_event(run_dir: Path, tag: str, step: int, wall: float, audio: Audio) -> dict[str, Any]:
+    """A ``sample`` event for an audio summary, its WAV and mel written to the cache directory."""
+    ev: dict[str, Any] = {"v": 1, "type": "sample", "t": wall, "step": step, "text": tag, "reference": None}
+    try:
+        d = cache_dir(run_dir) / "samples"
+        d.mkdir(parents=True, exist_ok=True)
+        stem = f"{_SAFE.sub('-', tag).strip('-') or 'audio'}-{step}"
+        wav_path, mel_path = d / f"{stem}.wav", d / f"{stem}.mel.npy"
+        if not wav_path.exists():
+            wav_path.write_bytes(audio.encoded)
+        if not mel_path.exists():
+            wav, rate = decode_wav(audio.encoded)
+            np.save(mel_path, log_mel(wav, rate))
+        ev.update(wav=str(wav_path), mel=str(mel_path))
+    except Exception as exc:  # OSError, EOFError, wave.Error: the sample says why, the run goes on
+        ev["error"] = f"{tag} at step {step}: audio not decodable ({exc})"
+    return ev
+
+
+class TagMapper:
+    """Turns decoded event records into traintop events, holding back the newest step of each
+    stream until it is complete (a later step arrived, or a read found nothing new)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.pending = {"train": Pending(), "eval": Pending()}
+        self.started = False
+        self.coqui = False
+        self.tags: set[str] = set()
+        self.terms: set[str] = set()
+        self._routes: dict[str, tuple[str, str] | None] = {}
+
+    def _route(self, tag: str) -> tuple[str, str] | None:
+        route = self._routes.get(tag, ())
+        if route == ():
+            if not self.coqui and tag.split("/")[0] in ("TrainIterStats", "EvalStats"):
+                self.coqui = True
+                self._routes.clear()  # earlier tags may read differently in coqui's scopes
+            route = self._routes[tag] = classify(tag, self.coqui)
+        return route  # type: ignore[return-value]
+
+    def add(self, records: list[EventRecord]) -> list[dict[str, Any]]:
+        """Events for ``records``: samples at once, rows for every step before the newest."""
+        out: list[dict[str, Any]] = []
+        for rec in records:
+            for tag, value in rec.scalars:
+                route = self._route(tag)
+                if route is None:
+                    continue
+                stream, name = route
+                self.tags.add(tag)
+                if name not in ("lr", "grad_norm", "step_time", "loader_time", "total"):
+                    self.terms.add(name)
+                self.pending[stream].add(rec.step, rec.wall_time, name, value)
+            for tag, audio in rec.audio:
+                out.append(sample_event(self.run_dir, tag, rec.step, rec.wall_time, audio))
+        for stream in ("train", "eval"):
+            p = self.pending[stream]
+            if len(p.rows) > 1:
+                newest = max(p.rows)
+                out.extend(rows_to_events(stream, p, sorted(s for s in p.rows if s != newest)))
+        return self._with_start(out)
+
+    def add_bulk(self, tags: list[str], tag: np.ndarray, step: np.ndarray, wall: np.ndarray, value: np.ndarray,
+                 records: list[EventRecord]) -> Block:
+        """A ``Block`` for scalars read as arrays (``tfbulk.scan``) plus ``records`` decoded one by one."""
+        names: dict[str, list[str]] = {"train": [], "eval": []}
+        parts: dict[str, list[np.ndarray]] = {"train": [], "eval": []}
+
+        def put(t: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
+            route = self._route(t)
+            if route is None:
+                return
+            stream, name = route
+            self.tags.add(t)
+            if name not in ("lr", "grad_norm", "step_time", "loader_time", "total"):
+                self.terms.add(name)
+            if name not in names[stream]:
+                names[stream].append(name)
+            c = np.full(len(steps), names[stream].index(name), dtype=np.float64)
+            parts[stream].append(np.stack((steps.astype(np.float64), c, walls, values), axis=1))
+
+        for rec in records:  # rare shapes (step 0, tensors): the same route, as arrays of one
+            for t, v in rec.scalars:
+                put(t, np.array([rec.step]), np.array([rec.wall_time]), np.array([v]))
+        for i, t in enumerate(tags):
+            m = tag == i
+            put(t, step[m], wall[m], value[m])
+        out = {}
+        for stream in ("train", "eval"):
+            arr = np.concatenate(parts[stream]) if parts[stream] else np.empty((0, 4))
+            if len(arr) > 1 and not (arr[1:, 0] >= arr[:-1, 0]).all():
+                arr = arr[np.argsort(arr[:, 0], kind="stable")]  # by step; within a step, as read
+            out[stream] = bulk_rows(stream, self.pending[stream], names[stream], arr[:, 1].astype(np.int64),
+                                    arr[:, 0].astype(np.int64), arr[:, 2], arr[:, 3])
+        rare = [sample_event(self.run_dir, t, rec.step, rec.wall_time, a) for rec in records for t, a in rec.audio]
+        first = [x[0]["t"][0] for x in out.values() if len(x[0].get("t", ()))]
+        if (first or rare) and not self.started:
+            self.started = True
+            rare.insert(0, self.run_start(float(min(first)) if first else rare[0]["t"]))
+        return make_block(out["train"], out["eval"], rare)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Emit the held-back newest steps (nothing new came: they are complete)."""
+        out: list[dict[str, Any]] = []
+        for stream in ("train", "eval"):
+            p = self.pending[stream]
+            out.extend(rows_to_events(stream, p, sorted(p.rows)))
+        return self._with_start(out)
+
+    def _with_start(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        events.sort(key=lambda e: (e["step"], e["type"] != "step"))
+        if events and not self.started:
+            self.started = True
+            events.insert(0, self.run_start(events[0]["t"]))
+        return events
+
+    def run_start(self, t: float) -> dict[str, Any]:
+        """The ``run_start`` a TensorBoard run never wrote: read-only, profile guessed from its tags."""
+        return {"v": 1, "type": "run_start", "t": t, "run": self.run_dir.name, "recipe": "tensorboard",
+                "profile": guess_profile(self.terms), "terms": {}, "planned_steps": None,
+                "planned_epochs": None, "host": None, "pid": None, "versions": {}, "resumed_from": None,
+                "source": "tensorboard", "read_only": True}
+
+
+def bulk_rows(stream: str, pending: Pending, names: list[str], code: np.ndarray, step: np.ndarray,
+              wall: np.ndarray, value: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Columns of one stream's rows for every step of a bulk read but the newest, which joins
+    ``pending``: ``(fixed, terms)``. The i-th value belongs in column ``names[code[i]]``; values are
+    ordered by step, then as read."""
+    if pending.rows:  # held back by an earlier read: they come first, so later values win
+        held = [(s, names.index(n) if n in names else names.append(n) or len(names) - 1, pending.t[s], v)
+                for s, row in pending.rows.items() for n, v in row.items()]
+        pending.rows.clear()
+        pending.t.clear()
+        h = np.array(held, dtype=np.float64).reshape(-1, 4)
+        step = np.concatenate((h[:, 0].astype(np.int64), step))
+        code = np.concatenate((h[:, 1].astype(np.int64), code))
+        wall, value = np.concatenate((h[:, 2], wall)), np.concatenate((h[:, 3], value))
+        order = np.argsort(step, kind="stable")
+        step, code, wall, value = step[order], code[order], wall[order], value[order]
+    keep = step != (pending.last_emitted if pending.last_emitted is not None else np.iinfo(np.int64).min)
+    pending.late += int((~keep).sum())
+    step, code, wall, value = step[keep], code[keep], wall[keep], value[keep]
+    if not len(step):
+        return {}, {}
+    newest = np.flatnonzero(step == step[-1])
+    for i in newest.tolist():
+        pending.add(int(step[i]), float(wall[i]), names[int(code[i])], float(value[i]))
+    cut = int(newest[0])
+    if cut == 0:
+        return {}, {}
+    step, code, wall, value = step[:cut], code[:cut], wall[:cut], value[:cut]
+    first = np.concatenate(([True], step[1:] != step[:-1]))
+    steps = step[first]
+    inv = np.cumsum(first) - 1
+    n = len(steps)
+    t = np.full(n, -np.inf)
+    np.maximum.at(t, inv, wall)
+    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
+    terms: dict[str, np.ndarray] = {}
+    for c in np.unique(code).tolist():
+        m = code == c
+        col = np.full(n, np.nan)
+        col[inv[m]] = value[m]  # a repeated (step, tag): the later value wins
+        name = names[c]
+        (fixed if name in FIXED_OF[stream] else terms)[name] = col
+    for name in FIXED_OF[stream]:
+        fixed.setdefault(name, np.full(n, np.nan))
+    pending.last_emitted = int(steps[-1])
+    return fixed, terms
+
+
+def make_block(train: tuple[dict, dict], evals: tuple[dict, dict], rare: list[dict[str, Any]]) -> Block:
+    """One ``Block`` of train rows, eval rows and rare events, ordered by step (rows before the
+    events of their step; a ``run_start`` first)."""
+    n_s = len(train[0].get("step", ()))
+    n_e = len(evals[0].get("step", ()))
+    r_key = [-np.inf if d["type"] == "run_start" else d.get("step", 0) for d in rare]
+    key = np.concatenate((train[0].get("step", np.empty(0)), evals[0].get("step", np.empty(0)),
+                          np.asarray(r_key, dtype=np.float64))).astype(np.float64)
+    prio = np.concatenate((np.zeros(n_s), np.ones(n_e), np.full(len(rare), 2))).astype(np.int8)
+    order = np.lexsort((prio, key))  # event index → source
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))  # source → event index
+    block = Block()
+    block.kind = np.array([KIND_STEP, KIND_EVAL, KIND_RARE], dtype=np.int8)[prio[order]]
+    t = np.concatenate((train[0].get("t", np.empty(0)), evals[0].get("t", np.empty(0)),
+                        np.array([d.get("t", np.nan) for d in rare], dtype=np.float64)))
+    block.t = t[order]
+    block.seq = np.full(len(order), np.nan)
+    block.v = np.ones(len(order), dtype=np.int64)
+    block.steps = Rows(train[0], train[1], where[:n_s]) if n_s else Rows()
+    block.evals = Rows(evals[0], evals[1], where[n_s:n_s + n_e]) if n_e else Rows()
+    block.rare = sorted(((int(where[n_s + n_e + i]), d) for i, d in enumerate(rare)), key=lambda r: r[0])
+    return block

@@ -1,0 +1,203 @@
+"""``TensorBoardReader``: a TensorBoard run read like a traintop run (``RunReader``'s interface).
+
+Every event file of the run is followed from its last whole record: new bytes are framed, a torn
+record at the end waits for the writer, a record failing its CRC is skipped with a notice, and a
+file whose framing is lost (a bad length) stops being read, with one notice. Nothing is re-read
+unless a file shrinks (then the run is read again from the start, as ``events.jsonl`` is).
+The run is read-only: there is no trainer to steer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from traintop.protocol import tfbulk
+from traintop.protocol.block import Block
+from traintop.protocol.history import RunHistory
+from traintop.protocol.lines import TailNotice
+from traintop.protocol.reader import INOTIFY_SAFETY, POLL_INTERVAL, ReadUpdate
+from traintop.protocol.tail import FileWaker
+from traintop.protocol.tfevents import TagMapper, event_files
+from traintop.protocol.tfrecord import WireError, decode_event, frame
+
+READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
+BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
+READ_ONLY_REASON = ("a TensorBoard run is read-only: to steer a coqui script, add "
+                    "`import traintop` and `traintop.attach(trainer, logs=\"logs\")`")
+
+
+@dataclass
+class _File:
+    path: Path
+    offset: int = 0
+    ino: int = 0
+    lost: bool = False
+
+
+class TensorBoardReader:
+    """Reads a directory of ``events.out.tfevents.*`` files into a ``RunHistory``."""
+
+    read_only = True
+    read_only_reason = READ_ONLY_REASON
+
+    def __init__(self, run_dir: str | Path, *, use_watchdog: bool = True, **_ignored: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.history = RunHistory()
+        self.lock = threading.RLock()
+        self.use_watchdog = use_watchdog
+        self.watch_mode = "polling"
+        self.cache_used = False
+        self._files: dict[Path, _File] = {}
+        self._mapper = TagMapper(self.run_dir)
+        self._waker: FileWaker | None = None
+
+    @property
+    def path(self) -> Path:
+        """The newest event file (the one a live writer appends to), or the run directory."""
+        files = event_files(self.run_dir)
+        return files[-1] if files else self.run_dir
+
+    @property
+    def offset(self) -> int:
+        """Bytes applied so far, over all event files."""
+        return sum(f.offset for f in self._files.values())
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
+             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
+        """Everything the files hold now (the newest step of each stream included); ``workers`` and
+        ``on_part`` (``RunReader``'s parallel open) do not apply: one process reads it all."""
+        with self.lock:
+            self.history = RunHistory()
+            self._files.clear()
+            self._mapper = TagMapper(self.run_dir)
+        update = ReadUpdate()
+        while True:  # a big file comes in bounded reads
+            part = self.poll(flush=False)
+            update.events += part.events
+            update.notices.extend(part.notices)
+            if not self._pending_read:
+                break
+        part = self.poll()  # nothing new: the newest steps are complete
+        update.events += part.events
+        update.notices.extend(part.notices)
+        if progress is not None:
+            progress(1.0)
+        return update
+
+    _pending_read = False
+
+    def poll(self, max_bytes: int | None = None, *, flush: bool = True) -> ReadUpdate:
+        """Apply the whole records written since the last read, in every event file of the run."""
+        limit = min(max_bytes or READ_BYTES, READ_BYTES)
+        update = ReadUpdate()
+        got = torn = False
+        self._pending_read = False
+        for path in event_files(self.run_dir):
+            f = self._files.setdefault(path, _File(path))
+            if f.lost:
+                continue
+            try:
+                st = os.stat(path)
+                if f.ino and (st.st_ino != f.ino or st.st_size < f.offset):
+                    return self._restart()
+                f.ino = st.st_ino
+                if st.st_size <= f.offset:
+                    continue
+                with open(path, "rb") as fh:
+                    fh.seek(f.offset)
+                    data = fh.read(min(limit, st.st_size - f.offset))
+            except OSError as exc:
+                self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc}")])
+                continue
+            start = f.offset
+            if len(data) >= BULK_BYTES:
+                scan = tfbulk.scan(data, start)
+                corrupt, end, lost, others = scan.corrupt, scan.end, scan.lost, scan.others
+            else:
+                framed = frame(data, start)
+                scan, corrupt, end, lost, others = None, framed.corrupt, framed.end, framed.lost, framed.records
+            notices = [TailNotice("bad_line", at, f"{path.name} byte {at}: {why}") for at, why in corrupt]
+            records = []
+            for at, rec in others:
+                try:
+                    records.append(decode_event(rec))
+                except WireError as exc:
+                    notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: not an Event ({exc}); skipped"))
+            f.offset, f.lost = end, lost
+            torn |= not lost and end < start + len(data)
+            self._pending_read |= st.st_size > start + len(data) and end > start
+            got |= bool(records) or (scan is not None and len(scan.step) > 0)
+            if scan is not None:
+                block = self._mapper.add_bulk(scan.tags, scan.tag, scan.step, scan.wall, scan.value, records)
+                self._apply(update, notices, block=block)
+            else:
+                self._apply(update, notices, self._mapper.add(records) if records else [])
+        if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
+            self._apply(update, [], self._mapper.flush())
+        return update
+
+    def _apply(self, update: ReadUpdate, notices: list[TailNotice], events: list[dict[str, Any]] | None = None,
+               block: Block | None = None) -> None:
+        if not (notices or events or (block is not None and block.events)):
+            return
+        with self.lock:
+            for n in notices:
+                self.history.note(n)
+            if events:
+                update.events += self.history.extend(events)
+            if block is not None and block.events:
+                update.events += self.history.extend_block(block)
+        update.notices.extend(notices)
+
+    def _restart(self) -> ReadUpdate:
+        notice = TailNotice("truncated", 0, f"{self.run_dir.name}: an event file shrank or was replaced; read again")
+        update = self.open()
+        with self.lock:
+            self.history.note(notice)
+        return ReadUpdate(events=update.events, notices=[notice, *update.notices], restarted=True)
+
+    def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
+               idle: Callable[[], float | None] | None = None) -> None:
+        """Poll until ``stop`` is set (``RunReader.follow``'s contract)."""
+        self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
+        self.watch_mode = self._waker.mode
+        try:
+            while not stop.is_set():
+                update = self.poll()
+                if update:
+                    on_update(update)
+                soon = idle() if idle is not None else None
+                interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
+                if soon is not None:
+                    interval = max(0.005, min(interval, soon))
+                newest = self.path
+                if newest != self._waker.path:  # the writer started a new file
+                    self._waker.close()
+                    self._waker = FileWaker(newest, use_watchdog=self.use_watchdog)
+                    continue
+                if not stop.is_set():
+                    self._waker.wait(interval)
+        finally:
+            self._waker.close()
+
+    def wake(self) -> None:
+        """Wake the follow loop now (used when stopping it)."""
+        if self._waker is not None:
+            self._waker.wake()
+
+    def close(self) -> None:
+        """Nothing stays open between reads."""
+
+    @staticmethod
+    def peek(run_dir: str | Path, tail_bytes: int = 0) -> RunHistory:
+        """The runs list's view: the whole run (event files hold no fixed head to read)."""
+        reader = TensorBoardReader(run_dir, use_watchdog=False)
+        reader.open()
+        return reader.history

@@ -1,0 +1,247 @@
+"""TensorBoard event files at the byte level: TFRecord framing, masked CRC-32C, the few protobuf
+messages a training run writes (``Event`` → ``Summary`` → ``Value`` with a scalar, tensor or audio).
+
+A record is ``uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)``
+(little-endian; tensorboard/summary/writer/record_writer.py). ``data`` is a serialized
+``tensorboard.compat.proto.event_pb2.Event``; the decoder below reads its wire format directly for
+the fields listed in ``EventRecord`` (field numbers from tensorboard's event.proto, summary.proto,
+tensor.proto), so the light install needs neither TensorBoard nor protobuf.
+``tests/tensorboard`` checks it against TensorBoard's own loader on files its writers produced.
+
+``frame`` cuts whole records out of bytes and never waits on, nor guesses past, a torn one.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HEADER = 12  # uint64 length + uint32 crc of the length
+FOOTER = 4  # uint32 crc of the data
+MAX_RECORD = 256 << 20  # a length above this is corruption, not an event
+MASK_DELTA = 0xA282EAD8
+
+
+def _crc_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table[i] = c
+    return table
+
+
+CRC_TABLE = _crc_table()
+_TABLE = CRC_TABLE.tolist()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli) of ``data`` (pure Python: used for the few records of a live tail)."""
+    crc = 0xFFFFFFFF
+    t = _TABLE
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> int:
+    """The masked CRC TFRecord stores: rotate right by 15 and add a constant."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc_rows(rows: np.ndarray) -> np.ndarray:
+    """Masked CRC-32C of every row of a 2-D uint8 array at once (one table lookup per column)."""
+    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(rows.shape[1]):
+        crc = CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
+    crc ^= np.uint32(0xFFFFFFFF)
+    return (((crc >> 15) | (crc << 17)) + np.uint32(MASK_DELTA)).astype(np.uint32)
+
+
+@dataclass
+class Framed:
+    """Records found in a byte range: their data, where each began, and what was wrong."""
+
+    records: list[tuple[int, bytes]] = field(default_factory=list)  # (file offset, event bytes)
+    end: int = 0  # file offset after the last whole record (a torn one starts here)
+    corrupt: list[tuple[int, str]] = field(default_factory=list)  # (file offset, what) skipped
+    lost: bool = False  # a bad length: nothing after ``end`` can be framed
+
+
+def frame(buf: bytes | memoryview, offset: int) -> Framed:
+    """Cut whole records out of ``buf`` (read at file ``offset``).
+
+    A record with a bad data CRC is skipped and reported; a bad length CRC means the framing is
+    lost (the rest of the file cannot be trusted), reported once. A torn record at the end is left
+    for the next read: ``end`` stops before it.
+    """
+    out = Framed(end=offset)
+    mv = memoryview(buf)
+    pos, n = 0, len(mv)
+    while n - pos >= HEADER:
+        (length,) = struct.unpack_from("<Q", mv, pos)
+        (len_crc,) = struct.unpack_from("<I", mv, pos + 8)
+        if masked_crc(bytes(mv[pos:pos + 8])) != len_crc or length > MAX_RECORD:
+            out.corrupt.append((offset + pos, "record length fails its CRC; the rest of the file is unreadable"))
+            out.lost = True
+            break
+        stop = pos + HEADER + length + FOOTER
+        if stop > n:
+            break  # torn: the writer has not finished this record
+        data = bytes(mv[pos + HEADER:pos + HEADER + length])
+        (data_crc,) = struct.unpack_from("<I", mv, stop - FOOTER)
+        if masked_crc(data) != data_crc:
+            out.corrupt.append((offset + pos, "record data fails its CRC; skipped"))
+        else:
+            out.records.append((offset + pos, data))
+        pos = stop
+    out.end = offset + pos
+    return out
+
+
+# -- protobuf wire format ----------------------------------------------------------------------
+
+class WireError(ValueError):
+    """Bytes that are not the protobuf message they should be."""
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        if i >= len(b) or shift > 63:
+            raise WireError("truncated varint")
+        c = b[i]
+        i += 1
+        result |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return result, i
+        shift += 7
+
+
+def fields(b: bytes) -> list[tuple[int, int, object]]:
+    """``(field number, wire type, value)`` of every field of a message, in order."""
+    out: list[tuple[int, int, object]] = []
+    i, n = 0, len(b)
+    while i < n:
+        key, i = _varint(b, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(b, i)
+        elif wt == 1:
+            if i + 8 > n:
+                raise WireError("truncated fixed64")
+            v, i = b[i:i + 8], i + 8
+        elif wt == 2:
+            ln, i = _varint(b, i)
+            if i + ln > n:
+                raise WireError("truncated bytes field")
+            v, i = b[i:i + ln], i + ln
+        elif wt == 5:
+            if i + 4 > n:
+                raise WireError("truncated fixed32")
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise WireError(f"unsupported wire type {wt}")
+        out.append((num, wt, v))
+    return out
+
+
+@dataclass
+class Audio:
+    """An audio summary: the encoded file (WAV from every writer we know) and its rate."""
+
+    encoded: bytes
+    sample_rate: float
+    content_type: str
+
+
+@dataclass
+class EventRecord:
+    """What we read of one ``Event``: its time and step, and its summary values by tag."""
+
+    wall_time: float = 0.0
+    step: int = 0
+    scalars: list[tuple[str, float]] = field(default_factory=list)
+    audio: list[tuple[str, Audio]] = field(default_factory=list)
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    file_version: str | None = None
+
+
+_DT_FLOAT, _DT_DOUBLE, _DT_HALF, _DT_STRING = 1, 2, 19, 7
+
+
+def _tensor_scalar(b: bytes) -> float | str | None:
+    """A rank-0 ``TensorProto``'s value (the TF2 / new-style scalar and text summaries)."""
+    dtype, content, floats, doubles, strings = 0, b"", [], [], []
+    for num, wt, v in fields(b):
+        if num == 1 and wt == 0:
+            dtype = v
+        elif num == 4 and wt == 2:
+            content = v
+        elif num == 5:
+            floats.extend(struct.unpack(f"<{len(v) // 4}f", v) if wt == 2 else struct.unpack("<f", v))
+        elif num == 6:
+            doubles.extend(struct.unpack(f"<{len(v) // 8}d", v) if wt == 2 else struct.unpack("<d", v))
+        elif num == 8 and wt == 2:
+            strings.append(v)
+    if dtype == _DT_FLOAT:
+        return floats[0] if floats else (struct.unpack_from("<f", content)[0] if len(content) >= 4 else None)
+    if dtype == _DT_DOUBLE:
+        return doubles[0] if doubles else (struct.unpack_from("<d", content)[0] if len(content) >= 8 else None)
+    if dtype == _DT_HALF and len(content) >= 2:
+        return float(np.frombuffer(content[:2], dtype="<f2")[0])
+    if dtype == _DT_STRING and strings:
+        return strings[0].decode("utf-8", "replace")
+    return None
+
+
+def _value(b: bytes, rec: EventRecord) -> None:
+    tag, simple, audio, tensor = "", None, None, None
+    for num, wt, v in fields(b):
+        if num == 1 and wt == 2:
+            tag = v.decode("utf-8", "replace")
+        elif num == 2 and wt == 5:
+            simple = struct.unpack("<f", v)[0]
+        elif num == 6 and wt == 2:
+            audio = v
+        elif num == 8 and wt == 2:
+            tensor = v
+    if simple is not None:
+        rec.scalars.append((tag, simple))
+    elif audio is not None:
+        a = Audio(b"", 0.0, "")
+        for num, wt, v in fields(audio):
+            if num == 1 and wt == 5:
+                a.sample_rate = struct.unpack("<f", v)[0]
+            elif num == 4 and wt == 2:
+                a.encoded = v
+            elif num == 5 and wt == 2:
+                a.content_type = v.decode("utf-8", "replace")
+        rec.audio.append((tag, a))
+    elif tensor is not None:
+        value = _tensor_scalar(tensor)
+        if isinstance(value, float):
+            rec.scalars.append((tag, value))
+        elif isinstance(value, str):
+            rec.texts.append((tag, value))
+
+
+def decode_event(data: bytes) -> EventRecord:
+    """Decode a serialized ``Event``; raise ``WireError`` when it is not one."""
+    rec = EventRecord()
+    for num, wt, v in fields(data):
+        if num == 1 and wt == 1:
+            rec.wall_time = struct.unpack("<d", v)[0]
+        elif num == 2 and wt == 0:
+            rec.step = v - (1 << 64) if v >= 1 << 63 else v
+        elif num == 3 and wt == 2:
+            rec.file_version = v.decode("utf-8", "replace")
+        elif num == 5 and wt == 2:
+            for snum, swt, sv in fields(v):
+                if snum == 1 and swt == 2:
+                    _value(sv, rec)
+    return rec
