@@ -59,7 +59,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
                "synthesize from a saved checkpoint alone (the same audio as in training)",
                "  traintop sample logs/my-run/checkpoints/checkpoint_1000.pth --text 'Olá, tudo bem?' --out out.wav\n"
                "  traintop sample CKPT --text 'Bom dia' --speaker-wav ref.wav --out bom-dia.wav"),
-    "export": ("traintop.trainer.export", "add_export_arguments", "run_export",
+    "export": ("traintop.trainer.cli", "add_export_arguments", "run_export",
                "write a run's XTTS checkpoint as a release-style folder coqui's TTS API loads",
                "  traintop export logs/my-run --out voices/my-voice        # best checkpoint\n"
                "  traintop export logs/my-run --checkpoint 2000 --out voices/my-voice-2k\n"

@@ -45,6 +45,16 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
 
 
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``traintop export``."""
+    parser.add_argument("source", help="a run directory, or one of its checkpoint_<step>.pth / best_model.pth")
+    parser.add_argument("--out", required=True, help="folder to write (must not already hold an export)")
+    parser.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                        help="with a run directory: which checkpoint (default: best, else latest)")
+    parser.add_argument("--merge-lora", action="store_true",
+                        help="fold LoRA adapters into plain weights (required for a LoRA run)")
+
+
 def _say(msg: str, stream: TextIO | None = None) -> None:
     print(f"traintop: {msg}", file=stream or sys.stderr, flush=True)
 
@@ -222,6 +232,22 @@ def run_sample(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _say(f"wrote {out}")
     return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``traintop export``: 0 written, 2 refused input (one line on stderr)."""
+    from traintop.trainer.checkpoint import CheckpointError
+    from traintop.trainer.export import export_checkpoint  # torch: only once the command runs
+    from traintop.trainer.lora import LoraError
+
+    try:
+        written = export_checkpoint(Path(args.source), Path(args.out), which=args.checkpoint,
+                                    merge_lora=args.merge_lora)
+    except (CheckpointError, LoraError, FileNotFoundError) as exc:
+        print(f"traintop: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(f"traintop: exported {', '.join(written)} to {args.out}", file=sys.stderr, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

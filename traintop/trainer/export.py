@@ -10,7 +10,6 @@ folded into plain weights.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -31,16 +30,6 @@ from traintop.trainer.lora import has_adapters, lora_spec, merge_state
 EXPORT_FILES = ("model.pth", "config.json", "vocab.json", "reference.wav")
 # trainer-only parts of a GPTTrainer state dict: the frozen DVAE and the mel front-ends
 TRAINER_ONLY = ("dvae.", "torch_mel_spectrogram_style_encoder.", "torch_mel_spectrogram_dvae.")
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``traintop export``."""
-    parser.add_argument("source", help="a run directory, or one of its checkpoint_<step>.pth / best_model.pth")
-    parser.add_argument("--out", required=True, help="folder to write (must not already hold an export)")
-    parser.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
-                        help="with a run directory: which checkpoint (default: best, else latest)")
-    parser.add_argument("--merge-lora", action="store_true",
-                        help="fold LoRA adapters into plain weights (required for a LoRA run)")
 
 
 def pick_checkpoint(source: Path, which: str = "best") -> Path:
@@ -146,19 +135,3 @@ def export_checkpoint(source: Path, out: Path, *, which: str = "best",
         written["reference.wav"] = out / "reference.wav"
         shutil.copyfile(ref, written["reference.wav"])
     return written
-
-
-def run_export(args: argparse.Namespace) -> int:
-    """``traintop export``: 0 written, 2 refused input (one line on stderr)."""
-    import sys
-
-    from traintop.trainer.lora import LoraError
-
-    try:
-        written = export_checkpoint(Path(args.source), Path(args.out), which=args.checkpoint,
-                                    merge_lora=args.merge_lora)
-    except (CheckpointError, LoraError, FileNotFoundError) as exc:
-        print(f"traintop: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    print(f"traintop: exported {', '.join(written)} to {args.out}", file=sys.stderr, flush=True)
-    return 0
