@@ -80,12 +80,13 @@ def test_full_disk_fails_cleanly_then_resumes(start_trainer, small_disk: Path) -
     state["scheduler"][0]["_last_lr"] = [0.0]
     torch.save(state, path)
 
-    q = start_trainer("--resume", str(p.run_dir), "--max-steps", str(saved[-1]["step"] + 2), logs=logs)
-    q.wait_event(lambda e: e["type"] == "run_start" and e.get("resumed_from"), what="the resume")
     scale, tiny, repair = Command("scale_lr", {"factor": 1e-300}), Command("set_lr", {"value": 5e-324}), \
         Command("set_lr", {"value": 1e-4})
+    # written before the resume: commands after the checkpoint are handled before its first step
     with (p.run_dir / "control.jsonl").open("ab") as fh:
         fh.write(scale.to_line() + tiny.to_line() + repair.to_line())
+    q = start_trainer("--resume", str(p.run_dir), "--max-steps", str(saved[-1]["step"] + 2), logs=logs)
+    q.wait_event(lambda e: e["type"] == "run_start" and e.get("resumed_from"), what="the resume")
     code, err = q.finish(timeout=900)
     assert code == 0, err
     events = _lines(p.run_dir)
@@ -96,7 +97,7 @@ def test_full_disk_fails_cleanly_then_resumes(start_trainer, small_disk: Path) -
     assert acks[repair.id]["status"] == "applied" and acks[repair.id]["state"]["lr"] == 1e-4
     life2 = events[max(i for i, e in enumerate(events) if e["type"] == "run_start"):]
     steps = [e for e in life2 if e["type"] == "step"]
-    assert steps and all(math.isclose(s["lr"], 1e-4, rel_tol=1e-9) for s in steps)
+    assert steps and all(math.isclose(s["lr"], 1e-4, rel_tol=1e-9) for s in steps), [s["lr"] for s in steps]
     assert life2[-1]["type"] == "run_end" and life2[-1]["status"] == "completed"
     assert not _partials(p.run_dir)
     ControlInbox(p.run_dir)  # the run directory is whole and usable

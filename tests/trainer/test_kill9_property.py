@@ -90,9 +90,17 @@ def _ack(run_dir: Path, cid: str, after_seq: int) -> dict[str, Any] | None:
     return None
 
 
-def _temporaries(run_dir: Path) -> list[Path]:
-    return [p for d in (run_dir, run_dir / "checkpoints", run_dir / "assets") if d.is_dir()
-            for p in d.iterdir() if p.name.endswith(".tmp")]
+def _temporaries(run_dir: Path, before: float = float("inf")) -> list[Path]:
+    """Partial files last written before ``before`` (a new life may be mid-save already)."""
+    found = []
+    for d in (run_dir, run_dir / "checkpoints", run_dir / "assets"):
+        for p in (d.iterdir() if d.is_dir() else ()):
+            try:
+                if p.name.endswith(".tmp") and p.stat().st_mtime < before:
+                    found.append(p)
+            except FileNotFoundError:
+                pass  # renamed into place while we looked
+    return found
 
 
 MOMENTS = ("mid-checkpoint", "at once", "delay", "after acks")
@@ -152,8 +160,9 @@ def test_kill9_at_random_moments_loses_nothing_and_applies_nothing_twice(
     expected, sent, moments = Expected(), [], []
     life_seq = -1
     for i in range(ITERATIONS + 1):
-        p.wait_event(lambda e, s=life_seq: e["type"] == "run_start" and e["seq"] > s, what="run_start")
-        assert not _temporaries(run_dir), "a partial file survived the restart"
+        start = p.wait_event(lambda e, s=life_seq: e["type"] == "run_start" and e["seq"] > s, what="run_start")
+        # a replayed save may be writing its .tmp already; only one older than this start is a leftover
+        assert not _temporaries(run_dir, before=start["t"]), "a partial file survived the restart"
         _check_marker(p, inbox, expected, sent, life_seq)
         if i == ITERATIONS:
             break
