@@ -48,11 +48,14 @@ def test_a_second_demo_at_once_is_told_where_the_first_is(tmp_path: Path) -> Non
         out, _ = first.communicate(timeout=180)
     assert first.returncode == 130, out
     runs = list((tmp_path / "logs").glob("demo-xtts_tiny-*"))
-    if runs:  # interrupted after the trainer started: it was stopped, not orphaned
+    if runs and (runs[0] / "events.jsonl").exists():  # interrupted after the trainer started: stopped, not orphaned
         history, _ = load_history(runs[0] / "events.jsonl")
         start = history.latest_start or {}
         pid = start.get("pid")
         assert pid is None or not _alive(pid)
+    elif runs and (runs[0] / "trainer.lock").exists():  # interrupted before its first event: the holder is gone
+        holder = (runs[0] / "trainer.lock").read_text().split()
+        assert len(holder) < 2 or not holder[1].isdigit() or not _alive(int(holder[1]))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere, so a read-only folder cannot be made")
