@@ -99,7 +99,8 @@ def atomic_copy(src: Path, dst: Path) -> None:
     _fsync_dir(dst.parent)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -116,7 +117,7 @@ def ensure_copy(src: Path, dst: Path) -> None:
     if dst.is_file():
         if os.path.samefile(src, dst):
             return
-        if dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+        if dst.stat().st_size == src.stat().st_size and file_sha256(dst) == file_sha256(src):
             return
     atomic_copy(src, dst)
 

@@ -86,7 +86,8 @@ def sample_f5(path: Path, text: str, out: Path, *, speaker_wav: str | None = Non
     """Rebuild CFM from the checkpoint alone, load its EMA weights, synthesize ``text`` into ``out``."""
     import torch
 
-    from traintop.trainer.f5.model import build_cfm, ema_weights, file_sha256, load_vocos
+    from traintop.trainer.checkpoint import file_sha256
+    from traintop.trainer.f5.model import build_cfm, ema_weights, load_vocos
     from traintop.trainer.f5.synth import SampleSettings, synthesize
     from traintop.trainer.samples import write_wav
 

@@ -247,7 +247,7 @@ def copy_beside(src: Path, dst: Path) -> None:
 
 def install_inference_files(ckpt_dir: Path, data: Any, vocoder_dir: Path) -> dict[str, Any]:
     """vocab.txt, the reference clip and the vocoder folder beside the checkpoints; their names."""
-    from traintop.trainer.f5.model import file_sha256
+    from traintop.trainer.checkpoint import file_sha256
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     copy_beside(data.folder / "vocab.txt", ckpt_dir / BESIDE_VOCAB)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +118,6 @@ def load_pretrained(cfm: Any, ckpt: Path) -> None:
                 raise RecipeAssetError(f"{ckpt}: '{key}' has shape {tuple(value.shape)}, the recipe's "
                                        f"f5.arch makes {tuple(own[name].shape)}")
             own[name].copy_(value)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex digest of a file (identifies the vocoder weights a checkpoint was sampled with)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_random_vocos(folder: Path, seed: int) -> Path:
