@@ -67,7 +67,59 @@ def apply_chunk(history: RunHistory, chunk: TailChunk, source: str = EVENTS_FILE
     return update
 
 
-class RunReader:
+class Follower:
+    """The follow loop every run reader shares: poll, hand on what changed, let ``idle`` set the
+    cadence, then sleep on a ``FileWaker`` (inotify, or polling where it is silent).
+
+    A subclass provides ``path``, ``use_watchdog``, ``poll()`` and, when what it watches can move,
+    ``rewatch(waker)``.
+    """
+
+    path: Path
+    use_watchdog: bool
+    watch_mode = "polling"
+    _waker: FileWaker | None = None
+
+    def poll(self) -> ReadUpdate:
+        """Apply what was written since the last read."""
+        raise NotImplementedError
+
+    def rewatch(self, waker: FileWaker) -> bool:
+        """Whether ``waker`` must be replaced by one on the current ``path``."""
+        return False
+
+    def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
+               idle: Callable[[], float | None] | None = None) -> None:
+        """Poll until ``stop`` is set: ``on_update`` gets every non-empty update, ``idle`` runs after
+        every pass and may return how soon (seconds) it wants the next one."""
+        self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
+        self.watch_mode = self._waker.mode
+        try:
+            while not stop.is_set():
+                update = self.poll()
+                if update:
+                    on_update(update)
+                soon = idle() if idle is not None else None
+                if self.rewatch(self._waker):
+                    self._waker.close()
+                    self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
+                    self.watch_mode = self._waker.mode
+                    continue  # read the new target at once
+                interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
+                if soon is not None:
+                    interval = max(0.005, min(interval, soon))
+                if not stop.is_set():
+                    self._waker.wait(interval)
+        finally:
+            self._waker.close()
+
+    def wake(self) -> None:
+        """Wake the follow loop now (used when stopping it)."""
+        if self._waker is not None:
+            self._waker.wake()
+
+
+class RunReader(Follower):
     """Reads one run directory's ``events.jsonl`` into a ``RunHistory`` and keeps it current.
 
     Every mutation of ``history`` happens under ``lock``; a UI thread takes the same lock while it
@@ -82,10 +134,8 @@ class RunReader:
         self.lock = threading.RLock()
         self.use_watchdog = use_watchdog
         self.use_cache = use_cache
-        self.watch_mode = "polling"
         self.cache_used = False  # the last open started from the columnar cache
         self._tail = JsonlTail(self.path, offset)
-        self._waker: FileWaker | None = None
 
     @property
     def offset(self) -> int:
@@ -126,36 +176,9 @@ class RunReader:
         with self.lock:
             return apply_chunk(self.history, chunk, self.path.name)
 
-    def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
-               idle: Callable[[], float | None] | None = None) -> None:
-        """Poll until ``stop`` is set: ``on_update`` gets every non-empty update, ``idle`` runs after
-        every pass and may return how soon (seconds) it wants the next one."""
-        watching_dir = self.run_dir.exists()
-        self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
-        self.watch_mode = self._waker.mode
-        try:
-            while not stop.is_set():
-                update = self.poll()
-                if update:
-                    on_update(update)
-                soon = idle() if idle is not None else None
-                if not watching_dir and self.run_dir.exists():
-                    watching_dir = True  # the run directory appeared: watch it now
-                    self._waker.close()
-                    self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
-                    self.watch_mode = self._waker.mode
-                interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
-                if soon is not None:
-                    interval = max(0.005, min(interval, soon))
-                if not stop.is_set():
-                    self._waker.wait(interval)
-        finally:
-            self._waker.close()
-
-    def wake(self) -> None:
-        """Wake the follow loop now (used when stopping it)."""
-        if self._waker is not None:
-            self._waker.wake()
+    def rewatch(self, waker: FileWaker) -> bool:
+        """The run directory appeared after following began: watch it, not its absence."""
+        return not waker.parent_existed and self.run_dir.exists()
 
     def close(self) -> None:
         """Close the followed file."""

@@ -178,6 +178,7 @@ class FileWaker:
 
     def __init__(self, path: Path, *, use_watchdog: bool = True) -> None:
         self.path = path
+        self.parent_existed = path.parent.exists()  # else it can only poll until a new waker is made
         self._event = threading.Event()
         self._observer: Any = None
         self.mode = "polling"

@@ -20,7 +20,7 @@ from traintop.protocol import tfbulk
 from traintop.protocol.block import Block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice
-from traintop.protocol.reader import INOTIFY_SAFETY, POLL_INTERVAL, ReadUpdate
+from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.tail import FileWaker
 from traintop.protocol.tfevents import TagMapper, event_files
 from traintop.protocol.tfrecord import WireError, decode_event, frame
@@ -39,7 +39,7 @@ class _File:
     lost: bool = False
 
 
-class TensorBoardReader:
+class TensorBoardReader(Follower):
     """Reads a directory of ``events.out.tfevents.*`` files into a ``RunHistory``."""
 
     read_only = True
@@ -50,11 +50,9 @@ class TensorBoardReader:
         self.history = RunHistory()
         self.lock = threading.RLock()
         self.use_watchdog = use_watchdog
-        self.watch_mode = "polling"
         self.cache_used = False
         self._files: dict[Path, _File] = {}
         self._mapper = TagMapper(self.run_dir)
-        self._waker: FileWaker | None = None
 
     @property
     def path(self) -> Path:
@@ -163,34 +161,9 @@ class TensorBoardReader:
             self.history.note(notice)
         return ReadUpdate(events=update.events, notices=[notice, *update.notices], restarted=True)
 
-    def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
-               idle: Callable[[], float | None] | None = None) -> None:
-        """Poll until ``stop`` is set (``RunReader.follow``'s contract)."""
-        self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
-        self.watch_mode = self._waker.mode
-        try:
-            while not stop.is_set():
-                update = self.poll()
-                if update:
-                    on_update(update)
-                soon = idle() if idle is not None else None
-                interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
-                if soon is not None:
-                    interval = max(0.005, min(interval, soon))
-                newest = self.path
-                if newest != self._waker.path:  # the writer started a new file
-                    self._waker.close()
-                    self._waker = FileWaker(newest, use_watchdog=self.use_watchdog)
-                    continue
-                if not stop.is_set():
-                    self._waker.wait(interval)
-        finally:
-            self._waker.close()
-
-    def wake(self) -> None:
-        """Wake the follow loop now (used when stopping it)."""
-        if self._waker is not None:
-            self._waker.wake()
+    def rewatch(self, waker: FileWaker) -> bool:
+        """The writer started a new file: watch that one."""
+        return self.path != waker.path
 
     def close(self) -> None:
         """Nothing stays open between reads."""
