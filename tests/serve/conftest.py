@@ -8,12 +8,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.trainer.conftest import wait_for as wait_until  # one poll-until helper for the suite
 
 REPO = Path(__file__).resolve().parents[2]
 # this session's ports are 8150-8159: 8152 is Chromium's DevTools, 8153-8156 the servers
@@ -37,17 +38,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
-
-
-def wait_until(fn: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``fn`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Served:

@@ -9,7 +9,6 @@ leave) and shows that ``set_lr`` repairs it while ``scale_lr`` to an underflow i
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tmpfs import mounted_tmpfs
 from tests.trainer.conftest import QUICK
 from traintop.protocol.control import Command, ControlInbox
 from traintop.protocol.events import decode_line
@@ -28,18 +28,8 @@ pytestmark = pytest.mark.slow
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 400 MB tmpfs: room for the run's assets (a 210 MB DVAE) and one tiny-XTTS checkpoint
     (~115 MB), not two."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "400m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _lines(run_dir: Path) -> list[dict]:
