@@ -79,16 +79,8 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout instead of a table")
     args = ap.parse_args()
-    run = args.dir / f"run-{args.steps}"
-    run.mkdir(parents=True, exist_ok=True)
-    events = run / "events.jsonl"
-    if not events.exists():
-        print(f"generating {events} ...", file=sys.stderr)
-        ingest.generate_jsonl(events, args.steps)
-    tb = run / "tb"
-    if not tb.exists():
-        print(f"generating {tb} ...", file=sys.stderr)
-        ingest.generate_tfevents(tb, args.steps)
+    events, tb = ingest.prepare_run(args.dir, args.steps)
+    run = events.parent
     res: dict[str, list[float]] = {k: [] for k in ("floor", "tensorboard", "report_cold", "report_reopen",
                                                     "watch_cold", "watch_reopen", "open_cold", "open_reopen", "rss_mb")}
     with tempfile.TemporaryDirectory() as tmp:

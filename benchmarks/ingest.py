@@ -177,6 +177,21 @@ def time_rust_server(logdir: Path, steps: int, timeout: float = 300.0, port: int
             proc.wait()
 
 
+def prepare_run(root: Path, steps: int, *, tensorboard: bool = True) -> tuple[Path, Path]:
+    """The benchmark run under ``root`` (``events.jsonl`` and its TensorBoard twin ``tb/``),
+    generated once and reused; returns both paths."""
+    run = root / f"run-{steps}"
+    run.mkdir(parents=True, exist_ok=True)
+    events, tb = run / "events.jsonl", run / "tb"
+    if not events.exists():
+        print(f"generating {events} ...", file=sys.stderr)
+        generate_jsonl(events, steps)
+    if tensorboard and not tb.exists():
+        print(f"generating {tb} ...", file=sys.stderr)
+        generate_tfevents(tb, steps)
+    return events, tb
+
+
 def main() -> int:
     """Generate (or reuse) the run and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,16 +199,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench")
     ap.add_argument("--skip-tensorboard", action="store_true")
     args = ap.parse_args()
-    run = args.dir / f"run-{args.steps}"
-    run.mkdir(parents=True, exist_ok=True)
-    events = run / "events.jsonl"
-    if not events.exists():
-        print(f"generating {events} ...", file=sys.stderr)
-        generate_jsonl(events, args.steps)
-    tb = run / "tb"
-    if not args.skip_tensorboard and not tb.exists():
-        print(f"generating {tb} ...", file=sys.stderr)
-        generate_tfevents(tb, args.steps)
+    events, tb = prepare_run(args.dir, args.steps, tensorboard=not args.skip_tensorboard)
     size_mb = events.stat().st_size / 1e6
     floor = min(time_orjson(events) for _ in range(3))
     ours, rows = min((time_traintop(events) for _ in range(3)), key=lambda r: r[0])

@@ -142,13 +142,7 @@ def main() -> int:
     args = ap.parse_args()
     res: dict[str, object] = {}
     if not args.skip_cold:
-        run = args.dir / f"run-{args.steps}"
-        tb = run / "tb"
-        if not tb.exists():
-            run.mkdir(parents=True, exist_ok=True)
-            if not (run / "events.jsonl").exists():
-                ingest.generate_jsonl(run / "events.jsonl", args.steps)
-            ingest.generate_tfevents(tb, args.steps)
+        _, tb = ingest.prepare_run(args.dir, args.steps)
         opens, reports, rust = [], [], []
         for _ in range(args.rounds):
             secs, rows = time_open(tb)
