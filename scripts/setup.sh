@@ -7,6 +7,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+
+# pip_install VENV ARGS...: torch's CUDA wheels are several GB from PyPI, and a connection cut mid-file
+# has failed a whole CI run (pip resumed at the same byte 5 times); upgrade pip (it resumes cut
+# downloads), then retry the install afresh a few times before giving up.
+pip_install() {
+    local venv="$1"; shift
+    local attempt
+    for attempt in 1 2 3 4; do
+        if "$venv/bin/python" -m pip install --quiet --upgrade pip \
+            && "$venv/bin/python" -m pip install --quiet --resume-retries 20 "$@"; then
+            return 0
+        fi
+        echo "traintop setup: pip install $* failed (attempt $attempt of 4); retrying"
+        sleep $((attempt * 5))
+    done
+    echo "traintop setup: pip install $* failed 4 times; see pip's error above" >&2
+    return 1
+}
+
 if [ ! -x .venv/bin/python ]; then
     echo "traintop setup: creating .venv with $($PYTHON --version)"
     "$PYTHON" -m venv .venv
@@ -16,8 +35,7 @@ stamp=".venv/.traintop-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "traintop setup: installing traintop and its dependencies (torch, coqui-tts: a few minutes the first time)"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev,train]'
+    pip_install .venv -e '.[dev,train]'
     echo "$want" > "$stamp"
 fi
 
@@ -32,8 +50,7 @@ if [ "${TRAINTOP_SKIP_F5:-0}" != "1" ]; then
     stamp_f5=".venv-f5/.traintop-installed"
     if [ ! -f "$stamp_f5" ] || [ "$(cat "$stamp_f5")" != "$want" ]; then
         echo "traintop setup: installing traintop[f5] into .venv-f5 (a few minutes the first time)"
-        .venv-f5/bin/python -m pip install --quiet --upgrade pip
-        .venv-f5/bin/python -m pip install --quiet -e '.[dev,f5]'
+        pip_install .venv-f5 -e '.[dev,f5]'
         echo "$want" > "$stamp_f5"
     fi
 fi
