@@ -39,7 +39,7 @@ def error_text(value: Any) -> str:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """One kind of work: how often it succeeded and failed, and the failure in force (if any)."""
 
     done: int = 0
@@ -55,8 +55,9 @@ class WorkWatch:
     def __init__(self) -> None:
         self._samples = 0
         self._checkpoints = 0
-        self._end: int | None = None  # id() of the run_end judged last
-        self.tally = {kind: _Tally() for kind in WORK}
+        # the run_end judged last, compared by value: a state restored from the health cache holds a copy
+        self._end: dict[str, Any] | None = None
+        self.tally = {kind: Tally() for kind in WORK}
 
     def update(self, history: Any, emit: Emit, evidence: Callable[[str], dict[str, Any] | None]) -> None:
         """Judge the events added since the last call; ``evidence(kind)`` is the live alert's evidence."""
@@ -97,7 +98,7 @@ class WorkWatch:
                          "window": [t.first_step, step]})
 
     def _run_end(self, end: Any, last_step: int | None, emit: Emit) -> None:
-        marker = id(end) if end is not None else None
+        marker = end if isinstance(end, dict) else None
         if marker == self._end:
             return
         severity, specs, _ = WORK["failed"]

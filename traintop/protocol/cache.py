@@ -32,7 +32,13 @@ def cache_path(events: Path) -> Path:
     return events.with_name(CACHE_FILE)
 
 
-def _key(events: Path, offset: int) -> dict[str, Any] | None:
+def file_key(events: Path, offset: int) -> dict[str, Any] | None:
+    """What a cache of ``events`` up to ``offset`` is valid for, or None when the file is shorter or unreadable.
+
+    The file's identity (device, inode), the offset, and BLAKE2b hashes of its first ``PROBE`` bytes
+    and of the ``PROBE`` bytes before the offset (docs/run-directory.md, "Columnar cache"); the health
+    cache uses the same key.
+    """
     try:
         with events.open("rb") as fh:
             st = os.fstat(fh.fileno())
@@ -43,9 +49,14 @@ def _key(events: Path, offset: int) -> dict[str, Any] | None:
             before = fh.read(min(PROBE, offset))
     except OSError:
         return None
-    return {"version": CACHE_VERSION, "dev": st.st_dev, "ino": st.st_ino, "offset": offset,
+    return {"dev": st.st_dev, "ino": st.st_ino, "offset": offset,
             "head": hashlib.blake2b(head, digest_size=16).hexdigest(),
             "before": hashlib.blake2b(before, digest_size=16).hexdigest()}
+
+
+def _key(events: Path, offset: int) -> dict[str, Any] | None:
+    key = file_key(events, offset)
+    return None if key is None else {"version": CACHE_VERSION, **key}
 
 
 def load(events: Path) -> tuple[RunHistory, int] | None:
