@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import ingest  # noqa: E402
 import tui  # noqa: E402
 
-CACHE = ".events.cache.npz"
+CACHES = (".events.cache.npz", ".health.cache.json")  # columns, health state: a cold open has neither
 TB_PORT = 8120  # this checkout's port range on the shared machine (8000 + 10 × issue 12)
 
 
@@ -66,6 +66,12 @@ def time_watch(run: Path) -> dict:
             "steps": report["steps"], "alerts": report["alerts"]}
 
 
+def drop_caches(run: Path) -> None:
+    """Delete the run's caches: the next open is a cold one."""
+    for name in CACHES:
+        (run / name).unlink(missing_ok=True)
+
+
 def spread(values: list[float]) -> str:
     """``best (min–max)``."""
     return f"{min(values):.2f} s ({min(values):.2f}–{max(values):.2f})"
@@ -90,15 +96,15 @@ def main() -> int:
         rust = ingest.time_rust_server(tb, args.steps, timeout=600, port=TB_PORT)
         if rust is not None:
             res["tensorboard"].append(rust)
-        (run / CACHE).unlink(missing_ok=True)
+        drop_caches(run)
         res["report_cold"].append(time_report(run))
         time.sleep(1.0)  # the cache is written after the verdict is out
         res["report_reopen"].append(time_report(run))
         res["open_reopen"].append(time_open(run))
-        (run / CACHE).unlink(missing_ok=True)
+        drop_caches(run)
         res["open_cold"].append(time_open(run))
         time.sleep(1.0)
-        (run / CACHE).unlink(missing_ok=True)
+        drop_caches(run)
         watch = time_watch(run)
         res["watch_cold"].append(watch["seconds"])
         res["rss_mb"].append(watch["rss_mb"] - empty)

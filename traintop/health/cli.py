@@ -84,9 +84,13 @@ def run_report(args: argparse.Namespace) -> int:
 
         return follow_run(reader, profile, args.on_alert, as_json=args.json)
     from traintop.health.report import build_report
+    from traintop.health.snapshot import judge
 
-    if mon is not None:
-        mon.update(history)  # the rows the first pass did not see, and the stall check on the wall clock
+    # from the health cache when it fits (docs/run-directory.md, "Health cache"), else from the first
+    # part's pass or from scratch; a TensorBoard run (read-only) gets no cache
+    events = None if getattr(reader, "read_only", False) else reader.path
+    mon = judge(history, profile, events, reader.offset, mon, background=True)
+    mon.update(history)  # the stall check on the wall clock
     report = build_report(history, profile, monitor=mon)
     if args.json:
         print(json.dumps(report, indent=2, default=str))

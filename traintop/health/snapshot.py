@@ -338,16 +338,17 @@ def _write(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)  # a read-only run directory: no cache, no harm
 
 
-def judge(history: RunHistory, profile: HealthProfile, events: Path, offset: int,
+def judge(history: RunHistory, profile: HealthProfile, events: Path | None, offset: int,
           monitor: HealthMonitor | None = None, *, background: bool = True) -> HealthMonitor:
     """A monitor that has judged all of ``history`` (which covers ``events`` up to ``offset``).
 
     It starts from the health cache when that fits (else from ``monitor``, e.g. a pass over a first
     part, else from scratch), judges only the rows after it, and saves the result when it judged
-    more than ``MIN_NEW_BYTES`` of new events. The pass runs with ``now`` at the last event, so the
-    state saved depends on the bytes alone; the caller's next ``update`` judges stalls on the clock.
+    more than ``MIN_NEW_BYTES`` of new events (``events`` None: no cache, e.g. a TensorBoard run).
+    The pass runs with ``now`` at the last event, so the state saved depends on the bytes alone;
+    the caller's next ``update`` judges stalls on the wall clock.
     """
-    found = restore(profile, events, history)
+    found = restore(profile, events, history) if events is not None else None
     mon, since = found if found is not None else (monitor or HealthMonitor(profile), 0)
     try:
         mon.update(history, now=history.last_t)
@@ -356,6 +357,6 @@ def judge(history: RunHistory, profile: HealthProfile, events: Path, offset: int
             raise
         mon, since = HealthMonitor(profile), 0
         mon.update(history, now=history.last_t)
-    if offset - since > MIN_NEW_BYTES:
+    if events is not None and offset - since > MIN_NEW_BYTES:
         save(mon, events, history, offset, background=background)
     return mon

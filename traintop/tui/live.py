@@ -69,6 +69,8 @@ class LiveRun:
         self.warmed = False
         self.health_version = 0  # bumps whenever alerts, zones, bands or expectations change
         self.settled = False  # the first smoothing and health pass after the cold open are done
+        self._save_due = False  # the first health pass after ``open`` saves the health cache
+        self._health_since = 0  # the offset the restored health state covered (0: judged from scratch)
 
     @property
     def history(self) -> RunHistory:
@@ -91,7 +93,26 @@ class LiveRun:
         """Cold open: parse what the file holds now (in parallel when large); health comes after."""
         update = self.reader.open(progress=progress, on_part=self._judge_part)
         self.loaded = True
+        self._restore_health()
         return RunUpdate(events=update.events)  # health is judged by the first pass of ``follow``
+
+    def _restore_health(self) -> None:
+        """Start health from the run's health cache when it fits (docs/run-directory.md, "Health cache"):
+        the first pass then judges only the rows after it, and saves its state for the next open."""
+        self._save_due = not getattr(self.reader, "read_only", False)  # a TensorBoard run gets no cache
+        if not self._save_due or not self.history.events:
+            return
+        try:
+            from traintop.health import HealthMonitor
+            from traintop.health.snapshot import restore
+
+            monitor = self._monitor_factory(self.history)
+            found = restore(monitor.profile, self.events_path, self.history) if isinstance(
+                monitor, HealthMonitor) else None
+        except Exception:  # noqa: BLE001 - no cache then: the first pass judges it all (and reports errors)
+            return
+        if found is not None:
+            self.monitor, self._health_since = found
 
     def _judge_part(self, part: RunHistory) -> None:
         """Judge the cold open's first part while a worker process parses the rest (no wall time).
@@ -165,6 +186,7 @@ class LiveRun:
             self._alert_key = ()
             self._health = {}
             self.monitor = None  # a replaced file is a new run: judge it afresh
+            self._health_since = 0
 
     def read_once(self) -> RunUpdate:
         """Read and apply what arrived since the last call (without the follow loop)."""
@@ -190,6 +212,9 @@ class LiveRun:
                 self.monitor = self._monitor_factory(self.history)
                 if self.monitor is None:
                     return False
+            if self._save_due:  # the first pass after the open: its state is worth keeping
+                self._save_due = False
+                self._save_health()
             self.monitor.update(self.history, self.clock())
             alerts = list(self.monitor.active_alerts())
             snapshot = {t: (self.monitor.zone(t), list(self.monitor.bands(t)), self.monitor.expectation(t))
@@ -205,6 +230,21 @@ class LiveRun:
         self.alerts = alerts
         self._health = snapshot
         return changed
+
+    def _save_health(self) -> None:
+        """Judge everything read and save that state beside the run, when it judged many new bytes.
+
+        ``now`` is the last event's time, so the state saved depends on the bytes alone (the stall
+        check on the clock comes next); the file is written by a thread, never blocking the UI.
+        """
+        from traintop.health import HealthMonitor
+        from traintop.health.snapshot import MIN_NEW_BYTES, save
+
+        if not isinstance(self.monitor, HealthMonitor):
+            return
+        self.monitor.update(self.history, self.history.last_t)
+        if self.offset - self._health_since > MIN_NEW_BYTES:
+            save(self.monitor, self.events_path, self.history, self.offset)
 
     def zone(self, term: str) -> str | None:
         """The health zone of ``term`` at the last health pass, or ``None`` when unknown."""
