@@ -293,3 +293,52 @@ def test_judge_saves_only_many_new_bytes_and_fails_silently(saved, monkeypatch) 
     restored = snap.judge(history, mon.profile, events, size, background=False)
     assert path.is_dir() and not list(events.parent.glob("*.tmp"))  # nothing written, nothing left behind
     assert state_text(restored) == state_text(mon)
+
+
+# -- through the real CLI ----------------------------------------------------------------------------
+
+
+def _report(run: Path) -> dict[str, Any]:
+    from tests.health.test_report_cli import traintop
+
+    out = traintop("report", str(run), "--json")
+    assert out.returncode in (0, 1, 2), out.stderr
+    return json.loads(out.stdout)
+
+
+def _unordered(report: dict[str, Any]) -> dict[str, Any]:
+    report["ended_alerts"].sort(key=lambda a: a["id"])  # listed in the order raised: per term, per pass
+    for item in report["checklist"]:
+        head, _, listed = str(item.get("detail", "")).partition(": ")
+        item["detail"] = head + ": " + "; ".join(sorted(listed.split("; ")))
+    return report
+
+
+def test_report_writes_the_health_cache_and_a_reopen_judges_from_it(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.health.test_bulk_pass import long_run
+    from traintop.protocol.events import encode_event
+
+    run = tmp_path / "run"
+    run.mkdir()
+    events = long_run(60_000, 3)  # ~18 MiB: more than a cache needs to be worth writing
+    end = {"v": 1, "type": "run_end", "t": events[-1]["t"] + 1, "status": "completed", "step": 59_999,
+           "error": None}  # an ended run: no stall judged on the wall clock
+    (run / "events.jsonl").write_bytes(b"".join(encode_event(e) for e in [*events, {**end, "seq": 10 ** 6}]))
+    cache = run / snap.HEALTH_FILE
+    first = _report(run)
+    assert cache.is_file() and first["alerts"] + first["ended_alerts"]
+    saved, stamp = cache.read_bytes(), cache.stat().st_mtime_ns
+    assert _report(run) == first  # from the cache ...
+    assert cache.read_bytes() == saved and cache.stat().st_mtime_ns == stamp  # ... (ignored, it would be rewritten)
+    cache.write_bytes(b'{"version": 1, "state": {"$o": "Popen", "a": {}}}')
+    assert _unordered(_report(run)) == _unordered(first)  # a foreign cache: a full pass, and a new cache
+    assert snap.restore(load_profile("vits"), run / "events.jsonl", load_history(run / "events.jsonl")[0])
+    with (run / "events.jsonl").open("ab") as fh:  # the run went on (a resume after the end)
+        fh.write(b"".join(encode_event({**e, "seq": 10 ** 6 + 1 + i, "t": e["t"] + 1e6})
+                          for i, e in enumerate(long_run(300, 4)[1:])))
+    fresh = tmp_path / "copy"
+    fresh.mkdir()
+    shutil.copy(run / "events.jsonl", fresh / "events.jsonl")
+    assert _unordered(_report(run)) == _unordered(_report(fresh))  # cache + new rows == no cache at all
