@@ -228,6 +228,8 @@ CORRUPT = {
     "garbage": lambda path: path.write_bytes(b"\x00PK\x03\x04 not json at all"),
     "truncated": lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
     "empty": lambda path: path.write_bytes(b""),
+    "nested too deep": lambda path: path.write_bytes(b"[" * 100_000 + b"]" * 100_000),
+    "a state that is no monitor": lambda path: edit_state(path, lambda m: m.update(state={"$t": [[1]]})),
     "future version": lambda path: edit_state(path, lambda m: m.update(version=snap.HEALTH_VERSION + 1)),
     "other code": lambda path: edit_state(path, lambda m: m.update(code="0" * 32)),
     "wrong type of a counter": lambda path: edit_state(path, _set_attr("SpikeDetector", "run", "7")),

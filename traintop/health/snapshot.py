@@ -300,7 +300,7 @@ def restore(profile: HealthProfile, events: Path, history: RunHistory) -> tuple[
                 or key != file_key(events, offset) or not _fits(meta.get("rows"), history)):
             return None  # other code, another profile, another file or other bytes: judge them afresh
         return monitor_from(profile, meta.get("state")), offset
-    except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
         return None  # SnapshotError and a bad JSON are ValueErrors: no cache, a full pass instead
 
 
