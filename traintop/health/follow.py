@@ -11,8 +11,8 @@ import time
 
 from traintop.health.alerts import SEVERITY_RANK, Alert
 from traintop.health.cli import EXIT_CODES
-from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
+from traintop.health.snapshot import judge
 from traintop.protocol import ReadUpdate, RunReader, TailNotice
 from traintop.protocol.text import shown
 
@@ -41,7 +41,6 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
     """Follow an opened run until ``run_end`` (or its trainer is gone); return the exit code of the final verdict."""
     from traintop.health.report import build_report
 
-    mon = HealthMonitor(profile)
     lock = reader.lock
     history = reader.history
     stop = threading.Event()
@@ -62,7 +61,8 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
             if on_alert:
                 run_hook(on_alert, alert)
 
-    with lock:
+    with lock:  # the first pass starts from the health cache when it fits (docs/run-directory.md)
+        mon = judge(history, profile, None if getattr(reader, "read_only", False) else reader.path, reader.offset)
         mon.update(history)
     for notice in history.notices:  # what the first read skipped or found replaced
         say(notice)

@@ -61,18 +61,21 @@ def profile_fingerprint(profile: HealthProfile) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-_code_fp: str | None = None
+_code_fp: list[str | None] = []
 
 
-def code_fingerprint() -> str:
-    """A hash of the health modules' source: a state saved by other code is never restored."""
-    global _code_fp  # noqa: PLW0603 - computed once per process
-    if _code_fp is None:
+def code_fingerprint() -> str | None:
+    """A hash of the health modules' source (a state saved by other code is never restored); None
+    when the source cannot be read (then no cache is read or written)."""
+    if not _code_fp:  # computed once per process
         h = hashlib.blake2b(digest_size=16)
-        for name in CODE:
-            h.update((Path(__file__).with_name(f"{name}.py")).read_bytes())
-        _code_fp = h.hexdigest()
-    return _code_fp
+        try:
+            for name in CODE:
+                h.update(Path(__file__).with_name(f"{name}.py").read_bytes())
+            _code_fp.append(h.hexdigest())
+        except OSError:
+            _code_fp.append(None)
+    return _code_fp[0]
 
 
 # -- encoding ------------------------------------------------------------------------------------
@@ -296,7 +299,8 @@ def restore(profile: HealthProfile, events: Path, history: RunHistory) -> tuple[
         offset = key.get("offset") if isinstance(key, dict) else None
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             return None
-        if (meta.get("code") != code_fingerprint() or meta.get("profile") != profile_fingerprint(profile)
+        code = code_fingerprint()
+        if (code is None or meta.get("code") != code or meta.get("profile") != profile_fingerprint(profile)
                 or key != file_key(events, offset) or not _fits(meta.get("rows"), history)):
             return None  # other code, another profile, another file or other bytes: judge them afresh
         return monitor_from(profile, meta.get("state")), offset
@@ -312,7 +316,7 @@ def save(monitor: HealthMonitor, events: Path, history: RunHistory, offset: int,
     atomically; failures are silent (a read-only run directory gets no cache).
     """
     key = file_key(events, offset)
-    if key is None:
+    if key is None or code_fingerprint() is None:
         return None
     try:
         text = json.dumps({"version": HEALTH_VERSION, "key": key, "code": code_fingerprint(),
