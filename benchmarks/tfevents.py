@@ -94,38 +94,6 @@ def live_latency(steps: int, use_watchdog: bool, interval: float = 0.1) -> list[
         1 for s in written if s not in seen)
 
 
-def time_rust(logdir: Path, steps: int, port: int, timeout: float = 600.0) -> float | None:
-    """Seconds from launching ``tensorboard --load_fast=true`` until every scalar serves all N steps
-    (ingest.time_rust_server's measure, with a patient HTTP timeout: 1M points are ~40 MB of JSON)."""
-    import shutil
-    import urllib.request
-
-    exe = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
-    if not Path(exe).exists():
-        return None
-    start = time.perf_counter()
-    proc = subprocess.Popen([exe, "--logdir", str(logdir), "--load_fast=true", "--port", str(port),
-                             "--host", "127.0.0.1", "--samples_per_plugin", "scalars=2000000000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        pending = list(ingest.SCALARS)
-        while pending and time.perf_counter() - start < timeout:
-            tag = pending[0]
-            try:
-                url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=.&tag={tag}"
-                with urllib.request.urlopen(url, timeout=120) as resp:
-                    if len(json.loads(resp.read())) == steps:
-                        pending.pop(0)
-                        continue
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        return None if pending else time.perf_counter() - start
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
@@ -149,7 +117,7 @@ def main() -> int:
             assert rows == args.steps, f"{rows} rows, expected {args.steps}"
             opens.append(secs)
             reports.append(time_report(tb))
-            r = time_rust(tb, args.steps, args.port)
+            r = ingest.time_rust_server(tb, args.steps, timeout=600, port=args.port)
             if r is not None:
                 rust.append(r)
         res.update(open=opens, report=reports, rust=rust,

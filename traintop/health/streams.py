@@ -152,6 +152,13 @@ class NonFiniteDetector:
         corroborates it (a term's NaN poisons its row's total); ``None``: the total itself.
         """
         finite = np.isfinite(x)
+        if finite.all():  # the usual chunk: every value judged, none bad (what the general path finds too)
+            self.present = self.present or len(x) > 0
+            bad = np.zeros(len(x), dtype=bool)
+            if self.active and len(x):
+                self.active = False
+                return [Signal(False, int(steps[0]))], bad
+            return [], bad
         seen = np.logical_or.accumulate(finite)
         before = (np.concatenate(([False], seen[:-1])) | self.present) if len(x) else seen  # reported earlier?
         bad = np.isinf(x) | (np.isnan(x) & before & (True if nan_is_bad is None else nan_is_bad))

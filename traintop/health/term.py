@@ -135,12 +135,17 @@ class TermState:
         else:
             bad = np.isinf(tv)
         finite = np.isfinite(tv)
-        real = np.flatnonzero(finite | bad)  # an uncorroborated NaN is an absent value, not the latest one
-        if len(real):
-            self.last = float(tv[real[-1]])
-        fi = np.flatnonzero(finite)
-        raw, sf, ef, tf = tv[fi], steps[fi], epochs[fi], ts[fi]
-        x = self.offset + self.scale * raw
+        if finite.all():  # the usual chunk: no gathering needed
+            raw, sf, ef, tf = tv, steps, epochs, ts
+            if len(tv):
+                self.last = float(tv[-1])
+        else:
+            real = np.flatnonzero(finite | bad)  # an uncorroborated NaN is an absent value, not the latest one
+            if len(real):
+                self.last = float(tv[real[-1]])
+            fi = np.flatnonzero(finite)
+            raw, sf, ef, tf = tv[fi], steps[fi], epochs[fi], ts[fi]
+        x = raw if (self.scale, self.offset) == (1.0, 0.0) else self.offset + self.scale * raw
         ema_arr = self.ema.extend(raw)
         if self.spike is not None:
             for sig in self.spike.extend(x, sf):

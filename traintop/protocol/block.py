@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -20,6 +21,18 @@ import numpy as np
 
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.lines import MAX_LINE, TailNotice, split_lines
+from traintop.protocol.typed import (
+    BLOCK_DECODER,
+    EVAL_MARK,
+    LINE_DECODER,
+    STEP_MARK,
+    WEIGHTS_DECODER,
+    Ev,
+    Gpu,
+    TermSet,
+    decoder_for,
+    first_line_with,
+)
 
 NAN = math.nan
 INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -30,40 +43,8 @@ KIND_STEP, KIND_EVAL, KIND_SYSTEM, KIND_RARE, KIND_BAD_STEP = 0, 1, 2, 3, 4
 _FLAG_VALUES = {"nan": NAN, "inf": math.inf, "-inf": -math.inf}
 
 
-class Gpu(msgspec.Struct, gc=False):
-    """One GPU of a ``system`` event (other keys are ignored)."""
-
-    util: float | None = None
-    mem_used: float | None = None
-    mem_total: float | None = None
-    temp: float | None = None
-    power: float | None = None
-
-
-class Ev(msgspec.Struct, gc=False):
-    """The fields of any event that go into columns; everything else stays in the line."""
-
-    type: str | None = None
-    seq: int | None = None
-    t: float | None = None
-    v: int | None = None
-    step: int | None = None
-    epoch: int | None = None
-    losses: dict[str, float | None] | None = None
-    weights: dict[str, float] | None = None
-    total: float | None = None
-    lr: float | None = None
-    grad_norm: float | None = None
-    step_time: float | None = None
-    loader_time: float | None = None
-    nonfinite: dict[str, str] | None = None
-    gpus: list[Gpu] | None = None
-    cpu: float | None = None
-    rss: float | None = None
-
-
-_DECODER = msgspec.json.Decoder(Ev)
 _COLUMN_TYPES = ("step", "eval", "system")
+_KINDS = {"step": 0, "eval": 1, "system": 2}  # KIND_STEP, KIND_EVAL, KIND_SYSTEM; anything else is rare
 
 
 def _num(v: Any) -> float | None:
@@ -177,17 +158,22 @@ def _lines_fit(data: bytes) -> bool:
     return True
 
 
-def _decode_fast(data: bytes, offset: int, source: str) -> Block | None:
+def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True) -> Block | None:
     if not data:
         return Block()
-    try:
-        evs = _DECODER.decode_lines(data)
-    except msgspec.DecodeError:
-        return None
+    term_set = _term_set(data) if structs else None
+    evs = _struct_decode(data, term_set) if term_set is not None else None
+    kinds = _kinds(evs) if evs is not None else None
+    if evs is None or kinds is None or not _same_order(data, kinds, term_set):  # type: ignore[arg-type]
+        term_set = None
+        try:
+            evs = BLOCK_DECODER.decode_lines(data)
+        except msgspec.DecodeError:
+            return None
+        kinds = _kinds(evs)
     if len(evs) != data.count(b"\n"):
         return None  # blank lines or several objects on one line: the per-line path decides
-    kinds = [e.type for e in evs]
-    rare = [i for i, k in enumerate(kinds) if k not in _COLUMN_TYPES]
+    rare = np.flatnonzero(kinds == KIND_RARE).tolist()
     lines = data.split(b"\n") if rare else []
     full: dict[int, dict[str, Any]] = {}
     for i in rare:
@@ -196,12 +182,61 @@ def _decode_fast(data: bytes, offset: int, source: str) -> Block | None:
         except EventError:
             return None  # the per-line path turns it into a notice with its offset
     try:
-        block = build(evs, full, None, source)
-    except OverflowError:
-        return None  # an integer beyond the columns' range: the per-line path coerces it
+        block = build(evs, full, None, source, term_set, kinds)
+    except _NotOneTermSet:
+        return _decode_fast_dicts(data, offset, source)
+    except (OverflowError, msgspec.DecodeError):
+        return None  # an integer beyond the columns' range, or odd weights: the per-line path coerces them
     if block.notices or (len(block.seq) and not (np.abs(np.nan_to_num(block.seq)) <= INT64[1]).all()):
         return None  # a step without a step, or a huge seq: the per-line path names its offset
     return block
+
+
+def _decode_fast_dicts(data: bytes, offset: int, source: str) -> Block | None:
+    """``_decode_fast`` with loss terms read as dicts (some row lacked the block's term set)."""
+    return _decode_fast(data, offset, source, structs=False)
+
+
+class _NotOneTermSet(Exception):
+    """A step or evaluation of a Struct-decoded block had no losses: read it with dicts instead."""
+
+
+def _term_set(data: bytes) -> TermSet | None:
+    """The Struct decoder for the terms of the block's first step line, if there is one to use."""
+    first = first_line_with(data, STEP_MARK)
+    if first is None or first[1].type != "step" or not first[1].losses:
+        return None
+    return decoder_for(tuple(first[1].losses))
+
+
+def _struct_decode(data: bytes, term_set: TermSet) -> list[Ev] | None:
+    """The block decoded with ``term_set``'s decoder: every step and evaluation must have exactly
+    those terms (else it fails to decode, and None is returned)."""
+    try:
+        return term_set.decoder.decode_lines(data)  # type: ignore[no-any-return]
+    except msgspec.DecodeError:
+        term_set.misses += 1
+        return None
+
+
+def _same_order(data: bytes, kinds: np.ndarray, term_set: TermSet) -> bool:
+    """Whether the first step and the first evaluation of the block list their terms in
+    ``term_set``'s order: the dict decoder keeps the first row's order, so the columns then agree."""
+    for kind, mark in ((KIND_STEP, STEP_MARK), (KIND_EVAL, EVAL_MARK)):
+        where = np.flatnonzero(kinds == kind)
+        if not len(where):
+            continue
+        first = first_line_with(data, mark)
+        order = tuple(first[1].losses or ()) if first is not None else ()
+        if first is None or first[0] != int(where[0]) or order != term_set.names:
+            term_set.misses += 1  # the mark inside a string, or another order: the dict path decides
+            return False
+    return True
+
+
+def _kinds(evs: list[Ev]) -> np.ndarray:
+    """Each event's kind (``KIND_STEP`` ...; ``KIND_RARE`` for any other type)."""
+    return np.fromiter(map(_KINDS.get, map(_TYPE, evs), repeat(KIND_RARE)), dtype=np.int8, count=len(evs))
 
 
 def decode_lines(lines: list[bytes], offsets: list[int] | None, source: str = "events.jsonl") -> Block:
@@ -236,23 +271,23 @@ def decode_events(events: list[dict[str, Any]]) -> Block:
 def _typed(line: bytes) -> Ev:
     """The line as the block decoder would read it; otherwise decoded loosely and coerced."""
     try:
-        ev = _DECODER.decode(line)
+        ev = LINE_DECODER.decode(line)
     except msgspec.DecodeError:
         return coerce(decode_line(line))
     return ev if _in_range(ev) else coerce(decode_line(line))
 
 
-def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | None, source: str) -> Block:
-    """Columns of typed events; ``full`` holds the whole event of every rare one, by index."""
-    n = len(evs)
+def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | None, source: str,
+          term_set: TermSet | None = None, kinds: np.ndarray | None = None) -> Block:
+    """Columns of typed events; ``full`` holds the whole event of every rare one, by index.
+
+    Raises ``OverflowError`` when an integer does not fit its column (the per-line path coerces it).
+    """
     block = Block()
-    types = np.array([e.type for e in evs], dtype=object)
-    kinds = np.full(n, KIND_RARE, dtype=np.int8)
-    kinds[types == "step"] = KIND_STEP
-    kinds[types == "eval"] = KIND_EVAL
-    kinds[types == "system"] = KIND_SYSTEM
+    kinds = _kinds(evs) if kinds is None else kinds
     step_idx = np.flatnonzero(kinds == KIND_STEP).tolist()
-    if None in [evs[i].step for i in step_idx]:  # rare: a step event without an integer step
+    steps = _pick(evs, step_idx)
+    if None in map(_STEP, steps):  # rare: a step event without an integer step
         for i in step_idx:
             if evs[i].step is None:
                 kinds[i] = KIND_BAD_STEP
@@ -260,31 +295,71 @@ def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | Non
                 block.notices.append(TailNotice("bad_event", pos, f"{source} byte {pos}: step event seq "
                                                 f"{evs[i].seq}: field 'step' must be an integer; skipped"))
         step_idx = [i for i in step_idx if kinds[i] == KIND_STEP]
+        steps = _pick(evs, step_idx)
     block.kind = kinds
-    block.seq = np.array([NAN if e.seq is None else e.seq for e in evs], dtype=np.float64)
-    block.t = np.array([e.t for e in evs], dtype=np.float64)
-    block.v = np.array([0 if e.v is None else e.v for e in evs], dtype=np.int64)  # OverflowError when huge
-    steps = [evs[i] for i in step_idx]
-    block.steps = _train_rows(steps, np.array(step_idx, dtype=np.int64))
+    block.seq, block.t = _column(evs, _SEQ), _column(evs, _T)  # NaN where absent
+    try:
+        block.v = np.fromiter(map(_V, evs), dtype=np.int64, count=len(evs))
+    except (TypeError, OverflowError):  # an event without a version (0), or one beyond int64 (raised again)
+        block.v = np.array([0 if e.v is None else e.v for e in evs], dtype=np.int64)
+    block.steps = _train_rows(steps, np.array(step_idx, dtype=np.int64), term_set)
     block.weights = _weight_changes(steps)
     eval_idx = np.flatnonzero(kinds == KIND_EVAL)
-    block.evals = _eval_rows([evs[i] for i in eval_idx], eval_idx)
+    block.evals = _eval_rows(_pick(evs, eval_idx.tolist()), eval_idx, term_set)
     sys_idx = np.flatnonzero(kinds == KIND_SYSTEM)
-    block.system = _system_rows([evs[i] for i in sys_idx], sys_idx)
+    block.system = _system_rows(_pick(evs, sys_idx.tolist()), sys_idx)
     block.rare = [(i, full[i]) for i in np.flatnonzero(kinds == KIND_RARE).tolist()]
     return block
 
 
-def _terms(losses: list[dict[str, float | None] | None]) -> dict[str, np.ndarray]:
-    """One float column per loss term, NaN where a row did not report it (or reported null)."""
+_SEQ, _T, _V = operator.attrgetter("seq"), operator.attrgetter("t"), operator.attrgetter("v")
+_STEP, _EPOCH, _LOSSES = operator.attrgetter("step"), operator.attrgetter("epoch"), operator.attrgetter("losses")
+_WEIGHTS_OF = operator.attrgetter("weights")
+
+
+def _pick(items: list[Any], idx: list[int]) -> list[Any]:
+    """``[items[i] for i in idx]``, in one C call."""
+    if len(idx) > 1:
+        return list(operator.itemgetter(*idx)(items))
+    return [items[i] for i in idx]
+_TYPE = operator.attrgetter("type")
+_NONFINITE = operator.attrgetter("nonfinite")
+_STEP_FIXED = {name: operator.attrgetter(name) for name in ("t", *STEP_FLOATS)}
+_EVAL_FIXED = {name: operator.attrgetter(name) for name in ("t", "total")}
+
+
+def _column(rows: list[Any], get: Any) -> np.ndarray:
+    """One float column: ``get`` reads each row's value; None (absent, or null) becomes NaN."""
+    try:
+        return np.fromiter(map(get, rows), dtype=np.float64, count=len(rows))
+    except TypeError:  # a None: numpy's array conversion makes it NaN (fromiter cannot)
+        return np.array(list(map(get, rows)), dtype=np.float64)
+
+
+def _epochs(rows: list[Ev]) -> np.ndarray:
+    """The epoch column: -1 where absent; ``OverflowError`` beyond int32."""
+    try:
+        return np.fromiter(map(_EPOCH, rows), dtype=np.int32, count=len(rows))
+    except TypeError:  # some row has none
+        return np.array([-1 if e.epoch is None else e.epoch for e in rows], dtype=np.int32)
+
+
+def _terms(losses: list[Any], term_set: TermSet | None = None) -> dict[str, np.ndarray]:
+    """One float column per loss term, NaN where a row did not report it (or reported null).
+
+    ``losses`` are dicts, or Structs of ``term_set`` (then every row must have them).
+    """
+    if term_set is not None:
+        if losses.count(None):
+            raise _NotOneTermSet
+        return {name: _column(losses, get) for name, get in zip(term_set.names, term_set.getters)}
     dicts = [d or {} for d in losses]
     if not dicts:
         return {}
     names = tuple(dicts[0])
     if names and set(map(len, dicts)) == {len(names)}:  # the writer's case: the same terms in every row
         try:  # the same count and every name found means the same set of terms
-            return {name: np.array(list(map(operator.itemgetter(name), dicts)), dtype=np.float64)
-                    for name in names}
+            return {name: _column(dicts, operator.itemgetter(name)) for name in names}
         except KeyError:
             pass
     order: dict[str, None] = {}
@@ -295,10 +370,13 @@ def _terms(losses: list[dict[str, float | None] | None]) -> dict[str, np.ndarray
 
 def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> None:
     """Restore values written as null with a ``nonfinite`` flag (``{"losses.loss_mel": "nan"}``)."""
-    for r, e in enumerate(rows):
-        if not e.nonfinite:
+    flags = list(map(_NONFINITE, rows))
+    if flags.count(None) == len(flags):
+        return  # the usual block: nothing was non-finite
+    for r, found in enumerate(flags):
+        if not found:
             continue
-        for path, flag in e.nonfinite.items():
+        for path, flag in found.items():
             head, _, term = path.partition(".")
             value = _FLAG_VALUES.get(flag, NAN)
             if head == "losses" and term in terms:
@@ -307,28 +385,23 @@ def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, 
                 fixed[head][r] = value
 
 
-def _train_rows(rows: list[Ev], event: np.ndarray) -> Rows:
+def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
     if not rows:
         return Rows(event=event)
-    fixed = {"step": np.array([e.step for e in rows], dtype=np.int64),
-             "epoch": np.array([-1 if e.epoch is None else e.epoch for e in rows], dtype=np.int32),
-             "t": np.array([e.t for e in rows], dtype=np.float64)}
-    for name in STEP_FLOATS:  # one flat list per column converts faster than rows of tuples
-        get = operator.attrgetter(name)
-        fixed[name] = np.array(list(map(get, rows)), dtype=np.float64)
-    terms = _terms([e.losses for e in rows])
+    fixed = {"step": np.fromiter(map(_STEP, rows), dtype=np.int64, count=len(rows)),
+             "epoch": _epochs(rows)}
+    fixed.update({name: _column(rows, get) for name, get in _STEP_FIXED.items()})
+    terms = _terms(list(map(_LOSSES, rows)), term_set)
     _apply_flags(rows, fixed, terms)
     return Rows(fixed, terms, event)
 
 
-def _eval_rows(rows: list[Ev], event: np.ndarray) -> Rows:
+def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
     if not rows:
         return Rows(event=event)
     fixed = {"step": np.array([-1 if e.step is None else e.step for e in rows], dtype=np.int64),
-             "epoch": np.array([-1 if e.epoch is None else e.epoch for e in rows], dtype=np.int32),
-             "t": np.array([e.t for e in rows], dtype=np.float64),
-             "total": np.array([e.total for e in rows], dtype=np.float64)}
-    terms = _terms([e.losses for e in rows])
+             "epoch": _epochs(rows), **{name: _column(rows, get) for name, get in _EVAL_FIXED.items()}}
+    terms = _terms(list(map(_LOSSES, rows)), term_set)
     _apply_flags(rows, fixed, terms)
     return Rows(fixed, terms, event)
 
@@ -348,15 +421,29 @@ def _system_rows(rows: list[Ev], event: np.ndarray) -> Rows:
     return Rows(fixed, gpus, event)
 
 
+def _weights(w: msgspec.Raw | dict[str, float] | None) -> dict[str, float] | None:
+    """A row's weights: raw bytes from a whole-block decode are decoded here (``DecodeError`` when not
+    a map of numbers: the per-line path coerces them); absent and ``null`` are None."""
+    if w.__class__ is msgspec.Raw:
+        return WEIGHTS_DECODER.decode(w) if len(w) else None  # type: ignore[arg-type]
+    return w  # type: ignore[return-value]
+
+
 def _weight_changes(rows: list[Ev]) -> list[tuple[int, dict[str, float]]]:
     """``(row, weights)`` wherever a row's weights differ from the last row that logged any."""
     out: list[tuple[int, dict[str, float]]] = []
     last: dict[str, float] | None = None
-    ws = [e.weights for e in rows]
-    if ws and ws[0] is not None and ws.count(ws[0]) == len(ws):  # the usual block: one set of weights throughout
-        return [(0, ws[0])]
+    ws = list(map(_WEIGHTS_OF, rows))
+    if ws and ws.count(ws[0]) == len(ws):  # the usual block: the same weights throughout
+        first = _weights(ws[0])
+        return [] if first is None else [(0, first)]
+    seen: object = None  # the last value decoded: equal bytes need no second look
     for r, w in enumerate(ws):
-        if w is not None and w != last:
-            out.append((r, w))
-            last = w
+        if w is None or w == seen:
+            continue
+        seen = w
+        d = _weights(w)
+        if d is not None and d != last:
+            out.append((r, d))
+            last = d
     return out
