@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traintop.protocol import RunHistory, RunReader
@@ -142,6 +142,10 @@ line_specs = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 50)), min
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# found by this test: a term that only a dropped duplicate reported was kept by a cold open alone
+@example(kinds=[("step_missing_term", 0), ("dup_seq", 0)], torn=0, sizes=[1], split=0.0, read_block=432)
+@example(kinds=[("nan_step", 0), ("dup_seq", 0), ("step_missing_term", 0), ("step", 0)], torn=0, sizes=[1],
+         split=0.0, read_block=717)  # and put a new term in the order of the dropped row, not the kept one
 @given(kinds=line_specs, torn=st.integers(0, 40), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=8),
        split=st.floats(0, 1), read_block=st.integers(64, 4096))
 def test_cold_live_and_open_then_tail_agree(tmp_path_factory, monkeypatch, kinds, torn, sizes, split,

@@ -107,6 +107,9 @@ class Rows:
     fixed: dict[str, np.ndarray] = field(default_factory=dict)
     terms: dict[str, np.ndarray] = field(default_factory=dict)
     event: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # event index of each row
+    # rows that reported each term, for terms some rows lack (NaN also means "null"): a history adds a
+    # term only when a row it keeps reported it, however the bytes were cut into blocks
+    present: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event)
@@ -368,6 +371,18 @@ def _terms(losses: list[Any], term_set: TermSet | None = None) -> dict[str, np.n
     return {name: np.array([d.get(name) for d in dicts], dtype=np.float64) for name in order}
 
 
+def _present(losses: list[dict[str, Any] | None], terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """For each term some row lacks, which rows reported it."""
+    if not terms or (not losses.count(None) and set(map(len, losses)) == {len(terms)}):  # type: ignore[arg-type]
+        return {}  # every row has every term: each row's keys are among ``terms``, and as many
+    out = {}
+    for name in terms:
+        mask = np.array([d is not None and name in d for d in losses], dtype=bool)
+        if not mask.all():
+            out[name] = mask
+    return out
+
+
 def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> None:
     """Restore values written as null with a ``nonfinite`` flag (``{"losses.loss_mel": "nan"}``)."""
     flags = list(map(_NONFINITE, rows))
@@ -391,9 +406,10 @@ def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = No
     fixed = {"step": np.fromiter(map(_STEP, rows), dtype=np.int64, count=len(rows)),
              "epoch": _epochs(rows)}
     fixed.update({name: _column(rows, get) for name, get in _STEP_FIXED.items()})
-    terms = _terms(list(map(_LOSSES, rows)), term_set)
+    losses = list(map(_LOSSES, rows))
+    terms = _terms(losses, term_set)
     _apply_flags(rows, fixed, terms)
-    return Rows(fixed, terms, event)
+    return Rows(fixed, terms, event, {} if term_set is not None else _present(losses, terms))
 
 
 def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
@@ -401,9 +417,10 @@ def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = Non
         return Rows(event=event)
     fixed = {"step": np.array([-1 if e.step is None else e.step for e in rows], dtype=np.int64),
              "epoch": _epochs(rows), **{name: _column(rows, get) for name, get in _EVAL_FIXED.items()}}
-    terms = _terms(list(map(_LOSSES, rows)), term_set)
+    losses = list(map(_LOSSES, rows))
+    terms = _terms(losses, term_set)
     _apply_flags(rows, fixed, terms)
-    return Rows(fixed, terms, event)
+    return Rows(fixed, terms, event, {} if term_set is not None else _present(losses, terms))
 
 
 def _system_rows(rows: list[Ev], event: np.ndarray) -> Rows:

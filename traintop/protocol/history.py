@@ -204,8 +204,8 @@ class RunHistory:
         if keep is not None:
             sel = keep[rows.event]
             if not sel.all():
-                table.append_batch({k: v[sel] for k, v in rows.fixed.items()},
-                                   {k: v[sel] for k, v in rows.terms.items()}, int(sel.sum()))
+                table.append_batch({k: v[sel] for k, v in rows.fixed.items()}, _kept_terms(rows, sel),
+                                   int(sel.sum()))
                 self.revisions[kind] += 1
                 return
         table.append_batch(rows.fixed, rows.terms, len(rows))
@@ -386,3 +386,18 @@ class RunHistory:
         self.steps.compact(headroom)
         self.evals.compact(headroom)
         self.system.compact(headroom)
+
+
+def _kept_terms(rows: Rows, sel: np.ndarray) -> dict[str, np.ndarray]:
+    """The term columns of the kept rows, as if they had come alone: a term only dropped rows
+    reported is left out, and the rest are in the order of the kept row that first reported them."""
+    first = int(np.argmax(sel)) if sel.any() else 0
+    found = []
+    for i, (name, values) in enumerate(rows.terms.items()):
+        mask = rows.present.get(name)
+        if mask is None:
+            found.append((first, i, name, values[sel]))
+        elif (mask & sel).any():
+            found.append((int(np.argmax(mask & sel)), i, name, values[sel]))
+    return {name: values for _, _, name, values in sorted(found, key=lambda f: f[:2])}
+

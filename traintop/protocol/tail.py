@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from traintop.protocol.events import EventError, decode_line
+from traintop.protocol.inotify import DirInotify
 from traintop.protocol.lines import MAX_LINE, TailNotice, cut, split_lines
 
 CHUNK_SIZE = 4 << 20
@@ -170,7 +171,8 @@ def parse_lines(lines: list[bytes], start: int | list[int], path_name: str = "ev
 
 
 class FileWaker:
-    """Wakes a waiting reader when ``path`` changes: watchdog (inotify) if it can, else a timer.
+    """Wakes a waiting reader when ``path`` changes: inotify (Linux, ``protocol.inotify``), else
+    watchdog (macOS, BSD), else a timer.
 
     ``wait(timeout)`` returns after a change notification or the timeout, whichever comes first.
     ``mode`` tells which mechanism is live ("inotify" or "polling").
@@ -181,9 +183,14 @@ class FileWaker:
         self.parent_existed = path.parent.exists()  # else it can only poll until a new waker is made
         self._event = threading.Event()
         self._observer: Any = None
+        self._inotify: DirInotify | None = None
         self.mode = "polling"
-        if use_watchdog:
-            self._start_watchdog()
+        if use_watchdog and self.parent_existed:
+            try:
+                self._inotify = DirInotify(path)  # Linux: no extra threads, no objects per write
+                self.mode = "inotify"
+            except OSError:
+                self._start_watchdog()  # macOS, BSD, or inotify's limits reached
 
     def _start_watchdog(self) -> None:
         try:
@@ -219,16 +226,22 @@ class FileWaker:
 
     def wait(self, timeout: float) -> bool:
         """Block until a change or ``timeout`` seconds; True when woken by a change."""
+        if self._inotify is not None:
+            return self._inotify.wait(timeout)
         woke = self._event.wait(timeout)
         self._event.clear()
         return woke
 
     def wake(self) -> None:
         """Wake a waiting reader now (used to stop it)."""
+        if self._inotify is not None:
+            self._inotify.wake()
         self._event.set()
 
     def close(self) -> None:
-        """Stop the observer thread."""
+        """Stop watching (the observer thread, or the inotify descriptor)."""
+        if self._inotify is not None:
+            self._inotify.close()
         if self._observer is not None:
             self._observer.stop()
             self._observer = None

@@ -115,19 +115,20 @@ class BrailleCanvas:
                     bg = style
             row_bg.append(bg)
         styles = [layer.style for layer in self.layers]
+        # every cell's character at once: a blank, or the braille pattern of its dots
+        chars = np.where(codes == 0, 0x20, codes.astype(np.uint32) + _BRAILLE_BASE).astype("<u4")
         lines: list[Text] = []
         for r in range(h):
-            text = Text()
-            chars = [chr(_BRAILLE_BASE + int(c)) if c else " " for c in codes[r]]
+            row = chars[r].tobytes().decode("utf-32-le")
             bg = row_bg[r]
-            run_start = 0
-            run_owner = int(owner[r, 0]) if w else -1
-            for c in range(1, w + 1):
-                o = int(owner[r, c]) if c < w else None
-                if o != run_owner:
-                    fg = styles[run_owner] if run_owner >= 0 else None
-                    style = (fg + bg) if (fg and bg) else (fg or bg)
-                    text.append("".join(chars[run_start:c]), style)
-                    run_start, run_owner = c, (o if o is not None else -1)
+            text = Text(row)
+            owners = owner[r]
+            cuts = [0, *(np.flatnonzero(owners[1:] != owners[:-1]) + 1).tolist(), w] if w else [0]
+            for a, b in zip(cuts, cuts[1:]):  # one span per run of cells drawn by the same layer
+                o = int(owners[a])
+                fg = styles[o] if o >= 0 else None
+                style = (fg + bg) if (fg and bg) else (fg or bg)
+                if style is not None:
+                    text.stylize(style, a, b)
             lines.append(text)
         return lines
