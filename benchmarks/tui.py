@@ -84,9 +84,24 @@ def bare_parse(path: Path) -> float:
 # -- the child: the app, headless, on one run ----------------------------------------------------
 
 async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
-    """Run the app and report on stdout as one JSON line per phase."""
+    """Run the app as ``traintop watch`` does and report on stdout as one JSON line per phase."""
     from traintop.protocol.reader import RunReader
+    from traintop.tui.cli import start_open
+
+    live = start_open(Path(path), not poll, {})  # as ``traintop watch``: the run opens while Textual loads
     from traintop.tui.app import TraintopApp
+    from traintop.tui.widgets.loss_chart import LossChart
+
+    first_drawn: dict[str, float] = {}  # chart → when it was first drawn from the opened run
+    draw = LossChart._render_locked
+
+    def timed_draw(self, width, height):  # type: ignore[no-untyped-def]
+        out = draw(self, width, height)
+        if self.live.judged and len(self.live.history.steps):
+            first_drawn.setdefault(self.term, time.time())  # absolute: the parent measures from our launch
+        return out
+
+    LossChart._render_locked = timed_draw  # when the charts (with zones) really were drawn, not when we look
 
     latencies: list[float] = []
     original = RunReader.poll
@@ -102,18 +117,17 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
 
     RunReader.poll = timed_poll  # the series store is filled right here
     t0 = time.perf_counter()
-    app = TraintopApp(Path(path), use_watchdog=not poll)
+    app = TraintopApp(Path(path), use_watchdog=not poll, live=live)
     width, height = (int(v) for v in os.environ.get("TRAINTOP_BENCH_SIZE", "200x60").split("x"))
     async with app.run_test(size=(width, height)) as pilot:
-        while not getattr(app.screen, "loaded", False):
+        while not getattr(app.screen, "loaded", False):  # read, and judged once: zones and alerts known
             await pilot.pause(0.01)
         loaded = time.perf_counter() - t0
-        while not app.screen.live.settled:  # smoothing and the first health pass, in the reader thread
+        while not app.screen.live.settled:  # then the smoothed lines, in the reader thread
             await pilot.pause(0.01)
-        await pilot.pause(0.05)  # the redraw with zones and alerts the health pass asked for
         settled = time.perf_counter() - t0
-        drawn_at = time.time()  # absolute: the parent measures from the moment it launched us
         await pilot.pause(0.5)  # a full draw of every pane
+        drawn_at = max(first_drawn.values()) if first_drawn else math.nan  # every chart drawn once
         import gc
 
         gc.collect()
@@ -236,9 +250,9 @@ def main() -> None:
         ("file", f"{args.steps:,} steps × {len(TERMS)} terms, {size_mb:.0f} MiB", ""),
         ("bare orjson parse (floor)", f"{floor:.2f} s", ""),
         ("load_history alone (the protocol's cold open)", f"{protocol:.2f} s", f"{protocol / floor:.1f}× floor"),
-        ("cold open into the app (until every series is ready)", f"{cold['seconds']:.2f} s",
+        ("cold open into the app (charts with zones and alerts drawn)", f"{cold['seconds']:.2f} s",
          f"≤ 1.5× floor = {1.5 * floor:.2f} s → {'ok' if cold['seconds'] <= 1.5 * floor else 'OVER'}"),
-        ("… then smoothing + first health pass (reader thread)", f"{cold['settled']:.2f} s", "UI drawn meanwhile"),
+        ("… then the smoothed lines (reader thread)", f"{cold['settled']:.2f} s", "UI drawn meanwhile"),
         ("app memory with the run, above an empty run", f"{cold['rss_mb'] - empty['rss_mb']:.0f} MiB "
          f"({cold['rss_mb']:.0f} vs {empty['rss_mb']:.0f})",
          f"≤ 150 MiB → {'ok' if cold['rss_mb'] - empty['rss_mb'] <= 150 else 'OVER'}"),

@@ -30,17 +30,15 @@ def test_watch_saves_its_first_health_pass_and_the_next_open_starts_from_it(tmp_
     real_run(run, NAMES["seed-six-term"])
     cache = run / snapshot.HEALTH_FILE
     first = LiveRun(run, use_watchdog=False, clock=lambda: NOW)
-    first.open()
-    assert first.monitor is None and not cache.exists()  # nothing to start from: the first pass judges it all
-    assert first.judge() is True
+    assert not cache.exists()
+    assert first.open().alerts_changed  # nothing to start from: the open's first pass judges it all
+    assert first.judged and first.alerts
     _written()
     assert cache.is_file()
     stamp = cache.stat().st_mtime_ns
 
     second = LiveRun(run, use_watchdog=False, clock=lambda: NOW)
-    second.open()
-    assert second.monitor is not None  # restored at open, before any pass
-    assert second.judge() is True
+    assert second.open().alerts_changed  # restored, then judged (nothing new): the same alerts at once
     _written()
     assert cache.stat().st_mtime_ns == stamp  # nothing new was judged: nothing rewritten
     assert state_text(second.monitor) == state_text(first.monitor)
@@ -56,8 +54,7 @@ def test_watch_ignores_a_cache_that_does_not_fit(tmp_path: Path, monkeypatch, co
     real_run(run, NAMES["seed-six-term"])
     (run / snapshot.HEALTH_FILE).write_bytes(content)
     live = LiveRun(run, use_watchdog=False, clock=lambda: NOW)
-    live.open()
-    assert live.monitor is None
-    live.judge()
+    live.open()  # judged from scratch: the cache did not fit
     _written()
+    assert (run / snapshot.HEALTH_FILE).read_bytes() != content
     assert snapshot.restore(live.monitor.profile, live.events_path, live.history) is not None  # overwritten

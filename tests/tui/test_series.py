@@ -140,10 +140,10 @@ def test_a_health_bug_is_reported_not_raised(tmp_path: Path) -> None:
 
     run = small_run(tmp_path, steps=5)
     live = LiveRun(run, monitor_factory=lambda h: Broken())
-    live.open()
-    with live.lock:
-        assert live.judge() is True
+    assert live.open().alerts_changed  # the open's first pass failed: the screen must say so
     assert live.health_error and "ZeroDivisionError" in live.health_error
+    with live.lock:
+        assert live.judge() is False  # and health stays stopped, saying why
 
 
 def test_tui_imports_no_torch() -> None:

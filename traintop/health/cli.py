@@ -40,8 +40,11 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     early: list[Any] = []
 
     def judge_first_part(part: Any) -> None:
-        # while a worker process parses the rest, judge what is in: the same alerts as one pass (chunking
+        # while worker processes parse the rest, judge what is in: the same alerts as one pass (chunking
         # never matters to health), and no stall yet (``now`` is the part's own last event)
+        if early:
+            early[0][1].update(part, now=part.last_t)
+            return
         try:
             prof = choose_profile(part, args.profile)
         except ProfileError:

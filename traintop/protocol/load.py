@@ -20,7 +20,8 @@ from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
-LEAD_SHARE = 0.5  # with two parts, this process's share (the worker's start-up ≈ applying its blocks)
+LEAD_SHARE = 0.5  # with two cores, this process's share (the worker's start-up ≈ applying its blocks)
+WORKER_PIECES = 4  # pieces each worker returns its share in (see ``_load_parallel``)
 READ_BLOCK = 2 << 20  # typed decoding makes no dict per event, so blocks can be large (fewer numpy calls)
 
 
@@ -102,13 +103,16 @@ def load_range(path: str, start: int, stop: int, history: RunHistory | None = No
 
 def load_history(path: str | Path, *, workers: int | None = None, history: RunHistory | None = None,
                  start: int = 0, progress: Callable[[float], None] | None = None,
-                 on_part: Callable[[RunHistory], None] | None = None) -> tuple[RunHistory, int]:
+                 on_part: Callable[[RunHistory], None] | None = None,
+                 lead: float = LEAD_SHARE) -> tuple[RunHistory, int]:
     """Read ``path`` from ``start`` into ``history`` (new by default); return it and the offset to tail from.
 
     ``workers`` defaults to the number of cores for more than 32 MiB to read (1 below). ``progress``
     is called with the fraction of the file parsed (coarse when parts run in other processes).
-    ``on_part`` is called with the history once this process's part is in, while workers still parse:
-    a first health pass over it costs no wall time there.
+    ``on_part`` is called with the history once this process's part is in, and again after each
+    piece the workers send back but the last, while they still parse: a health pass over what is in
+    costs no wall time there. ``lead``: this process's share of the bytes with two cores (it also
+    runs ``on_part``, and a UI beside it).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -123,7 +127,7 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
 
     if workers > 1 and size > start:
         try:
-            offset = _load_parallel(path, start, size, workers, history, report, on_part)
+            offset = _load_parallel(path, start, size, workers, history, report, on_part, lead)
         except (OSError, ValueError, RuntimeError):
             # no worker process could start (e.g. a TUI replaced sys.stderr, which spawn passes on):
             # parsing the whole file in this process alone is slower but just as right
@@ -135,10 +139,13 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
 
 
 def _load_parallel(path: Path, start: int, size: int, workers: int, history: RunHistory,
-                   report: Callable[[int], None], on_part: Callable[[RunHistory], None] | None) -> int:
-    # the worker pays ~0.3 s to start, this process pays for applying its blocks: even shares balance them
-    cuts = _cut_points(path, start, size, workers, LEAD_SHARE if workers == 2 else 1 / workers)
-    with ProcessPoolExecutor(max_workers=max(1, len(cuts) - 2), mp_context=get_context("spawn")) as pool:
+                   report: Callable[[int], None], on_part: Callable[[RunHistory], None] | None,
+                   lead: float) -> int:
+    # the workers' share comes back in several pieces: ``on_part`` (a health pass) judges each one
+    # while the workers parse the next, so only the last piece is judged after the parsing ends
+    pieces = WORKER_PIECES * (workers - 1)
+    cuts = _cut_points(path, start, size, pieces + 1, lead if workers == 2 else 1 / workers)
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_decode_part, str(path), a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
         _, offset = load_range(str(path), cuts[0], cuts[1], history, report)
         if on_part is not None:
@@ -148,4 +155,6 @@ def _load_parallel(path: Path, start: int, size: int, workers: int, history: Run
             for item in items:
                 apply(history, item)
             report(offset)
+            if on_part is not None and fut is not futures[-1]:
+                on_part(history)
     return offset

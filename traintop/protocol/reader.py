@@ -24,7 +24,7 @@ from traintop.protocol import cache
 from traintop.protocol.block import decode_block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
-from traintop.protocol.load import load_history
+from traintop.protocol.load import LEAD_SHARE, load_history
 from traintop.protocol.rundir import EVENTS_FILE
 from traintop.protocol.tail import FileWaker, JsonlTail, TailChunk
 from traintop.protocol.tfevents import is_tensorboard_run
@@ -145,10 +145,11 @@ class RunReader(Follower):
     # -- reading -------------------------------------------------------------------------------
 
     def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
-             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
+             on_part: Callable[[RunHistory], None] | None = None, lead: float = LEAD_SHARE) -> ReadUpdate:
         """Cold open: everything the file holds now, in bulk (from the cache when it still matches).
 
-        ``on_part`` gets the history while worker processes still parse the rest (``load_history``).
+        ``on_part`` gets the history while worker processes still parse the rest, and ``lead`` is this
+        process's share of the parsing (``load_history``).
         """
         history, offset = RunHistory(), 0
         self.cache_used = False
@@ -158,7 +159,7 @@ class RunReader(Follower):
                 history, offset = found
                 self.cache_used = True
             history, end = load_history(self.path, workers=workers, history=history, start=offset,
-                                        progress=progress, on_part=on_part)
+                                        progress=progress, on_part=on_part, lead=lead)
             if self.use_cache and end - offset > cache.MIN_NEW_BYTES:
                 cache.save(self.path, history, end)  # a later open reads only what follows
             offset = end

@@ -68,9 +68,9 @@ class TensorBoardReader(Follower):
     # -- reading -------------------------------------------------------------------------------
 
     def open(self, *, workers: int | None = None, progress: Callable[[float], None] | None = None,
-             on_part: Callable[[RunHistory], None] | None = None) -> ReadUpdate:
-        """Everything the files hold now (the newest step of each stream included); ``workers`` and
-        ``on_part`` (``RunReader``'s parallel open) do not apply: one process reads it all."""
+             on_part: Callable[[RunHistory], None] | None = None, lead: float = 0.0) -> ReadUpdate:
+        """Everything the files hold now (the newest step of each stream included); ``workers``,
+        ``on_part`` and ``lead`` (``RunReader``'s parallel open) do not apply: one process reads it all."""
         with self.lock:
             self.history = RunHistory()
             self._files.clear()

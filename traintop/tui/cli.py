@@ -25,9 +25,7 @@ def run_watch(args: argparse.Namespace) -> int:
               "TensorBoard event files) "
               "or a folder of runs", file=sys.stderr)
         return 2
-    from traintop.tui.app import TraintopApp  # Textual is imported only here
-
-    options = {}
+    options: dict = {}
     if getattr(args, "profile", None):
         from traintop.health import HealthMonitor, choose_profile
         from traintop.health.profile import ProfileError
@@ -38,6 +36,26 @@ def run_watch(args: argparse.Namespace) -> int:
             print(f"traintop watch: {exc}", file=sys.stderr)
             return 2
         options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
-    app = TraintopApp(path, use_watchdog=not args.poll, **options)
+    live = start_open(path, not args.poll, options)
+    from traintop.tui.app import TraintopApp  # Textual is imported only here, while the run is read
+
+    app = TraintopApp(path, use_watchdog=not args.poll, live=live, **options)
     app.run()
     return int(app.return_code or 0)
+
+
+def start_open(path: Path, use_watchdog: bool, options: dict) -> object | None:
+    """Start opening a run directory of ``events.jsonl`` now (its parsing processes start while
+    Textual loads); the app shows it when ready. Anything else is left to the app."""
+    run_dir = path.parent if path.name == "events.jsonl" else path
+    if not (run_dir / "events.jsonl").is_file():
+        return None
+    from multiprocessing import resource_tracker
+
+    from traintop.tui.live import LiveRun
+
+    resource_tracker.ensure_running()  # while sys.stderr is the real one (spawn passes it on)
+    live = LiveRun(run_dir, use_watchdog=use_watchdog, **options)
+    live.start_open()
+    return live
+

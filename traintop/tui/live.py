@@ -25,6 +25,8 @@ HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (sta
 DEFAULT_STRENGTH = 0.9  # the charts' smoothing until a person changes it
 WARM_ROWS = 50_000  # longer series are smoothed by the reader thread, not by a redraw
 POST_EVERY = 1.0  # seconds between "new steps" messages to the UI (urgent news goes at once)
+UI_LEAD_SHARE = 0.4  # of a cold open's bytes, this process parses less: it also runs the UI and health
+FIRST_DRAW_WAIT = 2.0  # seconds the first smoothing waits for the screen's first drawing, at most
 HEALTH_MIN_GAP = 2.0  # seconds between health passes while rows arrive: one pass covers many chunks
 
 
@@ -68,7 +70,12 @@ class LiveRun:
         self._ema: dict[tuple[str, bool, float], tuple[int, np.ndarray, EmaState]] = {}
         self.warmed = False
         self.health_version = 0  # bumps whenever alerts, zones, bands or expectations change
-        self.settled = False  # the first smoothing and health pass after the cold open are done
+        self.judged = False  # the first health pass after the cold open is done (zones and alerts known)
+        self._early: _EarlyOpen | None = None
+        # set by a screen once it has drawn the opened run: the first smoothing waits for it, so the
+        # first drawing does not share the interpreter with it (None: no screen to wait for)
+        self.first_drawn: threading.Event | None = None
+        self.settled = False  # ... and the first smoothing too
         self._save_due = False  # the first health pass after ``open`` saves the health cache
         self._health_since = 0  # the offset the restored health state covered (0: judged from scratch)
 
@@ -89,12 +96,25 @@ class LiveRun:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def start_open(self) -> None:
+        """Begin the cold open now, in a thread (``traintop watch`` calls this before the UI is even
+        imported, so the parsing processes start at once); ``open`` then waits for it."""
+        self._early = _EarlyOpen(self)
+
     def open(self, progress: Callable[[float], None] | None = None) -> RunUpdate:
-        """Cold open: parse what the file holds now (in parallel when large); health comes after."""
-        update = self.reader.open(progress=progress, on_part=self._judge_part)
+        """Cold open: parse what the file holds now (in parallel when large), then the first health pass."""
+        if self._early is not None:
+            early, self._early = self._early, None
+            return early.result(progress)
+        return self._open(progress)
+
+    def _open(self, progress: Callable[[float], None] | None) -> RunUpdate:
+        update = self.reader.open(progress=progress, on_part=self._judge_part, lead=UI_LEAD_SHARE)
         self.loaded = True
         self._restore_health()
-        return RunUpdate(events=update.events)  # health is judged by the first pass of ``follow``
+        changed = self.judge()  # the first health pass now: the first drawing has its zones and alerts
+        self.judged = True
+        return RunUpdate(events=update.events, alerts_changed=changed)
 
     def _restore_health(self) -> None:
         """Start health from the run's health cache when it fits (docs/run-directory.md, "Health cache"):
@@ -115,13 +135,14 @@ class LiveRun:
             self.monitor, self._health_since = found
 
     def _judge_part(self, part: RunHistory) -> None:
-        """Judge the cold open's first part while a worker process parses the rest (no wall time).
+        """Judge what the cold open has read so far while worker processes parse the rest (no wall time).
 
-        ``now`` is the part's own last event, so no stall is judged yet; the follow loop's first pass
-        then sees only the rest, and the alerts are those of one pass (chunking never matters).
+        ``now`` is the part's own last event, so no stall is judged yet; the first full pass then sees
+        only the rest, and the alerts are those of one pass (chunking never matters).
         """
         try:
-            self.monitor = self._monitor_factory(part)
+            if self.monitor is None:
+                self.monitor = self._monitor_factory(part)
             if self.monitor is not None:
                 self.monitor.update(part, part.last_t)
         except Exception:  # noqa: BLE001 - the follow loop's first pass will judge it all (and report errors)
@@ -130,8 +151,9 @@ class LiveRun:
     def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
         """Tail the events file from where ``open`` stopped until ``stop`` is set."""
         pending = RunUpdate()
-        cadence = {"last_health": -math.inf, "unjudged": True, "first": True, "last_post": -math.inf,
-                   "news": self._news()}
+        # ``open`` judged what it read: the next pass is due when rows arrive (or after a quiet while)
+        cadence = {"last_health": time.monotonic() if self.judged else -math.inf, "unjudged": not self.judged,
+                   "first": True, "last_post": -math.inf, "news": self._news()}
 
         def on_read(update: ReadUpdate) -> None:
             if update.restarted:
@@ -145,6 +167,8 @@ class LiveRun:
             nonlocal pending
             now = time.monotonic()
             if cadence["first"]:
+                if self.first_drawn is not None:
+                    self.first_drawn.wait(FIRST_DRAW_WAIT)
                 self.warm_smoothing()
                 on_update(RunUpdate(events=0, alerts_changed=True))  # redraw with the smoothing
             since = now - cadence["last_health"]
@@ -287,6 +311,36 @@ class LiveRun:
                 series = h.steps["total"] if term == "total" else h.steps.term(term)
                 self.smoothed(term, series, False, strength)
         self.warmed = True
+
+
+class _EarlyOpen:
+    """A cold open running in its own thread until the UI asks for it (progress goes to whoever asks)."""
+
+    def __init__(self, live: LiveRun) -> None:
+        self._progress: Callable[[float], None] | None = None
+        self._update: RunUpdate | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(live,), name="traintop-open", daemon=True)
+        self._thread.start()
+
+    def _run(self, live: LiveRun) -> None:
+        try:
+            self._update = live._open(self._report)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for the open
+            self._error = exc
+
+    def _report(self, fraction: float) -> None:
+        if self._progress is not None:
+            self._progress(fraction)
+
+    def result(self, progress: Callable[[float], None] | None) -> RunUpdate:
+        """Wait for the open (forwarding its progress); re-raise what it raised."""
+        self._progress = progress
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._update is not None
+        return self._update
 
 
 def release_free_memory() -> None:

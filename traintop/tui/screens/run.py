@@ -68,6 +68,7 @@ class RunScreen(RunControl, Screen[None]):
     def __init__(self, live: LiveRun, *, clock: Any = time.time, can_go_back: bool = False) -> None:
         super().__init__()
         self.live = live
+        live.first_drawn = threading.Event()  # its first smoothing waits for this screen's first drawing
         self.clock = clock
         self.can_go_back = can_go_back
         self.inbox = ControlInbox(live.run_dir)

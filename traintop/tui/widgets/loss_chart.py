@@ -107,6 +107,10 @@ class LossChart(Widget):
             width = self.size.width
             self._strips = [_strip(line, base, width) for line in self.render_text().split("\n", allow_blank=True)]
             self._strips_size = self.size
+            first_drawn = self.live.first_drawn
+            if self.live.judged and first_drawn is not None and not first_drawn.is_set():
+                # after this drawing pass (every chart of the screen), the reader may smooth the lines
+                self.app.call_later(first_drawn.set)
         if y < len(self._strips):
             return self._strips[y]
         return Strip.blank(self.size.width, self.rich_style)
