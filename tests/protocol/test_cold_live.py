@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traintop.protocol import RunHistory, RunReader
+from traintop.protocol import block as block_mod
 from traintop.protocol import load as load_mod
 from traintop.protocol.events import encode_event
 
@@ -143,14 +144,17 @@ line_specs = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 50)), min
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # found by this test: a term that only a dropped duplicate reported was kept by a cold open alone
-@example(kinds=[("step_missing_term", 0), ("dup_seq", 0)], torn=0, sizes=[1], split=0.0, read_block=432)
+@example(kinds=[("step_missing_term", 0), ("dup_seq", 0)], torn=0, sizes=[1], split=0.0, read_block=432,
+         struct_min=0)
+# ... and put a new term in the order of the dropped row, not the kept one
 @example(kinds=[("nan_step", 0), ("dup_seq", 0), ("step_missing_term", 0), ("step", 0)], torn=0, sizes=[1],
-         split=0.0, read_block=717)  # and put a new term in the order of the dropped row, not the kept one
+         split=0.0, read_block=717, struct_min=0)
 @given(kinds=line_specs, torn=st.integers(0, 40), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=8),
-       split=st.floats(0, 1), read_block=st.integers(64, 4096))
+       split=st.floats(0, 1), read_block=st.integers(64, 4096), struct_min=st.integers(0, 3000))
 def test_cold_live_and_open_then_tail_agree(tmp_path_factory, monkeypatch, kinds, torn, sizes, split,
-                                            read_block) -> None:
+                                            read_block, struct_min) -> None:
     monkeypatch.setattr(load_mod, "READ_BLOCK", read_block)  # the cold open cuts the file into many blocks
+    monkeypatch.setattr(block_mod, "STRUCT_MIN_BYTES", struct_min)  # blocks above it decode as term-set Structs
     stream, bad = build_stream(kinds, torn)
     root = tmp_path_factory.mktemp("run")
     cold_dir, live_dir, mixed_dir = root / "cold", root / "live", root / "mixed"

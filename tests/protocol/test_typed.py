@@ -10,9 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from traintop.protocol import block as block_mod
 from traintop.protocol.block import Block, decode_block, decode_lines
 from traintop.protocol.events import encode_event
 from traintop.protocol.lines import split_lines
+
+
+@pytest.fixture(autouse=True)
+def _struct_path_for_small_blocks(monkeypatch) -> None:
+    monkeypatch.setattr(block_mod, "STRUCT_MIN_BYTES", 0)  # these blocks are small; a real open's are MiBs
 
 
 def _step(seq: int, losses: dict, **more: object) -> bytes:

@@ -44,6 +44,7 @@ _FLAG_VALUES = {"nan": NAN, "inf": math.inf, "-inf": -math.inf}
 
 
 _COLUMN_TYPES = ("step", "eval", "system")
+STRUCT_MIN_BYTES = 64 << 10  # a live tail's few lines: finding their term set costs more than it saves
 _KINDS = {"step": 0, "eval": 1, "system": 2}  # KIND_STEP, KIND_EVAL, KIND_SYSTEM; anything else is rare
 
 
@@ -164,7 +165,7 @@ def _lines_fit(data: bytes) -> bool:
 def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True) -> Block | None:
     if not data:
         return Block()
-    term_set = _term_set(data) if structs else None
+    term_set = _term_set(data) if structs and len(data) >= STRUCT_MIN_BYTES else None
     evs = _struct_decode(data, term_set) if term_set is not None else None
     kinds = _kinds(evs) if evs is not None else None
     if evs is None or kinds is None or not _same_order(data, kinds, term_set):  # type: ignore[arg-type]
