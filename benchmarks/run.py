@@ -71,7 +71,7 @@ def main() -> int:
     ap.add_argument("--skip-trainer", action="store_true", help="skip the tiny XTTS overhead (needs torch + coqui)")
     ap.add_argument("--skip-install", action="store_true", help="skip the base install (needs the package index)")
     ap.add_argument("--skip-extras", action="store_true", help="skip f5_tiny.py and xtts_memory.py")
-    ap.add_argument("--trainer-pairs", type=int, default=20, help="paired tiny XTTS steps (minutes each on 2 cores)")
+    ap.add_argument("--trainer-pairs", type=int, default=60, help="paired tiny XTTS steps (~20 s for 60 on 2 cores)")
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
     rounds = "1" if args.quick else str(args.rounds)

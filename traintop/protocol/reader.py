@@ -88,6 +88,10 @@ class Follower:
         """Whether ``waker`` must be replaced by one on the current ``path``."""
         return False
 
+    def recheck_in(self) -> float | None:
+        """Seconds until a second look is due even without a change (None: when something changes)."""
+        return None
+
     def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
                idle: Callable[[], float | None] | None = None) -> None:
         """Poll until ``stop`` is set: ``on_update`` gets every non-empty update, ``idle`` runs after
@@ -106,8 +110,9 @@ class Follower:
                     self.watch_mode = self._waker.mode
                     continue  # read the new target at once
                 interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
-                if soon is not None:
-                    interval = max(0.005, min(interval, soon))
+                for due in (soon, self.recheck_in()):
+                    if due is not None:
+                        interval = max(0.005, min(interval, due))
                 if not stop.is_set():
                     self._waker.wait(interval)
         finally:

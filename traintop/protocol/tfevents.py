@@ -290,6 +290,10 @@ class TagMapper:
             rare.insert(0, self.run_start(float(min(first)) if first else rare[0]["t"]))
         return make_block(out["train"], out["eval"], rare)
 
+    def holding(self) -> bool:
+        """Whether a newest step is held back (``flush`` would release it)."""
+        return any(p.rows for p in self.pending.values())
+
     def flush(self) -> list[dict[str, Any]]:
         """Emit the held-back newest steps (nothing new came: they are complete)."""
         out: list[dict[str, Any]] = []

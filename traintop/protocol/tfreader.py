@@ -27,6 +27,7 @@ from traintop.protocol.tfrecord import WireError, decode_event, frame
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
 BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
+HELD_RECHECK = 0.02  # seconds: how soon to look again while a newest step is held back
 READ_ONLY_REASON = ("a TensorBoard run is read-only: to steer a coqui script, add "
                     "`import traintop` and `traintop.attach(trainer, logs=\"logs\")`")
 
@@ -164,6 +165,11 @@ class TensorBoardReader(Follower):
     def rewatch(self, waker: FileWaker) -> bool:
         """The writer started a new file: watch that one."""
         return self.path != waker.path
+
+    def recheck_in(self) -> float | None:
+        """A newest step held back (its scalars may still come) is released by a read that finds
+        nothing new: look again shortly rather than at the writer's next flush."""
+        return HELD_RECHECK if self._mapper.holding() else None
 
     def close(self) -> None:
         """Nothing stays open between reads."""

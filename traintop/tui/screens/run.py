@@ -34,7 +34,7 @@ from traintop.tui.widgets.weights import WeightsPane
 PANES = ("charts", "alerts", "weights", "system", "samples", "log")
 PANE_TITLES = ("Charts", "Alerts", "Weights", "System", "Samples", "Log")
 SHORT_TITLES = ("Chart", "Alert", "Wts", "Sys", "Smpl", "Log")
-REFRESH_EVERY = 2.0  # seconds: like top, new steps are drawn every few seconds however fast they arrive
+REFRESH_EVERY = 3.0  # seconds: like top (its default delay), new steps are drawn every 3 s however fast they arrive
 WIDE = (140, 40)  # from this size up, every pane is on screen at once
 
 
