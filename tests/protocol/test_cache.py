@@ -68,3 +68,35 @@ def test_a_stale_or_foreign_cache_is_ignored_and_rebuilt(tmp_path: Path, change:
     reopened = _open(tmp_path)
     assert not reopened.cache_used
     same(reopened.history, _open(tmp_path, use_cache=False).history)
+
+
+@pytest.mark.parametrize("bad", ["object array", "compressed", "2-D", "short data"])
+def test_a_cache_that_is_no_plain_npz_is_refused(tmp_path: Path, bad: str) -> None:
+    import numpy as np
+
+    path = tmp_path / "x.npz"
+    if bad == "object array":
+        np.savez(path, a=np.array([{"x": 1}], dtype=object))
+    elif bad == "compressed":
+        np.savez_compressed(path, a=np.arange(10.0))
+    elif bad == "2-D":
+        np.savez(path, a=np.zeros((3, 3)))
+    else:
+        np.savez(path, a=np.arange(1000.0))
+        raw = path.read_bytes()
+        path.write_bytes(raw.replace(b"'shape': (1000,)", b"'shape': (9000,)"))  # more than the file holds
+    with pytest.raises((ValueError, OSError)):
+        cache_mod.read_npz(path)
+
+
+def test_a_reopened_history_grows_without_touching_the_cache_it_was_read_from(tmp_path: Path) -> None:
+    data = _stream(600)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(data[:9000])
+    _open(tmp_path)
+    again = _open(tmp_path)
+    assert again.cache_used
+    with events.open("ab") as fh:  # the columns were read-only views of the cache file's bytes
+        fh.write(data[9000:])
+    again.poll()
+    same(again.history, _open(tmp_path, use_cache=False).history)

@@ -10,8 +10,10 @@ cache — means it is ignored and rebuilt from the events (docs/run-directory.md
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import struct
 import threading
 import zipfile
 from pathlib import Path
@@ -63,14 +65,40 @@ def load(events: Path) -> tuple[RunHistory, int] | None:
     """The cached history of ``events`` and the offset it covers, or None when absent or stale."""
     path = cache_path(events)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
-            if meta.get("key") != _key(events, int(meta["key"]["offset"])):
-                return None  # another file, or the same file rewritten: the JSONL wins
-            arrays = {k: npz[k] for k in npz.files if k != "__meta__"}
+        arrays = read_npz(path)
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+        if meta.get("key") != _key(events, int(meta["key"]["offset"])):
+            return None  # another file, or the same file rewritten: the JSONL wins
         return RunHistory.restore(arrays, meta["state"]), int(meta["key"]["offset"])
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (OSError, KeyError, ValueError, TypeError, struct.error, zipfile.BadZipFile, json.JSONDecodeError):
         return None  # no cache, or one we cannot read: parse the events instead
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed ``.npz`` (what ``np.savez`` writes) as read-only views of one
+    read of the file: no copy per array, never an object array (``ValueError`` for anything else)."""
+    with path.open("rb") as fh:
+        data = fh.read()
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename}: not a stored .npy")
+            at = info.header_offset
+            if data[at:at + 4] != b"PK\x03\x04":
+                raise ValueError(f"{info.filename}: no local header")
+            name_len, extra_len = struct.unpack_from("<HH", data, at + 26)
+            start = at + 30 + name_len + extra_len  # the member's bytes: an .npy file
+            head = io.BytesIO(data[start:start + min(info.file_size, 1 << 16)])
+            version = np.lib.format.read_magic(head)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(head)
+            count = int(np.prod(shape)) if shape else 1
+            if dtype.hasobject or fortran or len(shape) > 1 or head.tell() + count * dtype.itemsize > info.file_size:
+                raise ValueError(f"{info.filename}: not a plain 1-D array")
+            out[info.filename[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=start + head.tell())
+    return out
 
 
 def save(events: Path, history: RunHistory, offset: int, *, background: bool = True) -> threading.Thread | None:

@@ -21,6 +21,15 @@ class Column:
     def __len__(self) -> int:
         return self._n
 
+    @classmethod
+    def adopt(cls, values: np.ndarray, dtype: np.dtype | type) -> Column:
+        """A column holding ``values`` as they are (no copy when the dtype matches); the first append
+        moves them to a larger buffer, so ``values`` is never written to."""
+        col = cls.__new__(cls)
+        col._buf = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
+        col._n = len(col._buf)
+        return col
+
     @property
     def values(self) -> np.ndarray:
         """The filled part (a view: do not keep it across appends)."""
@@ -88,6 +97,15 @@ class Table:
         """Values of one term (NaN where a row did not report it)."""
         col = self._terms.get(name)
         return col.values if col is not None else np.full(self._n, NAN, dtype=np.float32)
+
+    def adopt_batch(self, fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray], count: int) -> None:
+        """Fill an empty table with these arrays as its columns (no copy: a re-open from the cache)."""
+        if self._n:
+            self.append_batch(fixed, terms, count)
+            return
+        self._fixed = {name: Column.adopt(fixed[name], col.values.dtype) for name, col in self._fixed.items()}
+        self._terms = {name: Column.adopt(values, np.float32) for name, values in terms.items()}
+        self._n = count
 
     def append_batch(self, fixed: dict[str, Sequence], terms: dict[str, Sequence], count: int) -> None:
         """Append ``count`` rows: every fixed column's list and any term lists (missing → NaN)."""

@@ -366,9 +366,9 @@ class RunHistory:
             fixed = {name: arrays[f"{kind}/fixed/{name}"] for name in table.fixed_names}
             terms = {name: arrays[f"{kind}/term/{name}"] for name in state["terms_order"][kind]}
             n = len(next(iter(fixed.values())))
-            if any(len(a) != n for a in [*fixed.values(), *terms.values()]):
+            if any(len(a) != n or a.ndim != 1 for a in [*fixed.values(), *terms.values()]):
                 raise ValueError("columns of different lengths")
-            table.append_batch(fixed, terms, n)
+            table.adopt_batch(fixed, terms, n)
         for name in _STATE_FIELDS:
             setattr(h, name, state[name])
         h.weights = {k: WeightTrack(*v) for k, v in state["weights"].items()}
