@@ -85,9 +85,12 @@ def bare_parse(path: Path) -> float:
 
 async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
     """Run the app as ``traintop watch`` does and report on stdout as one JSON line per phase."""
+    import gc
+
     from traintop.protocol.reader import RunReader
     from traintop.tui.cli import start_open
 
+    gc.disable()  # as ``traintop watch`` (``run_watch``): the app turns it back on once the run is drawn
     live = start_open(Path(path), not poll, {})  # as ``traintop watch``: the run opens while Textual loads
     from traintop.tui.app import TraintopApp
     from traintop.tui.widgets.loss_chart import LossChart
@@ -128,8 +131,6 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
         settled = time.perf_counter() - t0
         await pilot.pause(0.5)  # a full draw of every pane
         drawn_at = max(first_drawn.values()) if first_drawn else math.nan  # every chart drawn once
-        import gc
-
         gc.collect()
         print(json.dumps({"phase": "loaded", "seconds": loaded, "settled": settled, "drawn_at": drawn_at,
                           "alerts": len(app.screen.live.alerts), "rss_mb": rss_mb(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -17,6 +18,8 @@ from traintop.protocol.tfevents import is_tensorboard_run
 from traintop.tui.live import LiveRun, default_monitor_factory
 from traintop.tui.screens.run import PANE_TITLES, PANES, RunScreen
 from traintop.tui.screens.runs import RunsScreen
+
+GC_PAUSE = 5.0  # seconds after start-up when the garbage collector is on again, whatever is shown
 
 # (title, what it does, screen action, its arguments): every action of the run screen, keys or not
 PALETTE: list[tuple[str, str, str, tuple]] = [
@@ -72,6 +75,7 @@ class TraintopApp(App[int]):
 
     def on_mount(self) -> None:
         """A run directory opens at once; anything else is a folder to list (or wait for)."""
+        self.set_timer(GC_PAUSE, gc.enable)  # ``traintop watch`` paused the collector for its start-up
         path = self.path
         if path.is_file() and path.name == EVENTS_FILE:
             path = self.path = path.parent

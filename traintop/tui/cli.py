@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def run_watch(args: argparse.Namespace) -> int:
             print(f"traintop watch: {exc}", file=sys.stderr)
             return 2
         options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
+    # start-up builds many objects and no garbage worth a collection pass: the app turns the
+    # collector back on once it has drawn the run (or after GC_PAUSE seconds at most)
+    gc.disable()
     live = start_open(path, not args.poll, options)
     from traintop.tui.app import TraintopApp  # Textual is imported only here, while the run is read
 

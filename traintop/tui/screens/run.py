@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import replace
@@ -157,6 +158,7 @@ class RunScreen(RunControl, Screen[None]):
         self._layout(self.size.width, self.size.height)
         self.refresh_all()
         self.action_pane(self.pane)  # focus is set here, not left to mount order: same screen every time
+        self.call_after_refresh(gc.enable)  # ``traintop watch`` paused the collector until the run is drawn
 
     def on_run_changed(self, message: RunChanged) -> None:
         """Redraw at once for what a person waits on (acks, states, alerts); steps every few seconds."""
