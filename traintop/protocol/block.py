@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -23,82 +22,33 @@ from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.lines import MAX_LINE, TailNotice, split_lines
 from traintop.protocol.typed import (
     BLOCK_DECODER,
-    EVAL_MARK,
+    GPU_FIELDS,
+    INT64,
+    KIND_BAD_STEP,
+    KIND_EVAL,
+    KIND_RARE,
+    KIND_STEP,
+    KIND_SYSTEM,
     LINE_DECODER,
-    STEP_MARK,
     WEIGHTS_DECODER,
     Ev,
-    Gpu,
+    NotOneTermSet,
     TermSet,
-    decoder_for,
-    first_line_with,
+    coerce,
+    in_range,
+    kinds_of,
+    same_order,
+    struct_decode,
+    term_set_of,
 )
 
 NAN = math.nan
-INT64 = (-(1 << 63), (1 << 63) - 1)
-INT32 = (-(1 << 31), (1 << 31) - 1)
 STEP_FLOATS = ("total", "lr", "grad_norm", "step_time", "loader_time")
-GPU_FIELDS = ("util", "mem_used", "mem_total", "temp", "power")
-KIND_STEP, KIND_EVAL, KIND_SYSTEM, KIND_RARE, KIND_BAD_STEP = 0, 1, 2, 3, 4
 _FLAG_VALUES = {"nan": NAN, "inf": math.inf, "-inf": -math.inf}
 
 
 _COLUMN_TYPES = ("step", "eval", "system")
 STRUCT_MIN_BYTES = 64 << 10  # a live tail's few lines: finding their term set costs more than it saves
-_KINDS = {"step": 0, "eval": 1, "system": 2}  # KIND_STEP, KIND_EVAL, KIND_SYSTEM; anything else is rare
-
-
-def _num(v: Any) -> float | None:
-    """A JSON number as float; anything else (bool, string, list) is no number.
-
-    numpy scalars count too: ``RunHistory.extend`` takes events built in Python, not only decoded ones.
-    """
-    if v.__class__ is float or v.__class__ is int:
-        return float(v)
-    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return float(v)
-    return None
-
-
-def _int(v: Any, bounds: tuple[int, int]) -> int | None:
-    if v.__class__ is not int:
-        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
-            return None
-        v = int(v)
-    return v if bounds[0] <= v <= bounds[1] else None
-
-
-def coerce(d: dict[str, Any]) -> Ev:
-    """The typed view of a decoded line whose values are not all of the writer's types.
-
-    A value of the wrong type is treated as absent: a step of ``1.7``, ``"5"`` or ``true`` is no
-    step (the event is rejected with a notice), an epoch of ``"x"`` is -1, a loss of ``"zzz"`` NaN.
-    """
-    typ = d.get("type")
-    losses = d.get("losses")
-    weights = d.get("weights")
-    flags = d.get("nonfinite")
-    gpus = d.get("gpus")
-    return Ev(
-        type=typ if isinstance(typ, str) else None,
-        seq=_int(d.get("seq"), INT64), t=_num(d.get("t")), v=_int(d.get("v"), INT64),
-        step=_int(d.get("step"), INT64), epoch=_int(d.get("epoch"), INT32),
-        losses={str(k): _num(v) for k, v in losses.items()} if isinstance(losses, dict) else None,
-        weights={str(k): float(v) for k, v in weights.items() if _num(v) is not None}
-        if isinstance(weights, dict) else None,
-        total=_num(d.get("total")), lr=_num(d.get("lr")), grad_norm=_num(d.get("grad_norm")),
-        step_time=_num(d.get("step_time")), loader_time=_num(d.get("loader_time")),
-        nonfinite={str(k): v for k, v in flags.items() if isinstance(v, str)} if isinstance(flags, dict) else None,
-        gpus=[Gpu(**{f: _num(g.get(f)) for f in GPU_FIELDS}) if isinstance(g, dict) else Gpu() for g in gpus]
-        if isinstance(gpus, list) else None,
-        cpu=_num(d.get("cpu")), rss=_num(d.get("rss")))
-
-
-def _in_range(ev: Ev) -> bool:
-    """Typed decoding accepts any int; the columns hold int64 steps and int32 epochs."""
-    return (ev.step is None or INT64[0] <= ev.step <= INT64[1]) and (ev.epoch is None or INT32[0] <= ev.epoch
-                                                                   <= INT32[1]) \
-        and (ev.seq is None or INT64[0] <= ev.seq <= INT64[1]) and (ev.v is None or INT64[0] <= ev.v <= INT64[1])
 
 
 @dataclass
@@ -165,16 +115,16 @@ def _lines_fit(data: bytes) -> bool:
 def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True) -> Block | None:
     if not data:
         return Block()
-    term_set = _term_set(data) if structs and len(data) >= STRUCT_MIN_BYTES else None
-    evs = _struct_decode(data, term_set) if term_set is not None else None
-    kinds = _kinds(evs) if evs is not None else None
-    if evs is None or kinds is None or not _same_order(data, kinds, term_set):  # type: ignore[arg-type]
+    term_set = term_set_of(data) if structs and len(data) >= STRUCT_MIN_BYTES else None
+    evs = struct_decode(data, term_set) if term_set is not None else None
+    kinds = kinds_of(evs) if evs is not None else None
+    if evs is None or kinds is None or not same_order(data, kinds, term_set):  # type: ignore[arg-type]
         term_set = None
         try:
             evs = BLOCK_DECODER.decode_lines(data)
         except msgspec.DecodeError:
             return None
-        kinds = _kinds(evs)
+        kinds = kinds_of(evs)
     if len(evs) != data.count(b"\n"):
         return None  # blank lines or several objects on one line: the per-line path decides
     rare = np.flatnonzero(kinds == KIND_RARE).tolist()
@@ -187,7 +137,7 @@ def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True)
             return None  # the per-line path turns it into a notice with its offset
     try:
         block = build(evs, full, None, source, term_set, kinds)
-    except _NotOneTermSet:
+    except NotOneTermSet:
         return _decode_fast_dicts(data, offset, source)
     except (OverflowError, msgspec.DecodeError):
         return None  # an integer beyond the columns' range, or odd weights: the per-line path coerces them
@@ -199,48 +149,6 @@ def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True)
 def _decode_fast_dicts(data: bytes, offset: int, source: str) -> Block | None:
     """``_decode_fast`` with loss terms read as dicts (some row lacked the block's term set)."""
     return _decode_fast(data, offset, source, structs=False)
-
-
-class _NotOneTermSet(Exception):
-    """A step or evaluation of a Struct-decoded block had no losses: read it with dicts instead."""
-
-
-def _term_set(data: bytes) -> TermSet | None:
-    """The Struct decoder for the terms of the block's first step line, if there is one to use."""
-    first = first_line_with(data, STEP_MARK)
-    if first is None or first[1].type != "step" or not first[1].losses:
-        return None
-    return decoder_for(tuple(first[1].losses))
-
-
-def _struct_decode(data: bytes, term_set: TermSet) -> list[Ev] | None:
-    """The block decoded with ``term_set``'s decoder: every step and evaluation must have exactly
-    those terms (else it fails to decode, and None is returned)."""
-    try:
-        return term_set.decoder.decode_lines(data)  # type: ignore[no-any-return]
-    except msgspec.DecodeError:
-        term_set.misses += 1
-        return None
-
-
-def _same_order(data: bytes, kinds: np.ndarray, term_set: TermSet) -> bool:
-    """Whether the first step and the first evaluation of the block list their terms in
-    ``term_set``'s order: the dict decoder keeps the first row's order, so the columns then agree."""
-    for kind, mark in ((KIND_STEP, STEP_MARK), (KIND_EVAL, EVAL_MARK)):
-        where = np.flatnonzero(kinds == kind)
-        if not len(where):
-            continue
-        first = first_line_with(data, mark)
-        order = tuple(first[1].losses or ()) if first is not None else ()
-        if first is None or first[0] != int(where[0]) or order != term_set.names:
-            term_set.misses += 1  # the mark inside a string, or another order: the dict path decides
-            return False
-    return True
-
-
-def _kinds(evs: list[Ev]) -> np.ndarray:
-    """Each event's kind (``KIND_STEP`` ...; ``KIND_RARE`` for any other type)."""
-    return np.fromiter(map(_KINDS.get, map(_TYPE, evs), repeat(KIND_RARE)), dtype=np.int8, count=len(evs))
 
 
 def decode_lines(lines: list[bytes], offsets: list[int] | None, source: str = "events.jsonl") -> Block:
@@ -278,7 +186,7 @@ def _typed(line: bytes) -> Ev:
         ev = LINE_DECODER.decode(line)
     except msgspec.DecodeError:
         return coerce(decode_line(line))
-    return ev if _in_range(ev) else coerce(decode_line(line))
+    return ev if in_range(ev) else coerce(decode_line(line))
 
 
 def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | None, source: str,
@@ -288,7 +196,7 @@ def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | Non
     Raises ``OverflowError`` when an integer does not fit its column (the per-line path coerces it).
     """
     block = Block()
-    kinds = _kinds(evs) if kinds is None else kinds
+    kinds = kinds_of(evs) if kinds is None else kinds
     step_idx = np.flatnonzero(kinds == KIND_STEP).tolist()
     steps = _pick(evs, step_idx)
     if None in map(_STEP, steps):  # rare: a step event without an integer step
@@ -326,7 +234,6 @@ def _pick(items: list[Any], idx: list[int]) -> list[Any]:
     if len(idx) > 1:
         return list(operator.itemgetter(*idx)(items))
     return [items[i] for i in idx]
-_TYPE = operator.attrgetter("type")
 _NONFINITE = operator.attrgetter("nonfinite")
 _STEP_FIXED = {name: operator.attrgetter(name) for name in ("t", *STEP_FLOATS)}
 _EVAL_FIXED = {name: operator.attrgetter(name) for name in ("t", "total")}
@@ -355,7 +262,7 @@ def _terms(losses: list[Any], term_set: TermSet | None = None) -> dict[str, np.n
     """
     if term_set is not None:
         if losses.count(None):
-            raise _NotOneTermSet
+            raise NotOneTermSet
         return {name: _column(losses, get) for name, get in zip(term_set.names, term_set.getters)}
     dicts = [d or {} for d in losses]
     if not dicts:

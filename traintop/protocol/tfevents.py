@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol.block import KIND_EVAL, KIND_RARE, KIND_STEP, Block, Rows
+from traintop.protocol.block import Block, Rows
 from traintop.protocol.tfrecord import Audio, EventRecord
+from traintop.protocol.typed import KIND_EVAL, KIND_RARE, KIND_STEP
 
 TFEVENTS_MARK = ".tfevents."
 SKIP_SCOPES = {"trainepochstats", "trainfigures", "evalfigures", "testfigures"}

@@ -1,4 +1,5 @@
-"""Typed views of events for the bulk parser: the ``msgspec`` Structs, and decoders per set of terms.
+"""Typed views of events for the bulk parser: the ``msgspec`` Structs, ``coerce`` (the same view of a
+line whose values are not of the writer's types), event kinds, and decoders per set of terms.
 
 A whole block is decoded in one ``msgspec`` call into these Structs (no Python dict per event for
 what goes into columns). A run logs the same loss terms on every step, so once a block's first step
@@ -11,9 +12,18 @@ evaluation has exactly those terms, and the first of each lists them in that ord
 from __future__ import annotations
 
 import operator
+from itertools import repeat
+from typing import Any
 
 import msgspec
+import numpy as np
 
+INT64 = (-(1 << 63), (1 << 63) - 1)
+INT32 = (-(1 << 31), (1 << 31) - 1)
+GPU_FIELDS = ("util", "mem_used", "mem_total", "temp", "power")
+KIND_STEP, KIND_EVAL, KIND_SYSTEM, KIND_RARE, KIND_BAD_STEP = 0, 1, 2, 3, 4
+KINDS = {"step": KIND_STEP, "eval": KIND_EVAL, "system": KIND_SYSTEM}  # any other type is rare
+TYPE = operator.attrgetter("type")
 MAX_TERM_SETS = 64  # decoders kept per process (a run has one or two term sets; hostile files many)
 MAX_MISSES = 3  # blocks a term set may fail to decode as a Struct before its decoder is given up
 
@@ -55,6 +65,59 @@ class RawWeightsEv(Ev, gc=False):
     (a run logs the same weights on every step: comparing bytes is cheaper than building a dict)."""
 
     weights: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]
+
+
+def _num(v: Any) -> float | None:
+    """A JSON number as float; anything else (bool, string, list) is no number.
+
+    numpy scalars count too: ``RunHistory.extend`` takes events built in Python, not only decoded ones.
+    """
+    if v.__class__ is float or v.__class__ is int:
+        return float(v)
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    return None
+
+
+def _int(v: Any, bounds: tuple[int, int]) -> int | None:
+    if v.__class__ is not int:
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            return None
+        v = int(v)
+    return v if bounds[0] <= v <= bounds[1] else None
+
+
+def coerce(d: dict[str, Any]) -> Ev:
+    """The typed view of a decoded line whose values are not all of the writer's types.
+
+    A value of the wrong type is treated as absent: a step of ``1.7``, ``"5"`` or ``true`` is no
+    step (the event is rejected with a notice), an epoch of ``"x"`` is -1, a loss of ``"zzz"`` NaN.
+    """
+    typ = d.get("type")
+    losses = d.get("losses")
+    weights = d.get("weights")
+    flags = d.get("nonfinite")
+    gpus = d.get("gpus")
+    return Ev(
+        type=typ if isinstance(typ, str) else None,
+        seq=_int(d.get("seq"), INT64), t=_num(d.get("t")), v=_int(d.get("v"), INT64),
+        step=_int(d.get("step"), INT64), epoch=_int(d.get("epoch"), INT32),
+        losses={str(k): _num(v) for k, v in losses.items()} if isinstance(losses, dict) else None,
+        weights={str(k): float(v) for k, v in weights.items() if _num(v) is not None}
+        if isinstance(weights, dict) else None,
+        total=_num(d.get("total")), lr=_num(d.get("lr")), grad_norm=_num(d.get("grad_norm")),
+        step_time=_num(d.get("step_time")), loader_time=_num(d.get("loader_time")),
+        nonfinite={str(k): v for k, v in flags.items() if isinstance(v, str)} if isinstance(flags, dict) else None,
+        gpus=[Gpu(**{f: _num(g.get(f)) for f in GPU_FIELDS}) if isinstance(g, dict) else Gpu() for g in gpus]
+        if isinstance(gpus, list) else None,
+        cpu=_num(d.get("cpu")), rss=_num(d.get("rss")))
+
+
+def in_range(ev: Ev) -> bool:
+    """Typed decoding accepts any int; the columns hold int64 steps and int32 epochs."""
+    return (ev.step is None or INT64[0] <= ev.step <= INT64[1]) and (ev.epoch is None or INT32[0] <= ev.epoch
+                                                                   <= INT32[1]) \
+        and (ev.seq is None or INT64[0] <= ev.seq <= INT64[1]) and (ev.v is None or INT64[0] <= ev.v <= INT64[1])
 
 
 LINE_DECODER = msgspec.json.Decoder(Ev)
@@ -111,3 +174,45 @@ def first_line_with(data: bytes, mark: bytes) -> tuple[int, RawWeightsEv] | None
     except msgspec.DecodeError:
         return None
     return data.count(b"\n", 0, start), ev
+
+
+class NotOneTermSet(Exception):
+    """A step or evaluation of a Struct-decoded block had no losses: read it with dicts instead."""
+
+
+def term_set_of(data: bytes) -> TermSet | None:
+    """The Struct decoder for the terms of the block's first step line, if there is one to use."""
+    first = first_line_with(data, STEP_MARK)
+    if first is None or first[1].type != "step" or not first[1].losses:
+        return None
+    return decoder_for(tuple(first[1].losses))
+
+
+def struct_decode(data: bytes, term_set: TermSet) -> list[Ev] | None:
+    """The block decoded with ``term_set``'s decoder: every step and evaluation must have exactly
+    those terms (else it fails to decode, and None is returned)."""
+    try:
+        return term_set.decoder.decode_lines(data)  # type: ignore[no-any-return]
+    except msgspec.DecodeError:
+        term_set.misses += 1
+        return None
+
+
+def same_order(data: bytes, kinds: np.ndarray, term_set: TermSet) -> bool:
+    """Whether the first step and the first evaluation of the block list their terms in
+    ``term_set``'s order: the dict decoder keeps the first row's order, so the columns then agree."""
+    for kind, mark in ((KIND_STEP, STEP_MARK), (KIND_EVAL, EVAL_MARK)):
+        where = np.flatnonzero(kinds == kind)
+        if not len(where):
+            continue
+        first = first_line_with(data, mark)
+        order = tuple(first[1].losses or ()) if first is not None else ()
+        if first is None or first[0] != int(where[0]) or order != term_set.names:
+            term_set.misses += 1  # the mark inside a string, or another order: the dict path decides
+            return False
+    return True
+
+
+def kinds_of(evs: list[Ev]) -> np.ndarray:
+    """Each event's kind (``KIND_STEP`` ...; ``KIND_RARE`` for any other type)."""
+    return np.fromiter(map(KINDS.get, map(TYPE, evs), repeat(KIND_RARE)), dtype=np.int8, count=len(evs))
