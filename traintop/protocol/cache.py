@@ -17,7 +17,7 @@ import struct
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from traintop.protocol.history import RunHistory
 CACHE_FILE = ".events.cache.npz"
 CACHE_VERSION = 1
 MIN_NEW_BYTES = 16 << 20  # below this, parsing again is as fast as reading a cache: write none
+ALIGN = 64  # bytes: each array's data starts at a multiple of this in the cache file
+PAD_FIELD = 0xD935  # the zip extra field that pads a member's local header (as Android's zipalign)
 PROBE = 64 << 10  # bytes hashed at the head and before the covered offset
 
 
@@ -97,7 +99,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             count = int(np.prod(shape)) if shape else 1
             if dtype.hasobject or fortran or len(shape) > 1 or head.tell() + count * dtype.itemsize > info.file_size:
                 raise ValueError(f"{info.filename}: not a plain 1-D array")
-            out[info.filename[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=start + head.tell())
+            arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + head.tell())
+            out[info.filename[:-4]] = arr if arr.flags.aligned else arr.copy()  # another writer's npz
     return out
 
 
@@ -128,7 +131,21 @@ def _write(path: Path, arrays: dict[str, np.ndarray], meta: bytes) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(meta, dtype=np.uint8), **arrays)
+            write_npz(fh, {"__meta__": np.frombuffer(meta, dtype=np.uint8), **arrays})
         os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only run directory: no cache, no harm
+
+
+def write_npz(fh: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez`` writes (any npz reader reads it), with every array's data at a multiple of
+    ``ALIGN`` bytes in the file: ``read_npz`` then hands out views that numpy works on at full speed
+    (an unaligned int64 column made ``searchsorted`` 250× slower)."""
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            header = 30 + len(info.filename.encode("utf-8")) + 4  # local header, name, one extra field
+            pad = -(fh.tell() + header) % ALIGN  # the .npy header itself is a multiple of 64 bytes
+            info.extra = struct.pack("<HH", PAD_FIELD, pad) + bytes(pad)
+            with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as out:
+                np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
