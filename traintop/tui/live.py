@@ -126,7 +126,8 @@ class LiveRun:
             from traintop.health import HealthMonitor
             from traintop.health.snapshot import restore
 
-            monitor = self._monitor_factory(self.history)
+            # the part's monitor when the open made one: its profile is the one health goes on with
+            monitor = self.monitor if self.monitor is not None else self._monitor_factory(self.history)
             found = restore(monitor.profile, self.events_path, self.history) if isinstance(
                 monitor, HealthMonitor) else None
         except Exception:  # noqa: BLE001 - no cache then: the first pass judges it all (and reports errors)
