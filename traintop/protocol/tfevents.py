@@ -19,15 +19,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from traintop.protocol.block import Block, Rows
+from traintop.protocol.block import Block
+from traintop.protocol.tfbulk import Part
+from traintop.protocol.tfcolumns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
 from traintop.protocol.tfrecord import Audio, EventRecord
-from traintop.protocol.typed import KIND_EVAL, KIND_RARE, KIND_STEP
 
 TFEVENTS_MARK = ".tfevents."
 SKIP_SCOPES = {"trainepochstats", "trainfigures", "evalfigures", "testfigures"}
@@ -114,27 +114,6 @@ def guess_profile(terms: set[str]) -> str | None:
     if terms == {"loss"}:
         return "f5"  # F5-TTS logs one flow-matching loss (and lr)
     return None
-
-
-@dataclass
-class Pending:
-    """Values by step of one stream (train or eval), not emitted as rows yet."""
-
-    rows: dict[int, dict[str, float]] = field(default_factory=dict)
-    t: dict[int, float] = field(default_factory=dict)
-    last_emitted: int | None = None
-    late: int = 0  # values for a step already emitted as a row (dropped: a row is never amended)
-
-    def add(self, step: int, wall: float, name: str, value: float) -> None:
-        """Record one value (a later value for the same step and name replaces it)."""
-        if step == self.last_emitted:
-            self.late += 1
-            return
-        self.rows.setdefault(step, {})[name] = value
-        self.t[step] = max(self.t.get(step, 0.0), wall)
-
-
-FIXED_OF = {"train": ("total", "lr", "grad_norm", "step_time", "loader_time"), "eval": ("total",)}
 
 
 def rows_to_events(stream: str, pending: Pending, steps: list[int]) -> list[dict[str, Any]]:
@@ -234,6 +213,9 @@ class TagMapper:
         """Events for ``records``: samples at once, rows for every step before the newest."""
         out: list[dict[str, Any]] = []
         for rec in records:
+            for tag, _ in rec.scalars:
+                self._route(tag)  # a coqui scope anywhere in the read decides how every tag reads
+        for rec in records:
             for tag, value in rec.scalars:
                 route = self._route(tag)
                 if route is None:
@@ -252,39 +234,34 @@ class TagMapper:
                 out.extend(rows_to_events(stream, p, sorted(s for s in p.rows if s != newest)))
         return self._with_start(out)
 
-    def add_bulk(self, tags: list[str], tag: np.ndarray, step: np.ndarray, wall: np.ndarray, value: np.ndarray,
-                 records: list[EventRecord]) -> Block:
-        """A ``Block`` for scalars read as arrays (``tfbulk.scan``) plus ``records`` decoded one by one."""
-        names: dict[str, list[str]] = {"train": [], "eval": []}
-        parts: dict[str, list[np.ndarray]] = {"train": [], "eval": []}
-
-        def put(t: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray) -> None:
-            route = self._route(t)
+    def add_bulk(self, parts: list[Part], records: list[tuple[int, EventRecord]]) -> Block:
+        """A ``Block`` for scalars read as arrays (``tfbulk.scan``) plus ``records`` (with their file
+        offsets) decoded one by one."""
+        loose: dict[str, list[tuple[int, int, float, float]]] = {}
+        for at, rec in records:  # rare shapes (step 0, tensors): parts of their own
+            for t, v in rec.scalars:
+                loose.setdefault(t, []).append((at, rec.step, rec.wall_time, v))
+        for t, vals in loose.items():
+            at, step, wall, value = zip(*vals, strict=True)
+            parts.append(Part(t, np.array(step, dtype=np.int64), np.array(wall, dtype=np.float64),
+                              np.array(value, dtype=np.float64), at[0], at=np.array(at, dtype=np.int64)))
+        for p in parts:
+            self._route(p.tag)  # a coqui scope anywhere in the read decides how every tag reads
+        by_name: dict[str, dict[str, list[Part]]] = {"train": {}, "eval": {}}
+        for p in sorted(parts, key=lambda p: p.first):
+            route = self._route(p.tag)
             if route is None:
-                return
+                continue
             stream, name = route
-            self.tags.add(t)
+            self.tags.add(p.tag)
             if name not in ("lr", "grad_norm", "step_time", "loader_time", "total"):
                 self.terms.add(name)
-            if name not in names[stream]:
-                names[stream].append(name)
-            c = np.full(len(steps), names[stream].index(name), dtype=np.float64)
-            parts[stream].append(np.stack((steps.astype(np.float64), c, walls, values), axis=1))
-
-        for rec in records:  # rare shapes (step 0, tensors): the same route, as arrays of one
-            for t, v in rec.scalars:
-                put(t, np.array([rec.step]), np.array([rec.wall_time]), np.array([v]))
-        for i, t in enumerate(tags):
-            m = tag == i
-            put(t, step[m], wall[m], value[m])
+            by_name[stream].setdefault(name, []).append(p)
         out = {}
-        for stream in ("train", "eval"):
-            arr = np.concatenate(parts[stream]) if parts[stream] else np.empty((0, 4))
-            if len(arr) > 1 and not (arr[1:, 0] >= arr[:-1, 0]).all():
-                arr = arr[np.argsort(arr[:, 0], kind="stable")]  # by step; within a step, as read
-            out[stream] = bulk_rows(stream, self.pending[stream], names[stream], arr[:, 1].astype(np.int64),
-                                    arr[:, 0].astype(np.int64), arr[:, 2], arr[:, 3])
-        rare = [sample_event(self.run_dir, t, rec.step, rec.wall_time, a) for rec in records for t, a in rec.audio]
+        for stream, names in by_name.items():
+            series: dict[str, Series] = {name: merged(ps) for name, ps in names.items()}
+            out[stream] = stream_rows(stream, self.pending[stream], series)
+        rare = [sample_event(self.run_dir, t, rec.step, rec.wall_time, a) for _, rec in records for t, a in rec.audio]
         first = [x[0]["t"][0] for x in out.values() if len(x[0].get("t", ()))]
         if (first or rare) and not self.started:
             self.started = True
@@ -316,76 +293,3 @@ class TagMapper:
                 "profile": guess_profile(self.terms), "terms": {}, "planned_steps": None,
                 "planned_epochs": None, "host": None, "pid": None, "versions": {}, "resumed_from": None,
                 "source": "tensorboard", "read_only": True}
-
-
-def bulk_rows(stream: str, pending: Pending, names: list[str], code: np.ndarray, step: np.ndarray,
-              wall: np.ndarray, value: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Columns of one stream's rows for every step of a bulk read but the newest, which joins
-    ``pending``: ``(fixed, terms)``. The i-th value belongs in column ``names[code[i]]``; values are
-    ordered by step, then as read."""
-    if pending.rows:  # held back by an earlier read: they come first, so later values win
-        held = [(s, names.index(n) if n in names else names.append(n) or len(names) - 1, pending.t[s], v)
-                for s, row in pending.rows.items() for n, v in row.items()]
-        pending.rows.clear()
-        pending.t.clear()
-        h = np.array(held, dtype=np.float64).reshape(-1, 4)
-        step = np.concatenate((h[:, 0].astype(np.int64), step))
-        code = np.concatenate((h[:, 1].astype(np.int64), code))
-        wall, value = np.concatenate((h[:, 2], wall)), np.concatenate((h[:, 3], value))
-        order = np.argsort(step, kind="stable")
-        step, code, wall, value = step[order], code[order], wall[order], value[order]
-    keep = step != (pending.last_emitted if pending.last_emitted is not None else np.iinfo(np.int64).min)
-    pending.late += int((~keep).sum())
-    step, code, wall, value = step[keep], code[keep], wall[keep], value[keep]
-    if not len(step):
-        return {}, {}
-    newest = np.flatnonzero(step == step[-1])
-    for i in newest.tolist():
-        pending.add(int(step[i]), float(wall[i]), names[int(code[i])], float(value[i]))
-    cut = int(newest[0])
-    if cut == 0:
-        return {}, {}
-    step, code, wall, value = step[:cut], code[:cut], wall[:cut], value[:cut]
-    first = np.concatenate(([True], step[1:] != step[:-1]))
-    steps = step[first]
-    inv = np.cumsum(first) - 1
-    n = len(steps)
-    t = np.full(n, -np.inf)
-    np.maximum.at(t, inv, wall)
-    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
-    terms: dict[str, np.ndarray] = {}
-    for c in np.unique(code).tolist():
-        m = code == c
-        col = np.full(n, np.nan)
-        col[inv[m]] = value[m]  # a repeated (step, tag): the later value wins
-        name = names[c]
-        (fixed if name in FIXED_OF[stream] else terms)[name] = col
-    for name in FIXED_OF[stream]:
-        fixed.setdefault(name, np.full(n, np.nan))
-    pending.last_emitted = int(steps[-1])
-    return fixed, terms
-
-
-def make_block(train: tuple[dict, dict], evals: tuple[dict, dict], rare: list[dict[str, Any]]) -> Block:
-    """One ``Block`` of train rows, eval rows and rare events, ordered by step (rows before the
-    events of their step; a ``run_start`` first)."""
-    n_s = len(train[0].get("step", ()))
-    n_e = len(evals[0].get("step", ()))
-    r_key = [-np.inf if d["type"] == "run_start" else d.get("step", 0) for d in rare]
-    key = np.concatenate((train[0].get("step", np.empty(0)), evals[0].get("step", np.empty(0)),
-                          np.asarray(r_key, dtype=np.float64))).astype(np.float64)
-    prio = np.concatenate((np.zeros(n_s), np.ones(n_e), np.full(len(rare), 2))).astype(np.int8)
-    order = np.lexsort((prio, key))  # event index → source
-    where = np.empty(len(order), dtype=np.int64)
-    where[order] = np.arange(len(order))  # source → event index
-    block = Block()
-    block.kind = np.array([KIND_STEP, KIND_EVAL, KIND_RARE], dtype=np.int8)[prio[order]]
-    t = np.concatenate((train[0].get("t", np.empty(0)), evals[0].get("t", np.empty(0)),
-                        np.array([d.get("t", np.nan) for d in rare], dtype=np.float64)))
-    block.t = t[order]
-    block.seq = np.full(len(order), np.nan)
-    block.v = np.ones(len(order), dtype=np.int64)
-    block.steps = Rows(train[0], train[1], where[:n_s]) if n_s else Rows()
-    block.evals = Rows(evals[0], evals[1], where[n_s:n_s + n_e]) if n_e else Rows()
-    block.rare = sorted(((int(where[n_s + n_e + i]), d) for i, d in enumerate(rare)), key=lambda r: r[0])
-    return block

@@ -77,12 +77,14 @@ class TensorBoardReader(Follower):
             self._files.clear()
             self._mapper = TagMapper(self.run_dir)
         update = ReadUpdate()
+        self._scratch = bytearray(READ_BYTES)
         while True:  # a big file comes in bounded reads
             part = self.poll(flush=False)
             update.events += part.events
             update.notices.extend(part.notices)
             if not self._pending_read:
                 break
+        self._scratch = None
         part = self.poll()  # nothing new: the newest steps are complete
         update.events += part.events
         update.notices.extend(part.notices)
@@ -91,6 +93,7 @@ class TensorBoardReader(Follower):
         return update
 
     _pending_read = False
+    _scratch: bytearray | None = None
 
     def poll(self, max_bytes: int | None = None, *, flush: bool = True) -> ReadUpdate:
         """Apply the whole records written since the last read, in every event file of the run."""
@@ -111,7 +114,12 @@ class TensorBoardReader(Follower):
                     continue
                 with open(path, "rb") as fh:
                     fh.seek(f.offset)
-                    data = fh.read(min(limit, st.st_size - f.offset))
+                    want = min(limit, st.st_size - f.offset)
+                    if self._scratch is not None and want >= BULK_BYTES:
+                        got_n = fh.readinto(memoryview(self._scratch)[:want])
+                        data = memoryview(self._scratch)[:got_n]
+                    else:
+                        data = fh.read(want)
             except OSError as exc:
                 self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc}")])
                 continue
@@ -126,18 +134,17 @@ class TensorBoardReader(Follower):
             records = []
             for at, rec in others:
                 try:
-                    records.append(decode_event(rec))
+                    records.append((at, decode_event(rec)))
                 except WireError as exc:
                     notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: not an Event ({exc}); skipped"))
             f.offset, f.lost = end, lost
             torn |= not lost and end < start + len(data)
             self._pending_read |= st.st_size > start + len(data) and end > start
-            got |= bool(records) or (scan is not None and len(scan.step) > 0)
+            got |= bool(records) or (scan is not None and bool(scan.parts))
             if scan is not None:
-                block = self._mapper.add_bulk(scan.tags, scan.tag, scan.step, scan.wall, scan.value, records)
-                self._apply(update, notices, block=block)
+                self._apply(update, notices, block=self._mapper.add_bulk(scan.parts, records))
             else:
-                self._apply(update, notices, self._mapper.add(records) if records else [])
+                self._apply(update, notices, self._mapper.add([r for _, r in records]) if records else [])
         if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
             self._apply(update, [], self._mapper.flush())
         return update
