@@ -30,6 +30,7 @@ WALK = 48  # records walked one by one before predicting
 MAX_PERIOD = 24
 FIRST_CHECK = 1024  # rows of a predicted run checked first; then 4× more each time (an early miss costs little)
 LOST = "record length fails its CRC; the rest of the file is unreadable"
+Buf = bytes | memoryview  # a read: its own bytes, or a view of the reader's buffer (nothing here keeps it)
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +73,7 @@ def crc_rows(rows: np.ndarray) -> np.ndarray:
     return mask(raw_crc_rows(rows))
 
 
-def _col(buf: bytes, at: int, count: int, stride: int, dtype: str) -> np.ndarray:
+def _col(buf: Buf, at: int, count: int, stride: int, dtype: str) -> np.ndarray:
     """``count`` values of ``dtype`` at byte ``at``, ``at + stride``, ...: a view of ``buf``, not a copy."""
     return np.ndarray((count,), dtype=dtype, buffer=buf, offset=at, strides=(stride,))
 
@@ -133,7 +134,7 @@ class BulkScan:
     lost: bool = False
 
 
-def frame(buf: bytes) -> tuple[list[np.ndarray | Run], int, str | None]:
+def frame(buf: Buf) -> tuple[list[np.ndarray | Run], int, str | None]:
     """Whole records of ``buf`` as walked start offsets and predicted runs, in file order; the end of
     the last whole record; why framing stopped early (a bad length) or None."""
     n = len(buf)
@@ -173,7 +174,7 @@ def frame(buf: bytes) -> tuple[list[np.ndarray | Run], int, str | None]:
     return segments, pos, None
 
 
-def _predicted_rounds(buf: bytes, pos: int, cycle: tuple[int, ...], most: int) -> int:
+def _predicted_rounds(buf: Buf, pos: int, cycle: tuple[int, ...], most: int) -> int:
     """How many repeats of ``cycle`` from ``pos`` hold exactly the predicted lengths (and their CRCs)."""
     width = sum(cycle)
     done, chunk = 0, FIRST_CHECK
@@ -194,7 +195,7 @@ def _predicted_rounds(buf: bytes, pos: int, cycle: tuple[int, ...], most: int) -
     return done
 
 
-def scan(buf: bytes, offset: int) -> BulkScan:
+def scan(buf: Buf, offset: int) -> BulkScan:
     """Frame, check and decode ``buf`` (read at file ``offset``)."""
     segments, end, lost = frame(buf)
     out = BulkScan(end=offset + end, lost=lost is not None)
@@ -212,7 +213,7 @@ def scan(buf: bytes, offset: int) -> BulkScan:
     return out
 
 
-def _simple_shape(buf: bytes, at: int, length: int) -> tuple[int, str] | None:
+def _simple_shape(buf: Buf, at: int, length: int) -> tuple[int, str] | None:
     """``(step varint bytes, tag)`` when the record data at ``at`` is in the ``add_scalar`` shape."""
     if length < 24 or buf[at] != 0x09 or buf[at + 9] != 0x10:
         return None
@@ -230,7 +231,7 @@ def _simple_shape(buf: bytes, at: int, length: int) -> tuple[int, str] | None:
     return v, bytes(buf[q + 6:q + 6 + tlen]).decode("utf-8", "replace")
 
 
-def _decode_run(buf: bytes, arr: np.ndarray, run: Run, offset: int, out: BulkScan) -> None:
+def _decode_run(buf: Buf, arr: np.ndarray, run: Run, offset: int, out: BulkScan) -> None:
     """Every slot of a run as columns; records failing the column checks go to the per-record path."""
     width, k = sum(run.sizes), run.rounds
     start = run.pos
@@ -253,7 +254,7 @@ def _decode_run(buf: bytes, arr: np.ndarray, run: Run, offset: int, out: BulkSca
         start += size
 
 
-def _slot_columns(buf: bytes, d: int, length: int, v: int, k: int,
+def _slot_columns(buf: Buf, d: int, length: int, v: int, k: int,
                   width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(good, step, wall, value)`` of ``k`` records in the ``add_scalar`` shape (step varint ``v``
     bytes) whose data start at ``d``, ``d + width``, ...: the first one gives the constant bytes.
@@ -298,7 +299,7 @@ def _rows(arr: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(arr, width)[at]
 
 
-def _decode_starts(buf: bytes, arr: np.ndarray, starts: np.ndarray, offset: int, out: BulkScan) -> None:
+def _decode_starts(buf: Buf, arr: np.ndarray, starts: np.ndarray, offset: int, out: BulkScan) -> None:
     """Records at ``starts`` one length at a time: each CRC over all its bytes, the ``add_scalar``
     shape decoded as arrays (one part per tag), other shapes to ``out.others``."""
     if not len(starts):

@@ -77,14 +77,16 @@ class TensorBoardReader(Follower):
             self._files.clear()
             self._mapper = TagMapper(self.run_dir)
         update = ReadUpdate()
-        self._scratch = bytearray(READ_BYTES)
-        while True:  # a big file comes in bounded reads
-            part = self.poll(flush=False)
-            update.events += part.events
-            update.notices.extend(part.notices)
-            if not self._pending_read:
-                break
-        self._scratch = None
+        self._scratch = bytearray()  # one buffer for the reads of the open (fresh pages cost as much as a read)
+        try:
+            while True:  # a big file comes in bounded reads
+                part = self.poll(flush=False)
+                update.events += part.events
+                update.notices.extend(part.notices)
+                if not self._pending_read:
+                    break
+        finally:
+            self._scratch = None
         part = self.poll()  # nothing new: the newest steps are complete
         update.events += part.events
         update.notices.extend(part.notices)
@@ -93,7 +95,7 @@ class TensorBoardReader(Follower):
         return update
 
     _pending_read = False
-    _scratch: bytearray | None = None
+    _scratch: bytearray | None = None  # set during ``open``: reads go into it (nothing keeps a view of it)
 
     def poll(self, max_bytes: int | None = None, *, flush: bool = True) -> ReadUpdate:
         """Apply the whole records written since the last read, in every event file of the run."""
@@ -116,8 +118,9 @@ class TensorBoardReader(Follower):
                     fh.seek(f.offset)
                     want = min(limit, st.st_size - f.offset)
                     if self._scratch is not None and want >= BULK_BYTES:
-                        got_n = fh.readinto(memoryview(self._scratch)[:want])
-                        data = memoryview(self._scratch)[:got_n]
+                        if len(self._scratch) < want:
+                            self._scratch = bytearray(want)
+                        data = memoryview(self._scratch)[:fh.readinto(memoryview(self._scratch)[:want])]
                     else:
                         data = fh.read(want)
             except OSError as exc:
