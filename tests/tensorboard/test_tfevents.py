@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 
 from tests.tensorboard.writers import VITS_TERMS, write_coqui_vits, write_f5
 from traintop.protocol import find_runs, open_reader, resolve_run_dir
+from traintop.protocol.runs import STALL_SECONDS, run_status
 from traintop.protocol.tfevents import event_files
 from traintop.protocol.tfreader import TensorBoardReader
 from traintop.protocol.tfrecord import decode_event, frame
@@ -111,6 +114,30 @@ def test_f5_runs_folder(f5_runs: Path, cache_home: Path) -> None:
     assert h.run_start["profile"] == "f5"
     code, rep = report(f5_runs, cache=cache_home)
     assert code in (0, 1, 2) and "loss" in json.dumps(rep) and '"f5"' in json.dumps(rep)
+
+
+def test_a_quiet_tensorboard_run_is_idle_not_stalled(tmp_path: Path, cache_home: Path) -> None:
+    """Files nobody wrote to for days: the run is ``idle`` (TensorBoard files record no end and no
+    heartbeat), told as information, not a stalled trainer; a live traintop run would be stalled."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    t0 = time.time() - 3 * 86400
+    writer = SummaryWriter(str(tmp_path / "old"))
+    for step in range(200):
+        writer.add_scalar("loss", 1.0 + math.exp(-step / 50), step, walltime=t0 + step)
+        writer.add_scalar("lr", 1e-4, step, walltime=t0 + step)
+    writer.close()
+    code, rep = report(tmp_path / "old", cache=cache_home)
+    stall = [a for a in rep["alerts"] if a["kind"] == "stall"]
+    assert rep["status"] == "idle" and len(stall) == 1 and stall[0]["severity"] == "info"
+    assert "nothing new in the TensorBoard files for 2d23h" in stall[0]["message"]
+    assert "do not say whether the run ended" in stall[0]["message"]
+    reader = open_reader(tmp_path / "old")
+    reader.open()
+    h = reader.history
+    assert run_status(h, h.last_t + 10) == "running" and run_status(h, h.last_t + STALL_SECONDS + 1) == "idle"
+    h.run_start = {**h.run_start, "source": None}  # the same history from a trainer with a heartbeat
+    assert run_status(h, h.last_t + STALL_SECONDS + 1) == "stalled"
 
 
 # -- damaged and growing files ---------------------------------------------------------------

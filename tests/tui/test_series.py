@@ -15,10 +15,11 @@ from rich.style import Style
 
 from tests.tui.fixtures import FixedClock, append_events, small_run
 from traintop.protocol import load_history
+from traintop.protocol.runs import fmt_duration
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.live import LiveRun
 from traintop.tui.series import EmaState, column_edges, debiased_ema, decimate, ema_continue
-from traintop.tui.summary import fmt_duration, speed, status_of, summarize
+from traintop.tui.summary import speed, status_of, summarize
 from traintop.tui.widgets.samples import mel_text
 from traintop.tui.widgets.system import sparkline
 

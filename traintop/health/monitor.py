@@ -19,7 +19,7 @@ from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.term import TermState
 from traintop.health.work import TRAINER_WORK, WorkWatch
 from traintop.protocol.control import CommandError, validate_command
-from traintop.protocol.runs import pid_alive
+from traintop.protocol.runs import fmt_duration, is_tensorboard, pid_alive
 
 ZONE_RANK = {"good": 0, "warn": 1, "critical": 2}
 MAX_ENDED_ALERTS = 500  # ended alerts kept for the record; a pathological run cannot grow memory forever
@@ -314,10 +314,16 @@ class HealthMonitor:
         stalled = not ended and silent is not None and silent > self.profile.heartbeat
         step = history.last_step if history.last_step is not None else 0
         if stalled and (None, "stall") not in self._current:
-            self._signal(None, "stall", "stall", Signal(True, step, f"no event for {silent:.0f} s (heartbeat allows "
-                         f"{self.profile.heartbeat:g} s); last step {step}",
-                         {"silent_seconds": silent, "heartbeat": self.profile.heartbeat, "last_t": history.last_t,
-                          "window": [step, step]}), self.profile.stall_severity, ())
+            detail = {"silent_seconds": silent, "heartbeat": self.profile.heartbeat, "last_t": history.last_t,
+                      "window": [step, step]}
+            if is_tensorboard(history):  # no heartbeat, no end event: quiet files say nothing more
+                self._signal(None, "stall", "stall", Signal(True, step, f"nothing new in the TensorBoard files for "
+                             f"{fmt_duration(silent)}; they do not say whether the run ended; last step {step}",
+                             detail), "info", ())
+            else:
+                self._signal(None, "stall", "stall", Signal(True, step, f"no event for {silent:.0f} s (heartbeat "
+                             f"allows {self.profile.heartbeat:g} s); last step {step}", detail),
+                             self.profile.stall_severity, ())
         elif not stalled:
             self._signal(None, "stall", "stall", Signal(False, step))
         latest = getattr(history, "latest_start", None) or history.run_start  # a resume runs under a new pid

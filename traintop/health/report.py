@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
 from traintop.health.term import TermState
 from traintop.health.verdict import VERDICTS, checklist, verdict_now, verdict_of, worst_so_far
+from traintop.protocol.runs import run_status
 
 __all__ = ["VERDICTS", "build_report", "trend"]
 
@@ -85,7 +87,8 @@ def build_report(history: Any, profile: HealthProfile, now: float | None = None,
     items = checklist(history, mon, profile, terms)
     start = history.run_start or {}
     return {
-        "run": start.get("run"), "profile": profile.name, "status": history.status(),
+        "run": start.get("run"), "profile": profile.name,
+        "status": run_status(history, time.time() if now is None else now),
         "step": history.last_step, "epoch": history.last_epoch,
         "planned_epochs": start.get("planned_epochs"), "planned_steps": start.get("planned_steps"),
         "terms": table, "alerts": [a.to_dict() for a in active],

@@ -309,12 +309,10 @@ class RunHistory:
 
     @property
     def last_epoch(self) -> int | None:
-        """Epoch of the latest train or eval row."""
-        if len(self.steps):
-            return int(self.steps["epoch"][-1])
-        if len(self.evals):
-            return int(self.evals["epoch"][-1])
-        return None
+        """Epoch of the latest train or eval row; None when it had none (-1 in the column)."""
+        rows = self.steps if len(self.steps) else self.evals
+        epoch = int(rows["epoch"][-1]) if len(rows) else -1
+        return None if epoch == -1 else epoch
 
     def current_weights(self) -> dict[str, float]:
         """The latest known weight of every term (from steps; before any step, as the run declared)."""

@@ -31,10 +31,11 @@ def pid_alive(pid: object, host: object) -> bool | None:
 
 
 def run_status(history: RunHistory, now: float, stall_after: float = STALL_SECONDS) -> str:
-    """running / paused / stopping / completed / stopped / failed / stalled / unknown.
+    """running / paused / stopping / completed / stopped / failed / stalled / idle / unknown.
 
     ``stalled``: a live run that sent no event (not even the heartbeat) for ``stall_after``
-    seconds, or whose trainer pid, on this host, is gone.
+    seconds, or whose trainer pid, on this host, is gone. ``idle``: a TensorBoard run whose files
+    got nothing new for ``stall_after`` seconds (its files do not say whether it ended or hangs).
     """
     status = history.status()
     if history.run_end is not None:
@@ -43,8 +44,13 @@ def run_status(history: RunHistory, now: float, stall_after: float = STALL_SECON
     if pid_alive(start.get("pid"), start.get("host")) is False:
         return "stalled"
     if status in ("running", "stopping") and history.last_t is not None and now - history.last_t > stall_after:
-        return "stalled"
+        return "idle" if is_tensorboard(history) else "stalled"
     return status
+
+
+def is_tensorboard(history: RunHistory) -> bool:
+    """Whether the run was read from TensorBoard event files (no trainer, no heartbeat, no end event)."""
+    return (history.run_start or {}).get("source") == "tensorboard"
 
 
 def speed(history: RunHistory, window: int = SPEED_WINDOW) -> float | None:
@@ -61,3 +67,17 @@ def speed(history: RunHistory, window: int = SPEED_WINDOW) -> float | None:
     if not (dt > 0 and math.isfinite(dt)) or ds <= 0:
         return None
     return ds / dt
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``42s`` or ``–``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -61,20 +61,6 @@ def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()
                       worst_alert=worst, worst_rank=rank)
 
 
-def fmt_duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``42s`` or ``–``."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    s = int(seconds)
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
-
-
 def fmt_value(v: float | None) -> str:
     """A loss value in 4 significant digits, or ``–``."""
     if v is None or not math.isfinite(v):

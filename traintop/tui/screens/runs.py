@@ -14,14 +14,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from traintop.protocol import find_runs
+from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import shown
 from traintop.tui.messages import RunsScanned
-from traintop.tui.summary import RunSummary, fmt_duration, peek_run, summarize
+from traintop.tui.summary import RunSummary, peek_run, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
 
 SCAN_EVERY = 2.0  # seconds between rescans of the folder
 STATUS_RANK = {"failed": 0, "stalled": 1, "paused": 2, "stopping": 3, "running": 4, "unknown": 5,
-               "stopped": 6, "completed": 7}
+               "idle": 6, "stopped": 6, "completed": 7}
 
 
 def attention_order(s: RunSummary) -> tuple:

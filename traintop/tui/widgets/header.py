@@ -5,15 +5,16 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import shown
-from traintop.tui.summary import RunSummary, fmt_duration
+from traintop.tui.summary import RunSummary
 
 STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold yellow",
                 "completed": "bold cyan", "stopped": "bold cyan", "failed": "bold red", "stalled": "bold red",
-                "unknown": "dim", "waiting": "dim"}
+                "idle": "bold cyan", "unknown": "dim", "waiting": "dim"}
 
 
-ENDED = ("completed", "stopped", "failed")  # a run that ended has no live speed and no ETA
+ENDED = ("completed", "stopped", "failed", "idle")  # no live speed and no ETA (idle: quiet TensorBoard files)
 MIN_NAME = 6  # a run name cut shorter than this says nothing: it is left out instead
 
 
