@@ -317,13 +317,12 @@ class HealthMonitor:
             detail = {"silent_seconds": silent, "heartbeat": self.profile.heartbeat, "last_t": history.last_t,
                       "window": [step, step]}
             if is_tensorboard(history):  # no heartbeat, no end event: quiet files say nothing more
-                self._signal(None, "stall", "stall", Signal(True, step, f"nothing new in the TensorBoard files for "
-                             f"{fmt_duration(silent)}; they do not say whether the run ended; last step {step}",
-                             detail), "info", ())
+                severity, said = "info", (f"nothing new in the TensorBoard files for {fmt_duration(silent)}; "
+                                          "they do not say whether the run ended")
             else:
-                self._signal(None, "stall", "stall", Signal(True, step, f"no event for {silent:.0f} s (heartbeat "
-                             f"allows {self.profile.heartbeat:g} s); last step {step}", detail),
-                             self.profile.stall_severity, ())
+                severity, said = self.profile.stall_severity, (f"no event for {silent:.0f} s (heartbeat allows "
+                                                               f"{self.profile.heartbeat:g} s)")
+            self._signal(None, "stall", "stall", Signal(True, step, f"{said}; last step {step}", detail), severity, ())
         elif not stalled:
             self._signal(None, "stall", "stall", Signal(False, step))
         latest = getattr(history, "latest_start", None) or history.run_start  # a resume runs under a new pid

@@ -201,12 +201,11 @@ def scan(buf: Buf, offset: int) -> BulkScan:
     out = BulkScan(end=offset + end, lost=lost is not None)
     if lost:
         out.corrupt.append((offset + end, lost))
-    arr = np.frombuffer(buf, dtype=np.uint8)
     for seg in segments:
         if isinstance(seg, Run):
-            _decode_run(buf, arr, seg, offset, out)
+            _decode_run(buf, seg, offset, out)
         else:
-            _decode_starts(buf, arr, seg, offset, out)
+            _decode_starts(buf, seg, offset, out)
     out.others.sort(key=lambda r: r[0])
     out.parts.sort(key=lambda p: p.first)
     out.corrupt.sort(key=lambda r: r[0])  # in file order, as the per-record reader tells them
@@ -231,26 +230,26 @@ def _simple_shape(buf: Buf, at: int, length: int) -> tuple[int, str] | None:
     return v, bytes(buf[q + 6:q + 6 + tlen]).decode("utf-8", "replace")
 
 
-def _decode_run(buf: Buf, arr: np.ndarray, run: Run, offset: int, out: BulkScan) -> None:
+def _decode_run(buf: Buf, run: Run, offset: int, out: BulkScan) -> None:
     """Every slot of a run as columns; records failing the column checks go to the per-record path."""
     width, k = sum(run.sizes), run.rounds
     start = run.pos
     for size in run.sizes:
         length = size - HEADER - FOOTER
         shape = _simple_shape(buf, start + HEADER, length)
-        rows = start + np.arange(k, dtype=np.int64) * width
         if shape is None:
-            _decode_starts(buf, arr, rows, offset, out)
+            _decode_starts(buf, start + np.arange(k, dtype=np.int64) * width, offset, out)
         else:
             good, step, wall, value = _slot_columns(buf, start + HEADER, length, shape[0], k, width)
             if good.all():
                 out.parts.append(Part(shape[1], step, wall, value, offset + start, width))
             else:
+                rows = start + np.arange(k, dtype=np.int64) * width
                 keep = np.flatnonzero(good)
                 if len(keep):
                     out.parts.append(Part(shape[1], step[keep], wall[keep], value[keep], offset + int(rows[keep[0]]),
                                           at=offset + rows[keep]))
-                _decode_starts(buf, arr, rows[~good], offset, out)
+                _decode_starts(buf, rows[~good], offset, out)
         start += size
 
 
@@ -299,11 +298,12 @@ def _rows(arr: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(arr, width)[at]
 
 
-def _decode_starts(buf: Buf, arr: np.ndarray, starts: np.ndarray, offset: int, out: BulkScan) -> None:
+def _decode_starts(buf: Buf, starts: np.ndarray, offset: int, out: BulkScan) -> None:
     """Records at ``starts`` one length at a time: each CRC over all its bytes, the ``add_scalar``
     shape decoded as arrays (one part per tag), other shapes to ``out.others``."""
     if not len(starts):
         return
+    arr = np.frombuffer(buf, dtype=np.uint8)
     lengths = _rows(arr, starts, 8).view("<u8")[:, 0]  # framing checked them: each fits the buffer
     found: dict[str, list[tuple[np.ndarray, ...]]] = {}
     for length in np.unique(lengths).tolist():

@@ -105,25 +105,20 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     if n == 0:
         return {}, {}
     t = np.full(n, -np.inf)
-    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
-    terms: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray] = {}
     for name, (s, w, v) in series.items():
         keep = kept[name]
         if not keep:  # only the held-back step: the name comes with its first row
             continue
         if same:
-            col = v[:n]
+            cols[name] = v[:n]
             np.maximum(t, w[:n], out=t)
         else:
             at = np.searchsorted(steps, s[:keep])
-            col = np.full(n, np.nan)
-            col[at] = v[:keep]
+            cols[name] = np.full(n, np.nan)
+            cols[name][at] = v[:keep]
             t[at] = np.maximum(t[at], w[:keep])
-        (fixed if name in FIXED_OF[stream] else terms)[name] = col
-    for name in FIXED_OF[stream]:
-        fixed.setdefault(name, np.full(n, np.nan))
-    pending.last_emitted = int(steps[-1])
-    return fixed, terms
+    return _columns(stream, pending, steps, t, cols)
 
 
 def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Columns:
@@ -143,16 +138,22 @@ def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Co
     first = np.concatenate(([True], step[1:] != step[:-1]))
     steps = step[first]
     inv = np.cumsum(first) - 1
-    n = len(steps)
-    t = np.full(n, -np.inf)
+    t = np.full(len(steps), -np.inf)
     np.maximum.at(t, inv, wall)
-    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
-    terms: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray] = {}
     for c in np.unique(code).tolist():
         m = code == c
-        col = np.full(n, np.nan)
-        col[inv[m]] = value[m]  # a repeated (step, name): the later value wins
-        name = names[c]
+        cols[names[c]] = np.full(len(steps), np.nan)
+        cols[names[c]][inv[m]] = value[m]  # a repeated (step, name): the later value wins
+    return _columns(stream, pending, steps, t, cols)
+
+
+def _columns(stream: str, pending: Pending, steps: np.ndarray, t: np.ndarray, cols: dict[str, np.ndarray]) -> Columns:
+    """The rows' ``(fixed, terms)`` from their steps, times and each name's column; the last step is emitted."""
+    n = len(steps)
+    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
+    terms: dict[str, np.ndarray] = {}
+    for name, col in cols.items():
         (fixed if name in FIXED_OF[stream] else terms)[name] = col
     for name in FIXED_OF[stream]:
         fixed.setdefault(name, np.full(n, np.nan))

@@ -53,15 +53,6 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
-def masked_crc_rows(rows: np.ndarray) -> np.ndarray:
-    """Masked CRC-32C of every row of a 2-D uint8 array at once (one table lookup per column)."""
-    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
-    for j in range(rows.shape[1]):
-        crc = CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
-    crc ^= np.uint32(0xFFFFFFFF)
-    return (((crc >> 15) | (crc << 17)) + np.uint32(MASK_DELTA)).astype(np.uint32)
-
-
 @dataclass
 class Framed:
     """Records found in a byte range: their data, where each began, and what was wrong."""
