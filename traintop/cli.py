@@ -29,11 +29,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
               "  traintop watch logs/my-voice-20261121-101500\n"
               "  NO_COLOR=1 traintop watch --poll logs/   # NFS / sshfs: poll instead of inotify"),
     "serve": ("traintop.serve", "add_serve_arguments", "run_serve",
-              "the same app in a browser (localhost; a token guards any other address)",
-              "  traintop serve                          # http://127.0.0.1:8000, every run under ./logs\n"
+              "the same app in a browser, behind a token that the printed URL carries",
+              "  traintop serve                          # prints http://127.0.0.1:8000/?token=..., runs under ./logs\n"
               "  traintop serve logs/my-run --port 8080\n"
-              "  traintop serve --host 0.0.0.0           # prints a URL with a fresh token\n"
-              "  ssh -L 8000:localhost:8000 gpu-box      # then open http://localhost:8000 here"),
+              "  traintop serve --token-file ~/.traintop-token   # a token you chose (chmod 600)\n"
+              "  ssh -L 8000:localhost:8000 gpu-box      # then open the printed URL here"),
     "ctl": ("traintop.commands.ctl", "add_ctl_arguments", "run_ctl",
             "send a command to a running trainer (for scripts)",
             "  traintop ctl logs/my-run pause --wait\n"

@@ -23,6 +23,7 @@ from traintop.protocol.control import ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.rundir import EVENTS_FILE, TRAINER_LOG
 from traintop.protocol.runs import process_alive
+from traintop.protocol.safefile import open_read
 from traintop.protocol.tail import JsonlTail
 
 RECIPES = ("vits_tiny", "xtts_tiny")
@@ -92,7 +93,7 @@ def find_run_dir(logs: Path, proc: subprocess.Popen, timeout: float = START_TIME
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for events in logs.glob(f"*/{EVENTS_FILE}"):
-            with contextlib.suppress(OSError), events.open("rb") as fh:
+            with contextlib.suppress(OSError), open_read(events) as fh:
                 for line in fh:
                     try:
                         event = decode_line(line.rstrip(b"\n"))

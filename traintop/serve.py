@@ -2,9 +2,12 @@
 
 Every browser tab gets its own ``traintop watch`` process, run by textual-serve's web driver: one
 app, no second UI, and commands go through the run's ``control.jsonl`` exactly as from a terminal.
-Bound to a loopback address it needs no token; on any other address it requires one (``--token``,
-``$TRAINTOP_SERVE_TOKEN``, or a fresh random one) and prints the URL carrying it. Light at import:
-aiohttp and textual-serve load only when the server starts (:mod:`traintop.web`).
+A token is required on every address, loopback too (any local account can reach 127.0.0.1), and
+the printed URL carries it, as Jupyter's does. It comes from ``$TRAINTOP_SERVE_TOKEN``, a file only
+its owner can read (``--token-file``), or is generated; ``--token`` works but warns, since every
+local user sees a process's arguments in ``ps``. The tabs' processes get the token neither on their
+command line nor in their environment. Light at import: aiohttp and textual-serve load only when the
+server starts (:mod:`traintop.web`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import os
 import secrets
 import shlex
 import socket
+import stat
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 TOKEN_ENV = "TRAINTOP_SERVE_TOKEN"
 
@@ -27,10 +32,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a run directory or a folder of runs (default: ./logs)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
-                             "anything else requires a token)")
+                             "the token is required on every address)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    parser.add_argument("--token", help=f"the secret a browser must present (default: ${TOKEN_ENV}, or a fresh "
-                                        "random one on a non-local address); the printed URL carries it")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="read the token from PATH, a file only you can read (chmod 600); default: "
+                             f"${TOKEN_ENV}, else a fresh random token. The printed URL carries it")
+    secret.add_argument("--token", help="the token itself (for scripts; warns: every local user sees it in `ps`; "
+                                        f"prefer ${TOKEN_ENV} or --token-file)")
+    parser.add_argument("--max-tabs", type=int, default=4, metavar="N",
+                        help="browser tabs served at once (default 4; each runs a `traintop watch`, ~75 MB); "
+                             "one more is refused")
     parser.add_argument("--public-url", help="the address browsers reach this server by when a proxy sits in "
                                              "between (e.g. Colab's port proxy); default: the address they used")
     parser.add_argument("--poll", action="store_true",
@@ -47,13 +59,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def choose_token(host: str, given: str | None) -> str | None:
-    """The token to require: the one given, else a fresh one on a non-loopback address, else none."""
-    if given:
-        return given
-    if not is_loopback(host):
-        return secrets.token_urlsafe(24)
-    return None
+class TokenError(ValueError):
+    """A token that cannot be used, with the sentence that says why."""
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``, refused when other users may read or replace the file."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise TokenError(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
+    if info.st_mode & 0o077:
+        raise TokenError(f"the token file {path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+                         f"run: chmod 600 {shlex.quote(str(path))}")
+    if info.st_uid != os.getuid():
+        raise TokenError(f"the token file {path} belongs to another user (uid {info.st_uid}); use a file of your own")
+    token = path.read_text(errors="replace").strip()
+    if not token:
+        raise TokenError(f"the token file {path} is empty")
+    return token
+
+
+def choose_token(given: str | None) -> str:
+    """The token to require, on every address: the one given, else a fresh random one."""
+    return given if given else secrets.token_urlsafe(24)
 
 
 def browse_url(host: str, port: int, token: str | None, public_url: str | None = None) -> str:
@@ -67,7 +96,7 @@ def browse_url(host: str, port: int, token: str | None, public_url: str | None =
         elif ":" in host and not host.startswith("["):
             name = f"[{host}]"
         base = f"http://{name}:{port}"
-    return f"{base}/?token={token}" if token else f"{base}/"
+    return f"{base}/?token={quote(token, safe='')}" if token else f"{base}/"
 
 
 def watch_command(path: Path, poll: bool) -> str:
@@ -75,7 +104,7 @@ def watch_command(path: Path, poll: bool) -> str:
     argv = [sys.executable, "-m", "traintop.cli", "watch", str(path.resolve())]
     if poll:
         argv.append("--poll")
-    return shlex.join(argv)
+    return "exec " + shlex.join(argv)  # exec: the shell textual-serve starts becomes the app, one process a tab
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -88,16 +117,28 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print(f"traintop serve: --port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
         return 2
-    token = choose_token(args.host, args.token or os.environ.get(TOKEN_ENV))
+    if args.max_tabs < 1:
+        print(f"traintop serve: --max-tabs {args.max_tabs} must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        token = choose_token(args.token or (read_token_file(args.token_file) if args.token_file else None)
+                             or os.environ.get(TOKEN_ENV))
+    except TokenError as exc:
+        print(f"traintop serve: {exc}", file=sys.stderr)
+        return 2
+    if args.token:
+        print(f"traintop serve: warning: --token is visible to every local user in `ps`; put it in ${TOKEN_ENV} "
+              "or a chmod-600 --token-file instead", file=sys.stderr, flush=True)
+    os.environ.pop(TOKEN_ENV, None)  # the tabs' `traintop watch` processes inherit this environment
     from traintop.web import WatchServer  # aiohttp and textual-serve load only here
 
     server = WatchServer(watch_command(path, args.poll), host=args.host, port=args.port, token=token,
-                         public_url=args.public_url, title=f"traintop · {path}")
+                         public_url=args.public_url, title=f"traintop · {path}", max_tabs=args.max_tabs,
+                         check_host=is_loopback(args.host))
     print(f"traintop serve: {path} in a browser at\n    {browse_url(args.host, args.port, token, args.public_url)}",
           flush=True)
-    if token:
-        print("traintop serve: anyone with this URL can steer the run; requests without the token are refused",
-              flush=True)
+    print("traintop serve: anyone with this URL can steer the run; requests without the token are refused",
+          flush=True)
     try:
         server.serve()
     except OSError as exc:

@@ -106,12 +106,14 @@ def test_wheel_without_extras_is_the_watcher(tmp_path: Path) -> None:
 
     served = subprocess.Popen([traintop, "serve", str(recorded), "--port", str(SERVE_PORT)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
-                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                              env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                                   "TRAINTOP_SERVE_TOKEN": "base-install-token"})
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{SERVE_PORT}/", timeout=5) as page:
+                url = f"http://127.0.0.1:{SERVE_PORT}/?token=base-install-token"  # serve always needs its token
+                with urllib.request.urlopen(url, timeout=5) as page:
                     assert page.status == 200 and b"data-session-websocket-url" in page.read()
                     break
             except OSError:

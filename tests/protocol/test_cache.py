@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from traintop.protocol import RunReader
 from traintop.protocol import cache as cache_mod
@@ -100,3 +103,58 @@ def test_a_reopened_history_grows_without_touching_the_cache_it_was_read_from(tm
         fh.write(data[9000:])
     again.poll()
     same(again.history, _open(tmp_path, use_cache=False).history)
+
+
+# -- what a cache holds is checked before it is believed (tests/protocol/test_cache_hostile.py: whole runs) --
+
+json_values = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='[]{}"\\ab\n', max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=30)
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@given(value=json_values, scan=st.integers(1, 9))
+def test_json_depth_counts_only_brackets_outside_strings(value, scan: int) -> None:
+    old, cache_mod._SCAN = cache_mod._SCAN, scan  # tiny chunks: strings and escapes cut at chunk borders
+    try:
+        assert cache_mod.json_depth(json.dumps(value).encode()) == _depth(value)
+    finally:
+        cache_mod._SCAN = old
+
+
+def test_json_nested_too_deep_is_refused_before_parsing() -> None:
+    with pytest.raises(cache_mod.CacheError):
+        cache_mod.loads_bounded(b"[" * 100_000 + b"]" * 100_000)
+    assert cache_mod.loads_bounded(b'{"a": [[1], "]]]]"]}') == {"a": [[1], "]]]]"]}
+
+
+def test_the_state_check_knows_every_field_of_a_snapshot(tmp_path: Path) -> None:
+    from traintop.protocol.history import RunHistory
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_stream(300))
+    history = _open(tmp_path, use_cache=False).history
+    for h in (RunHistory(), history):
+        state = json.loads(json.dumps(h.snapshot()[1]))
+        assert set(state) == set(cache_mod.STATE_TYPES)
+        cache_mod.check_state(state)  # what a writer makes passes
+
+
+def test_a_broken_cache_is_told_once_and_read_as_none(tmp_path: Path, caplog) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(_stream(100))
+    cache_path(events).write_bytes(b"PK\x03\x04 not really a zip")
+    with caplog.at_level("WARNING", logger="traintop.cache"):
+        assert cache_mod.load(events) is None
+        assert cache_mod.load(events) is None
+    told = [r.getMessage() for r in caplog.records if r.name == "traintop.cache"]
+    assert len(told) == 1 and ".events.cache.npz" in told[0]

@@ -137,7 +137,8 @@ def test_a_control_file_others_can_write_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ControlPermissionError, match="chmod 600"):
         reader.check_permissions()
     (tmp_path / "control.jsonl").chmod(0o600)
-    assert [d.command.cmd for d in reader.poll()] == ["pause"]
+    (d,) = reader.poll()  # present while others could write the file: never applied, answered
+    assert d.status == "rejected" and "writable by other users" in d.reason
     assert [n.kind for n in reader.take_notices()] == ["readable"]
 
 

@@ -161,3 +161,81 @@ def test_an_unknown_version_is_rejected_with_a_reason(tmp_path: Path) -> None:
     _write(tmp_path / "control.jsonl", b'{"v":99,"id":"future","cmd":"pause","args":{}}\n')
     (d,) = ControlReader(tmp_path).poll()
     assert d.status == "rejected" and d.id == "future" and "version 1 only" in d.reason
+
+
+# -- issue 14: what was written while the file was unsafe is never applied ----------------------
+
+def _open_up(path: Path) -> None:
+    path.chmod(0o666)  # what an attacker on the same machine needs
+
+
+def test_a_command_written_while_others_could_write_the_file_is_never_applied(tmp_path: Path) -> None:
+    inbox = ControlInbox(tmp_path)
+    first = inbox.send_new("save")
+    reader = ControlReader(tmp_path, terms=TERMS)
+    reader.commit(reader.poll()[0])
+    path = tmp_path / "control.jsonl"
+    _open_up(path)
+    planted = make_command("set_weight", TERMS, term="loss_mel", value=999.0)
+    _write(path, planted.to_line())
+    assert reader.poll() == []
+    assert [n.kind for n in reader.take_notices()] == ["refused"]
+    path.chmod(0o600)  # the owner closes it again: the planted line must stay dead
+    (d,) = reader.poll()
+    assert (d.status, d.id) == ("rejected", planted.id)
+    assert "writable by other users" in d.reason and "send it again" in d.reason
+    (readable,) = reader.take_notices()
+    assert readable.kind == "readable" and "not applied" in readable.message
+    reader.commit(d)
+    assert reader.state.untrusted is None  # every untrusted line answered
+    mine = inbox.send_new("set_weight", TERMS, term="loss_mel", value=2.0)
+    assert [(d.status, d.id) for d in reader.poll()] == [("accepted", mine.id)]
+    assert first.id in reader.state.seen_ids
+
+
+def test_a_partial_line_planted_while_unsafe_does_not_swallow_the_owners_next_command(
+        tmp_path: Path) -> None:
+    path = tmp_path / "control.jsonl"
+    inbox = ControlInbox(tmp_path)
+    inbox.send_new("save")
+    reader = ControlReader(tmp_path, terms=TERMS)
+    reader.commit(reader.poll()[0])
+    _open_up(path)
+    whole = make_command("stop")
+    _write(path, whole.to_line() + b'{"v":1,"id":"half","cmd":"set_lr","args":{"value":0.')
+    assert reader.poll() == []
+    path.chmod(0o600)
+    assert [(d.status, d.id) for d in reader.poll()] == [("rejected", whole.id)]
+    mine = inbox.send_new("pause")  # lands right after the planted half line
+    got = reader.poll()
+    assert [d.status for d in got] == ["rejected", "accepted"] and got[1].id == mine.id
+
+
+def test_the_distrust_survives_checkpoints_taken_before_and_after_the_file_is_safe_again(
+        tmp_path: Path) -> None:
+    path = tmp_path / "control.jsonl"
+    inbox = ControlInbox(tmp_path)
+    inbox.send_new("save")
+    reader = ControlReader(tmp_path, terms=TERMS)
+    reader.commit(reader.poll()[0])
+    _open_up(path)
+    planted = make_command("scale_lr", factor=10.0)
+    _write(path, planted.to_line())
+    assert reader.poll() == []
+    while_unsafe = _saved(reader)  # a checkpoint while it is still refused
+    saved = while_unsafe.to_dict()
+    path.chmod(0o600)
+    resumed = ControlReader(tmp_path, terms=TERMS, state=while_unsafe)
+    assert [(d.status, d.id) for d in resumed.poll()] == [("rejected", planted.id)]
+    assert saved["untrusted"] and saved["untrusted_to"] is None
+    after_restore = _saved(resumed)  # a checkpoint before the rejection was answered
+    again = ControlReader(tmp_path, terms=TERMS, state=after_restore)
+    (d,) = again.poll()
+    assert (d.status, d.id) == ("rejected", planted.id) and "send it again" in d.reason
+    again.commit(d)
+    mine = inbox.send_new("scale_lr", factor=0.5)
+    last = ControlReader(tmp_path, terms=TERMS, state=_saved(again))
+    assert [(d.status, d.id) for d in last.poll()] == [("accepted", mine.id)]
+    # a checkpoint written before these fields existed still loads
+    old = {k: v for k, v in after_restore.to_dict().items() if not k.startswith("untrusted")}
+    assert ControlState.from_dict(old).untrusted is None

@@ -1,9 +1,10 @@
 """``traintop serve`` in a real headless Chromium, on a real tiny trainer's live run.
 
-The page loads through the token cookie, the run's charts and alerts reach the browser, a key
-pressed in the page pauses the trainer (control.jsonl → the trainer's ack → shown in the page),
-a sample plays in a new tab, and a missing or wrong token is refused. Screenshots are saved under
-the test's tmp dir (``serve-live.png``, ``serve-paused.png``).
+The page loads from the printed URL (no cookie is ever set), the run's charts and alerts reach the
+browser, a key pressed in the page pauses the trainer (control.jsonl → the trainer's ack → shown in
+the page), a sample plays in a new tab, a missing or wrong token is refused, and another service on
+another port of the host gets nothing of the token. Screenshots are saved under the test's tmp dir
+(``serve-live.png``, ``serve-paused.png``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.serve.browser import RECORD_WEBSOCKET, Chromium, Page, chromium_path
-from tests.serve.conftest import CDP_PORT, REPO, plain, read_jsonl, wait_until
+from tests.serve.conftest import CDP_PORT, OTHER_PORT, REPO, plain, read_jsonl, wait_until
+from tests.serve.test_other_port import OtherService
 from tests.tui.fixtures import append_events, small_run
 
 QUICK = ["--set", "cadence.eval_every=null", "--set", "cadence.save_every=null",
@@ -101,7 +103,7 @@ def steps(run: Path) -> int:
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 async def test_served_app_in_chromium_pauses_a_real_trainer(live_run, serve, tmp_path: Path) -> None:
     proc, run = live_run
-    server = serve(run, PORT, "--host", "0.0.0.0")  # not loopback: a token is generated and required
+    server = serve(run, PORT, "--host", "0.0.0.0")
     url = f"http://127.0.0.1:{PORT}/?token={server.token}"
     browser = Chromium(chromium_path(), tmp_path / "profile", CDP_PORT)
     try:
@@ -111,7 +113,7 @@ async def test_served_app_in_chromium_pauses_a_real_trainer(live_run, serve, tmp
         assert await page.navigate(f"http://127.0.0.1:{PORT}/?token=not-the-token") == 403
         await page.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_WEBSOCKET)
         assert await page.navigate(url) == 200
-        assert await page.evaluate("location.search") == ""  # the token left the address bar for a cookie
+        assert (await page.call("Network.getAllCookies"))["cookies"] == []  # the page's own URLs carry the secrets
 
         await wait_async(lambda: steps(run) >= 3, 300, "the trainer's first steps")
         await wait_shown(page, ["Charts", "Alerts", "loss_mel_ce", "loss_text_ce", run.name], 120,
@@ -142,8 +144,11 @@ async def test_served_app_in_chromium_pauses_a_real_trainer(live_run, serve, tmp
         await page.press("Enter")
         meta = await offered_wav(page)
         assert meta
-        tab = await browser.attach((await download_tabs(browser))[0])
-        # the tab got the wav itself (the download route is behind the token cookie too)
+        download = (await download_tabs(browser))[0]
+        tab_url = download["url"]
+        tab = await browser.attach(download)
+        # the tab got the wav itself (its URL carries the tab's instance id, the download route's secret)
+        assert "?instance=" in tab_url
         kind = await wait_async_value(tab, "document.contentType", lambda v: v and v != "text/html")
         assert kind == "audio/wav"
         assert proc.poll() is None
@@ -190,11 +195,12 @@ async def download_tabs(browser: Chromium) -> list[dict]:
                                                     "when run as root)")
 async def test_a_recorded_run_being_appended_shows_its_new_alert_on_loopback(serve, tmp_path: Path) -> None:
     run = small_run(tmp_path / "logs")
-    server = serve(run, PORT - 1)  # loopback: no token
-    assert server.token is None
+    server = serve(run, PORT - 1)  # loopback: the token is required here too
+    other = OtherService(OTHER_PORT)
     browser = Chromium(chromium_path(), tmp_path / "profile", CDP_PORT)
     try:
         page = await browser.first_page()
+        assert await page.navigate(f"http://127.0.0.1:{PORT - 1}/") == 401
         await page.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_WEBSOCKET)
         assert await page.navigate(server.url) == 200
         await wait_shown(page, ["loss_mel", "loss_text_ce", "Alerts"], 60, "the run screen")
@@ -204,5 +210,9 @@ async def test_a_recorded_run_being_appended_shows_its_new_alert_on_loopback(ser
                                       "message": "loss_mel is NaN at step 120; step skipped"}))
         await wait_shown(page, ["NaN at step 120", "CRITICAL"], 30, "the appended alert")
         await page.screenshot(tmp_path / "serve-alert.png")
+        # the same browser on another port of the host: that service gets nothing of the token
+        assert await page.navigate(f"http://127.0.0.1:{OTHER_PORT}/") == 200
+        assert other.requests and all(server.token not in r and "cookie" not in r.lower() for r in other.requests)
     finally:
         await browser.close()
+        other.close()

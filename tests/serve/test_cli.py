@@ -4,24 +4,55 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from traintop import cli
-from traintop.serve import browse_url, choose_token, is_loopback
+from traintop.serve import TokenError, browse_url, choose_token, is_loopback, read_token_file, watch_command
 
 
-def test_loopback_needs_no_token_and_anything_else_gets_one() -> None:
+def test_every_address_gets_a_token_and_the_url_carries_it() -> None:
     for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
-        assert is_loopback(host) and choose_token(host, None) is None
+        assert is_loopback(host)
     for host in ("0.0.0.0", "::", "10.0.0.5", "gpu-box.example.org"):
         assert not is_loopback(host)
-        token = choose_token(host, None)
-        assert token and len(token) >= 24 and token != choose_token(host, None)
-    assert choose_token("127.0.0.1", "mine") == "mine"  # a given token is required even on loopback
-    assert browse_url("127.0.0.1", 8000, None) == "http://127.0.0.1:8000/"
+    token = choose_token(None)  # loopback or not: any local account can reach 127.0.0.1
+    assert len(token) >= 24 and token != choose_token(None)
+    assert choose_token("mine") == "mine"
+    assert browse_url("127.0.0.1", 8000, "t") == "http://127.0.0.1:8000/?token=t"
     assert browse_url("::1", 8000, "t") == "http://[::1]:8000/?token=t"
     assert browse_url("0.0.0.0", 8000, "t", "https://x-8000.proxy.example/") == "https://x-8000.proxy.example/?token=t"
+    assert browse_url("127.0.0.1", 8000, "a b&c") == "http://127.0.0.1:8000/?token=a%20b%26c"
+
+
+def test_a_token_file_open_to_others_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("  from-a-file \n")
+    for mode in (0o644, 0o640, 0o604, 0o620):
+        path.chmod(mode)
+        with pytest.raises(TokenError, match=f"token file {path} is open to other users.*chmod 600"):
+            read_token_file(path)
+    path.chmod(0o600)
+    assert read_token_file(path) == "from-a-file"
+    path.write_text("\n")
+    with pytest.raises(TokenError, match="empty"):
+        read_token_file(path)
+
+
+def test_the_tabs_command_carries_no_token_and_execs_the_app(tmp_path: Path) -> None:
+    command = watch_command(tmp_path, poll=True)
+    assert command.startswith(f"exec {sys.executable} -m traintop.cli watch ") and command.endswith(" --poll")
+    assert "token" not in command
+
+
+def test_serve_help_names_every_way_to_give_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("--token-file PATH", "TRAINTOP_SERVE_TOKEN", "chmod 600", "`ps`", "--max-tabs N",
+                  "the token is required on every address"):
+        assert words in text, words
 
 
 def test_serve_module_is_light_at_import() -> None:

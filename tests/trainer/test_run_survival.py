@@ -131,7 +131,7 @@ def test_a_directory_for_control_file_and_a_world_writable_one_alert_once(tmp_pa
     assert run.weights["mel"] == 1.0  # refused while others can write it
     (run_dir / "control.jsonl").chmod(0o600)
     run.poll(20)
-    assert run.weights["mel"] == 2.0
+    assert run.weights["mel"] == 1.0  # written while others could write the file: rejected, never applied
     run.end("completed")
     alerts = [e["message"] for e in read_events(run_dir) if e["type"] == "alert"]
     assert len(alerts) == 3, alerts  # directory, world-writable, readable again: once each

@@ -7,6 +7,7 @@ or a bad argument. Bad arguments are refused before anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -15,8 +16,10 @@ from pathlib import Path
 from traintop.protocol import RunReader
 from traintop.protocol.control import Command, CommandError, ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
+from traintop.protocol.lines import MAX_LINE
 from traintop.protocol.rundir import EVENTS_FILE, RunDirError, resolve_run_dir
-from traintop.protocol.text import shown
+from traintop.protocol.safefile import open_read
+from traintop.protocol.text import MESSAGE_MAX, shown
 
 # command-line spelling → (protocol command, positional argument names)
 CTL_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -41,10 +44,10 @@ def _run_terms(run_dir: Path) -> list[str] | None:
     """Loss terms the run declared in its run_start (None when unknown: the trainer decides)."""
     path = run_dir / EVENTS_FILE
     try:
-        with path.open("rb") as fh:
+        with open_read(path) as fh:
             for _ in range(50):
-                line = fh.readline()
-                if not line:
+                line = fh.readline(MAX_LINE + 1)
+                if not line.endswith(b"\n"):  # the end, or a line over the limit: never read whole
                     break
                 try:
                     event = decode_line(line.rstrip(b"\n"))
@@ -107,28 +110,28 @@ def run_ctl(args: argparse.Namespace) -> int:
         run_dir = resolve_run_dir(args.run_dir)
         command = build_command(args.action, list(args.values), _run_terms(run_dir))
     except (RunDirError, CommandError) as exc:
-        print(f"traintop ctl: {exc}", file=sys.stderr)
+        print(f"traintop ctl: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)  # names the run's terms
         return 2
-    offset = (run_dir / EVENTS_FILE).stat().st_size
     try:
+        offset = os.stat(run_dir / EVENTS_FILE, follow_symlinks=False).st_size
         ControlInbox(run_dir).send(command)
-    except OSError as exc:
-        print(f"traintop ctl: cannot write {run_dir / 'control.jsonl'}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # another account's run, a link or FIFO in place of the file, a full disk
+        print(f"traintop ctl: cannot send to {shown(run_dir)}: {shown(exc.strerror or exc)}", file=sys.stderr)
         return 2
-    print(f"sent {command.describe()} (id {command.id})")
+    print(f"sent {shown(command.describe(), MESSAGE_MAX)} (id {command.id})")
     if args.wait is None:
         return 0
     ack = wait_for_ack(run_dir, command.id, args.wait, start_offset=max(0, offset - 1))
     if ack is None:
-        print(f"traintop ctl: no ack for {command.describe()} within {args.wait:g} s "
+        print(f"traintop ctl: no ack for {shown(command.describe(), MESSAGE_MAX)} within {args.wait:g} s "
               "(is the trainer running? it reads commands at step boundaries)", file=sys.stderr)
         return 2
     status = ack.get("status")
     reason = ack.get("reason") or ""
     if status == "rejected":
-        print(f"rejected: {shown(reason)}", file=sys.stderr)
+        print(f"rejected: {shown(reason, MESSAGE_MAX)}", file=sys.stderr)
         return 1
     state = ack.get("state")
     print(shown(f"{status} at step {ack.get('step')}" + (f": {state}" if state else "")
-                + (f" ({reason})" if reason else "")))
+                + (f" ({reason})" if reason else ""), MESSAGE_MAX))
     return 0

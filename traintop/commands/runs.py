@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from traintop.protocol import RunReader
-from traintop.protocol.rundir import EVENTS_FILE, find_runs
+from traintop.protocol.rundir import EVENTS_FILE, find_runs, unreadable
 from traintop.protocol.runs import run_status, speed
 from traintop.protocol.text import shown
 
@@ -51,23 +51,30 @@ def run_runs(args: argparse.Namespace) -> int:
     """Body of ``traintop runs``."""
     root = Path(args.root)
     if not root.exists():
-        print(f"traintop runs: {root}: no such folder", file=sys.stderr)
+        print(f"traintop runs: {shown(root)}: no such folder", file=sys.stderr)
         return 2
     summaries = []
     for run_dir in find_runs(root):
         try:
             summaries.append(summarize(run_dir))
         except OSError as exc:
-            print(f"traintop runs: {run_dir / EVENTS_FILE}: {exc.strerror}", file=sys.stderr)
+            print(f"traintop runs: {shown(run_dir / EVENTS_FILE)}: {shown(exc.strerror)}", file=sys.stderr)
+    hidden = unreadable(root)
+    if hidden:  # other accounts' private runs: said in one line, never a traceback
+        more = f" and {len(hidden) - 5} more" if len(hidden) > 5 else ""
+        names = ", ".join(shown(p.name) for p in hidden[:5]) + more
+        print(f"traintop runs: {len(hidden)} folder(s) under {shown(root)} are not readable by this account "
+              f"(other users' private runs?): {names}", file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
         return 0
     if not summaries:
-        print(f"no runs under {root}")
+        print(f"no runs under {shown(root)}")
         return 0
     print(f"{'RUN':<40} {'RECIPE':<18} {'STATUS':<10} {'STEP':>8} {'EPOCH':>6} {'IT/S':>7}")
     for s in summaries:
         rate = f"{s.steps_per_s:.2f}" if s.steps_per_s else "-"
         print(f"{shown(s.name)[:40]:<40} {shown(s.recipe)[:18]:<18} {shown(s.status):<10} "
-              f"{s.step if s.step is not None else '-':>8} {s.epoch if s.epoch is not None else '-':>6} {rate:>7}")
+              f"{shown(s.step if s.step is not None else '-'):>8} {shown(s.epoch if s.epoch is not None else '-'):>6} "
+              f"{rate:>7}")
     return 0

@@ -78,6 +78,15 @@ class Alert:
                 "suggestions": [s.to_dict() for s in self.suggestions]}
 
 
+def raised_order(alert: Alert) -> tuple[int, int, str]:
+    """The one order of alerts as raised: by the step raised (none last), then id (unique).
+
+    It depends on the alerts alone, never on how the rows were split between passes (a cold open's
+    parts, a restored health cache, a live tail), so every listing of alerts is the same for the same run.
+    """
+    return (0, alert.step, alert.id) if alert.step is not None else (1, 0, alert.id)
+
+
 def _jsonable(value: Any) -> Any:
     # evidence may hold inf/NaN (a non-finite loss is the evidence); JSON has no such numbers
     if isinstance(value, float):

@@ -36,6 +36,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     from traintop.health.monitor import HealthMonitor
     from traintop.health.profile import ProfileError
     from traintop.protocol import RunDirError, open_reader, resolve_run_dir
+    from traintop.protocol.text import MESSAGE_MAX, shown
 
     early: list[Any] = []
 
@@ -59,15 +60,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
         reader.open(on_part=None if args.follow else judge_first_part)
         history = reader.history
     except (RunDirError, OSError) as exc:
-        print(f"traintop report: {exc}", file=sys.stderr)
+        print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     if history.events == 0:
-        print(f"traintop report: {reader.path}: no readable event", file=sys.stderr)
+        why = next((n.message for n in history.notices if n.kind == "unreadable"), None)
+        print(f"traintop report: {shown(why or f'{reader.path}: no readable event', MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
         profile = choose_profile(history, args.profile)
-    except ProfileError as exc:
-        print(f"traintop report: {exc}", file=sys.stderr)
+    except ProfileError as exc:  # the profile a run names is the run's text
+        print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     mon = early[0][1] if early and early[0][0] == profile else None  # the first part's pass, if it fits
     return history, reader, profile, run_dir, mon

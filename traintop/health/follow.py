@@ -14,7 +14,7 @@ from traintop.health.cli import EXIT_CODES
 from traintop.health.profile import HealthProfile
 from traintop.health.snapshot import judge
 from traintop.protocol import ReadUpdate, RunReader, TailNotice
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
 HOOK_TIMEOUT = 60.0  # a hung mail command must not stop the watcher
@@ -49,14 +49,15 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
     def say(notice: TailNotice) -> None:
         # skipped / truncated / replaced data is news too, never passed over in silence
         print(json.dumps({"notice": notice.kind, "offset": notice.offset, "message": notice.message})
-              if as_json else f"data: {shown(notice.message)}", flush=True)
+              if as_json else f"data: {shown(notice.message, MESSAGE_MAX)}", flush=True)
 
     def tell(alerts: list[Alert]) -> None:
         for alert in alerts:
             if alert.id in told or SEVERITY_RANK.get(alert.severity, 0) < SEVERITY_RANK["warning"]:
                 continue
             told.add(alert.id)
-            line = json.dumps(alert.to_dict()) if as_json else f"{alert.severity}: {shown(alert.message)}"
+            line = json.dumps(alert.to_dict()) if as_json else \
+                f"{shown(alert.severity)}: {shown(alert.message, MESSAGE_MAX)}"
             print(line, flush=True)
             if on_alert:
                 run_hook(on_alert, alert)
@@ -92,5 +93,5 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
     with lock:
         report = build_report(history, profile, monitor=mon)
     print(json.dumps({"verdict": report["verdict"], "status": report["status"], "step": report["step"]})
-          if as_json else f"run {report['status']}: verdict {report['verdict']}", flush=True)
+          if as_json else f"run {shown(report['status'])}: verdict {report['verdict']}", flush=True)
     return EXIT_CODES[report["verdict"]]

@@ -326,18 +326,21 @@ def choose_profile(history: Any, override: str | Path | None = None) -> HealthPr
     """The profile for a run: ``override``, else the run's own ``profile``, else the best match by term names.
 
     An explicit ``override`` that fails raises ``ProfileError``; a run naming an unknown profile
-    falls back (the run may come from another machine with other profiles).
+    falls back (the run may come from another machine with other profiles). A run's own ``profile``
+    counts only as a built-in name: a file it names is never opened (the run may be someone else's);
+    a custom profile file is given with ``override`` (``--profile FILE``).
     """
+    from traintop.resources import builtin_profiles
+
     if override is not None:
         return load_profile(override)
     start = getattr(history, "run_start", None) or {}
     named = start.get("profile") if isinstance(start, dict) else None
-    if isinstance(named, str) and named:
+    if isinstance(named, str) and named in builtin_profiles():
         try:
             return load_profile(named)
         except ProfileError:
             pass
-    from traintop.resources import builtin_profiles
 
     terms = list(getattr(history, "terms", []) or [])
     best: tuple[int, HealthProfile | None] = (0, None)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from traintop.health.alerts import Alert, Suggestion
+from traintop.health.alerts import Alert, Suggestion, raised_order
 from traintop.health.detectors import Signal
 from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.term import TermState
@@ -56,8 +56,9 @@ class HealthMonitor:
 
     @property
     def alerts(self) -> list[Alert]:
-        """Every alert raised so far (ended ones included), oldest first."""
-        return list(self._alerts.values())
+        """Every alert raised so far (ended ones included), oldest first (``raised_order``: the same
+        whether the run was judged in one pass, in parts, or from a health cache)."""
+        return sorted(self._alerts.values(), key=raised_order)
 
     def active_alerts(self) -> list[Alert]:
         """Alerts still in force, worst first (then earliest)."""
@@ -151,7 +152,7 @@ class HealthMonitor:
             self._generation = history.generation
         self._new = []
         self._history = history
-        start = history.run_start or {}
+        start = history.run_start if isinstance(history.run_start, dict) else {}
         self._planned = (start.get("planned_steps"), start.get("planned_epochs"))
         self._epoch, self._step = history.last_epoch, history.last_step
         n, ne = len(history.steps), len(history.evals)
@@ -336,9 +337,11 @@ class HealthMonitor:
             self._signal(None, "gone", "stall", Signal(False, step))
 
     def _trim(self) -> None:
-        ended = [aid for aid, a in self._alerts.items() if not a.active]
-        for aid in ended[: max(0, len(ended) - MAX_ENDED_ALERTS)]:
-            del self._alerts[aid]
+        ended = [(aid, a) for aid, a in self._alerts.items() if not a.active]
+        if len(ended) > MAX_ENDED_ALERTS:  # the oldest go: which ones never depends on how the rows came
+            ended.sort(key=lambda item: raised_order(item[1]))
+            for aid, _ in ended[: len(ended) - MAX_ENDED_ALERTS]:
+                del self._alerts[aid]
 
 
 def _qualifier(slot: str, kind: str) -> str:

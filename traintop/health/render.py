@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 
 ZONE_STYLE = {"good": "green", "warn": "yellow", "critical": "bold red", None: "dim"}
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
@@ -22,9 +22,9 @@ VERDICT_STYLE = {"healthy": "bold green", "warning": "bold yellow", "critical": 
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
-    if isinstance(v, str):
-        return shown(v)
-    return f"{v:.4g}"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:.4g}"
+    return shown(v)  # "nan", or whatever a run's files put there
 
 
 def print_report(report: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
@@ -36,9 +36,10 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
     epoch = report.get("epoch")
     planned = report.get("planned_epochs")
     step = report.get("step")
-    where = ("no step yet" if step is None else f"step {step}, epoch {epoch}" + (f"/{planned}" if planned else ""))
+    where = ("no step yet" if step is None
+             else f"step {shown(step)}, epoch {shown(epoch)}" + (f"/{shown(planned)}" if planned else ""))
     # every name below comes from the run's files: Text (never markup) and shown() (never escapes)
-    console.print(Text.assemble((shown(run_dir), "bold"), f"  {shown(report.get('status'))} · {where} · "
+    console.print(Text.assemble((shown(run_dir, MESSAGE_MAX), "bold"), f"  {shown(report.get('status'))} · {where} · "
                                 f"profile {shown(report.get('profile'))}"))
     wide = console.width >= 110  # at 80 columns the verdict needs the room of role / weight / eval
     cols = ["term", "role", "weight", "last", "ema", "eval", "zone", "verdict"] if wide else \
@@ -54,15 +55,17 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
                  "weight": Text(_fmt(t.get("weight"))), "last": Text(_fmt(t.get("last"))),
                  "ema": Text(_fmt(t.get("ema"))), "eval": Text(_fmt(t.get("eval"))),
                  "zone": Text(shown(zone or "–"), style=ZONE_STYLE.get(zone, "dim")),
-                 "verdict": Text(shown(t.get("verdict", "")), style=ZONE_STYLE.get(zone, "dim"))}
+                 "verdict": Text(shown(t.get("verdict", ""), MESSAGE_MAX), style=ZONE_STYLE.get(zone, "dim"))}
         table.add_row(*(cells[c] for c in cols))
     console.print(table)
     alerts = report.get("alerts", [])
     if alerts:
         console.print("[bold]Active alerts[/bold]")
         for a in alerts:
-            console.print(Text.assemble((f"  {shown(a['severity']).upper():8}", SEVERITY_STYLE.get(a["severity"], "")),
-                                        f" {shown(a['kind']):9} step {a['step']}: {shown(a['message'])}"))
+            severity = shown(str(a["severity"]).upper())
+            console.print(Text.assemble((f"  {severity:8}", SEVERITY_STYLE.get(a["severity"], "")),
+                                        f" {shown(a['kind']):9} step {shown(a['step'])}: "
+                                        f"{shown(a['message'], MESSAGE_MAX)}"))
             for s in a.get("suggestions", []):
                 console.print(Text(f"      → {shown(s['label'])}"))
     else:
@@ -71,7 +74,7 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
     for c in report.get("checklist", []):
         mark = {True: ("✔", "green"), False: ("✘", "red"), None: ("?", "dim")}[c.get("ok")]
         console.print(Text.assemble((f"  {mark[0]} ", mark[1]), f"{shown(c['item'])}: ",
-                                    (shown(c.get("detail", "")), "dim")))
+                                    (shown(c.get("detail", ""), MESSAGE_MAX), "dim")))
     _print_data(report.get("data") or {}, console)
     verdict = report["verdict"]
     line = Text.assemble("Verdict: ", (verdict.upper(), VERDICT_STYLE[verdict]))
@@ -82,10 +85,10 @@ def print_report(report: dict[str, Any], run_dir: Path, console: Console | None 
     worst = report.get("worst_so_far")
     now = report.get("now")
     if worst is not None and (now != verdict or not worst.get("active")):
-        console.print(Text.assemble("  now: ", (str(now).upper(), VERDICT_STYLE.get(str(now), "")),
-                                    " · worst during the run: ", (worst["severity"].upper(),
+        console.print(Text.assemble("  now: ", (shown(str(now).upper()), VERDICT_STYLE.get(str(now), "")),
+                                    " · worst during the run: ", (shown(str(worst["severity"]).upper()),
                                                                   SEVERITY_STYLE.get(worst["severity"], "")),
-                                    f" {shown(worst['message'])} ({worst['when']})"))
+                                    f" {shown(worst['message'], MESSAGE_MAX)} ({shown(worst['when'])})"))
 
 
 def _print_data(data: dict[str, Any], console: Console) -> None:
@@ -104,4 +107,4 @@ def _print_data(data: dict[str, Any], console: Console) -> None:
         return
     console.print(Text("Data: " + "; ".join(parts), style="yellow"))
     for n in data.get("notices", [])[:5]:
-        console.print(Text(f"  {shown(n.get('message', ''))}", style="dim"))
+        console.print(Text(f"  {shown(n.get('message', ''), MESSAGE_MAX)}", style="dim"))

@@ -7,8 +7,9 @@ the history's row counts. It is plain JSON, never pickle: decoding rebuilds only
 ``ALLOWED``, by overlaying saved attributes on objects the normal constructors built from the
 current profile (zone rules, detector settings and suggestions are never read from the file), and
 refuses any attribute the fresh object lacks or a value of another type. Anything off — absent,
-stale, foreign, a wrong type, a future version — means a full pass that overwrites it
-(docs/run-directory.md, "Health cache").
+stale, foreign, a wrong type, a future version, a link or a FIFO in its place, any error at all
+while reading it — means a full pass that overwrites it (docs/run-directory.md, "Health cache").
+It is written with ``safefile.atomic_write``: a fresh random temp name, never through a planted link.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.streams import CollapseDetector, Ema, EpochMeans, NonFiniteDetector, SpikeDetector
 from traintop.health.term import TermState, ZoneState
 from traintop.health.work import Tally, WorkWatch
-from traintop.protocol.cache import MIN_NEW_BYTES, file_key
+from traintop.protocol.cache import MIN_NEW_BYTES, file_key, loads_bounded, tell_ignored
 from traintop.protocol.history import RunHistory
+from traintop.protocol.safefile import atomic_write, open_read
 
 HEALTH_FILE = ".health.cache.json"
 HEALTH_VERSION = 1
@@ -286,26 +288,39 @@ def _fits(rows: Any, history: RunHistory) -> bool:
 def restore(profile: HealthProfile, events: Path, history: RunHistory) -> tuple[HealthMonitor, int] | None:
     """The monitor saved beside ``events`` and the offset it covers, when it fits ``history`` and ``profile``.
 
-    ``None`` when there is none or it does not fit; never raises.
+    ``None`` when there is none or it does not fit; never raises. The file is opened through
+    ``safefile`` (a link or FIFO is ignored, never followed or waited on), read up to its real size
+    (never more than ``MAX_BYTES``) and its JSON depth bounded; one that cannot be read is told once.
     """
+    path = cache_path(events)
     try:
-        path = cache_path(events)
-        if path.stat().st_size > MAX_BYTES:
-            return None
-        meta = json.loads(path.read_bytes())
-        if not isinstance(meta, dict) or meta.get("version") != HEALTH_VERSION:
-            return None
-        key = meta.get("key")
-        offset = key.get("offset") if isinstance(key, dict) else None
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            return None
-        code = code_fingerprint()
-        if (code is None or meta.get("code") != code or meta.get("profile") != profile_fingerprint(profile)
-                or key != file_key(events, offset) or not _fits(meta.get("rows"), history)):
-            return None  # other code, another profile, another file or other bytes: judge them afresh
-        return monitor_from(profile, meta.get("state")), offset
-    except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
-        return None  # SnapshotError and a bad JSON are ValueErrors: no cache, a full pass instead
+        return _restore(profile, events, history, path)
+    except FileNotFoundError:
+        return None  # no cache yet
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with a cache, the rows are judged afresh
+        tell_ignored(path, exc)
+        return None
+
+
+def _restore(profile: HealthProfile, events: Path, history: RunHistory,
+             path: Path) -> tuple[HealthMonitor, int] | None:
+    with open_read(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_BYTES:
+            raise SnapshotError(f"{size} bytes, more than a health state can be")
+        data = fh.read(size)
+    meta = loads_bounded(data)
+    if not isinstance(meta, dict) or meta.get("version") != HEALTH_VERSION:
+        return None  # another version's (or nothing of ours): rewritten by the next pass
+    key = meta.get("key")
+    offset = key.get("offset") if isinstance(key, dict) else None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise SnapshotError("key.offset: not a byte offset")
+    code = code_fingerprint()
+    if (code is None or meta.get("code") != code or meta.get("profile") != profile_fingerprint(profile)
+            or key != file_key(events, offset) or not _fits(meta.get("rows"), history)):
+        return None  # other code, another profile, another file or other bytes: judge them afresh
+    return monitor_from(profile, meta.get("state")), offset
 
 
 def save(monitor: HealthMonitor, events: Path, history: RunHistory, offset: int, *,
@@ -334,12 +349,13 @@ def save(monitor: HealthMonitor, events: Path, history: RunHistory, offset: int,
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
+        # a fresh temp file (O_EXCL, random name, never a planted link) renamed over the cache:
+        # readers see the old cache or the new one, never half of one
+        with atomic_write(path) as fh:
+            fh.write(data)
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only run directory: no cache, no harm
+        pass  # a read-only run directory: no cache, no harm (the temp file is removed)
 
 
 def judge(history: RunHistory, profile: HealthProfile, events: Path | None, offset: int,

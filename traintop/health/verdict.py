@@ -84,9 +84,8 @@ def _total_item(mon: HealthMonitor, ended: bool) -> dict[str, Any]:
 def _alert_item(mon: HealthMonitor, severity: str, ended: bool) -> dict[str, Any]:
     name = "no critical alert during training" if severity == "critical" else "no warning during training"
     rank = SEVERITY_RANK[severity]
-    # by the step raised: the same text whether health judged the run in one pass or in parts
-    of_it = sorted((a for a in mon.alerts if a.rank == rank),
-                   key=lambda a: (a.step if a.step is not None else float("inf"), a.id))
+    # ``mon.alerts`` is in ``raised_order``: the same text whether health judged the run in one pass or in parts
+    of_it = [a for a in mon.alerts if a.rank == rank]
     active = [a for a in of_it if a.active]
     count = mon.raised.get(severity, 0)
     if count == 0:

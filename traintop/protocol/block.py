@@ -22,6 +22,7 @@ from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.lines import MAX_LINE, TailNotice, split_lines
 from traintop.protocol.typed import (
     BLOCK_DECODER,
+    DECODE_ERRORS,
     GPU_FIELDS,
     INT64,
     KIND_BAD_STEP,
@@ -122,7 +123,7 @@ def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True)
         term_set = None
         try:
             evs = BLOCK_DECODER.decode_lines(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return None
         kinds = kinds_of(evs)
     if len(evs) != data.count(b"\n"):
@@ -139,7 +140,7 @@ def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True)
         block = build(evs, full, None, source, term_set, kinds)
     except NotOneTermSet:
         return _decode_fast_dicts(data, offset, source)
-    except (OverflowError, msgspec.DecodeError):
+    except (OverflowError, *DECODE_ERRORS):
         return None  # an integer beyond the columns' range, or odd weights: the per-line path coerces them
     if block.notices or (len(block.seq) and not (np.abs(np.nan_to_num(block.seq)) <= INT64[1]).all()):
         return None  # a step without a step, or a huge seq: the per-line path names its offset
@@ -184,7 +185,7 @@ def _typed(line: bytes) -> Ev:
     """The line as the block decoder would read it; otherwise decoded loosely and coerced."""
     try:
         ev = LINE_DECODER.decode(line)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return coerce(decode_line(line))
     return ev if in_range(ev) else coerce(decode_line(line))
 

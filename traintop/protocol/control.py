@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from traintop.protocol.events import SCHEMA_VERSION
-from traintop.protocol.rundir import CONTROL_FILE, open_private_append
+from traintop.protocol.rundir import CONTROL_FILE
+from traintop.protocol.safefile import open_append
 
 COMMANDS = ("pause", "resume", "stop", "save", "eval", "sample", "set_weight", "set_lr", "scale_lr")
 MAX_WEIGHT = 1000.0  # a loss weight above this is a typo, not a tuning decision
@@ -125,7 +126,7 @@ class ControlInbox:
     def send(self, command: Command) -> Command:
         """Append ``command`` as one whole line; return it (its ``id`` identifies the ack)."""
         line = command.to_line()
-        fd = open_private_append(self.path)
+        fd = open_append(self.path)
         try:
             n = os.write(fd, line)  # one write on O_APPEND: concurrent senders never interleave
         finally:
@@ -172,6 +173,10 @@ class ControlState:
     ``offset`` while an earlier one still waits (a deferred ``eval``). ``seen_ids``: ids handled, so a
     repeated id is refused. ``file_id`` (device, inode) and ``tail_hash`` (sha256 of up to 4 KiB
     before ``offset``) recognise the same file after a restart, even when the run was copied.
+    ``untrusted``: what the file was when it was refused (``writable by other users``...), kept until
+    the lines written then are answered; they start at ``untrusted_from`` (the first byte not read
+    before the refusal) and end at ``untrusted_to``: None while it is still refused, then its size
+    when first seen safe again. A line starting in that span is rejected, never applied.
     """
 
     offset: int = 0
@@ -180,6 +185,9 @@ class ControlState:
     done: dict[int, int] = field(default_factory=dict)
     file_id: list[int] | None = None
     tail_hash: str | None = None
+    untrusted: str | None = None
+    untrusted_from: int = 0
+    untrusted_to: int | None = None
 
     def mark_done(self, start: int, end: int, cid: str | None) -> None:
         """Record the line ``[start, end)`` (id ``cid``) as handled; move ``offset`` over what is contiguous."""
@@ -198,13 +206,15 @@ class ControlState:
     def copy(self) -> ControlState:
         """An independent copy (checkpoints snapshot it)."""
         return ControlState(self.offset, self.last_id, list(self.seen_ids), dict(self.done),
-                            None if self.file_id is None else list(self.file_id), self.tail_hash)
+                            None if self.file_id is None else list(self.file_id), self.tail_hash,
+                            self.untrusted, self.untrusted_from, self.untrusted_to)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for checkpoints / JSON."""
         return {"offset": self.offset, "last_id": self.last_id, "seen_ids": list(self.seen_ids),
                 "done": [[s, e] for s, e in sorted(self.done.items())], "file_id": self.file_id,
-                "tail_hash": self.tail_hash}
+                "tail_hash": self.tail_hash, "untrusted": self.untrusted,
+                "untrusted_from": self.untrusted_from, "untrusted_to": self.untrusted_to}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> ControlState:
@@ -213,9 +223,12 @@ class ControlState:
             return cls()
         done = {int(s): int(e) for s, e in d.get("done") or []}
         fid = d.get("file_id")
+        untrusted_to = d.get("untrusted_to")
         return cls(offset=int(d.get("offset", 0)), last_id=d.get("last_id"),
                    seen_ids=list(d.get("seen_ids", [])), done=done,
-                   file_id=[int(x) for x in fid] if fid else None, tail_hash=d.get("tail_hash"))
+                   file_id=[int(x) for x in fid] if fid else None, tail_hash=d.get("tail_hash"),
+                   untrusted=d.get("untrusted"), untrusted_from=int(d.get("untrusted_from") or 0),
+                   untrusted_to=None if untrusted_to is None else int(untrusted_to))
 
 
 class ControlPermissionError(PermissionError):

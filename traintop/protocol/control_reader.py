@@ -6,6 +6,16 @@ It follows the file itself: a file renamed over it is read from its start (after
 old one), a truncated one from its start, and a symlink, a directory, an unreadable file or one
 that other users can write is refused with one notice (not one per poll) while training goes on.
 A line torn by a writer that died is split off the command written after it.
+
+What a refused file held is never applied, not even after it is made safe again: while it is
+refused, every byte past the last line read is untrusted (``ControlState.untrusted``, saved in
+checkpoints), and when it is first seen safe again its size then ends the untrusted part; each line
+starting before that end is answered ``rejected`` ("send it again"), only lines appended after it
+are applied. This errs on the safe side (a command sent just before the file was opened up is
+rejected too). The limit: the file is only looked at when the trainer polls (each step boundary,
+every ``poll_interval`` while paused). If it is opened up, written and closed again entirely between
+two polls, the reader never sees it unsafe and cannot tell those lines apart (``st_ctime`` moves on
+every append as on a ``chmod``, so it cannot say either).
 """
 
 from __future__ import annotations
@@ -90,21 +100,39 @@ class ControlReader:
             return
         self._check_mode(st)
 
-    def _check_mode(self, st: os.stat_result) -> None:
+    def _mode_problem(self, st: os.stat_result) -> tuple[str, str] | None:
+        """(what the file was, in a few words; the refusal) when others may write it, else None."""
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o022:
-            raise ControlPermissionError(
-                f"{self.path}: refusing to read commands from a file other users can write "
-                f"(mode {mode:04o}); run `chmod 600 {self.path}`")
+            return (f"writable by other users (mode {mode:04o})",
+                    f"{self.path}: refusing to read commands from a file other users can write "
+                    f"(mode {mode:04o}); run `chmod 600 {self.path}`")
         if st.st_uid != os.getuid():
-            raise ControlPermissionError(
-                f"{self.path}: refusing to read commands from a file owned by another user "
-                f"(uid {st.st_uid})")
+            return (f"owned by another user (uid {st.st_uid})",
+                    f"{self.path}: refusing to read commands from a file owned by another user "
+                    f"(uid {st.st_uid})")
+        return None
 
-    def _refuse(self, message: str) -> None:
+    def _check_mode(self, st: os.stat_result) -> None:
+        problem = self._mode_problem(st)
+        if problem is not None:
+            raise ControlPermissionError(problem[1])
+
+    def _refuse(self, why: str, message: str) -> None:
+        """The file is not read now (``why``: what it is, in a few words); what it holds is untrusted."""
+        s = self.state  # every byte not read yet may be someone else's, until it is safe again
+        if s.untrusted is None:
+            s.untrusted_from = self._read_to
+        elif s.untrusted_to is not None:  # unsafe again before the last untrusted lines were answered
+            s.untrusted_from = min(s.untrusted_from, self._read_to)
+        s.untrusted, s.untrusted_to = why, None
         if message != self._problem:  # one notice per problem, not one per poll
             self._problem = message
             self._notices.append(ControlNotice("refused", message))
+
+    def _trust(self) -> None:
+        """No untrusted line is left unanswered."""
+        self.state.untrusted, self.state.untrusted_from, self.state.untrusted_to = None, 0, None
 
     def take_notices(self) -> list[ControlNotice]:
         """Notices about the file since the last call (each problem once)."""
@@ -124,6 +152,10 @@ class ControlReader:
         self.state.done = {}
         self.state.tail_hash = None
         self._read_to = 0
+        if self.state.untrusted_to is not None:  # the untrusted bytes are gone with the old ones
+            self._trust()
+        else:  # still refused (or never seen safe since): the new file is untrusted from its start
+            self.state.untrusted_from = 0
         self._notices.append(ControlNotice(kind, message))
 
     def _same_file_after_restart(self, fd: int, ident: tuple[int, int]) -> bool:
@@ -146,21 +178,23 @@ class ControlReader:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self._refuse(f"{self.path}: cannot read commands ({exc.strerror}); training goes on")
+            self._refuse("unreadable", f"{self.path}: cannot read commands ({exc.strerror}); "
+                         "training goes on")
             return None
         self._at_path = (st.st_dev, st.st_ino)
         if stat.S_ISLNK(st.st_mode):
-            self._refuse(f"{self.path} is a symbolic link; commands are read only from a regular "
-                         "file in the run directory (remove the link); training goes on")
+            self._refuse("a symbolic link", f"{self.path} is a symbolic link; commands are read "
+                         "only from a regular file in the run directory (remove the link); "
+                         "training goes on")
             return None
         if not stat.S_ISREG(st.st_mode):
-            self._refuse(f"{self.path} is {_kind(st.st_mode)}, not a file; commands are not read "
-                         "until it is a regular file again; training goes on")
+            self._refuse(_kind(st.st_mode), f"{self.path} is {_kind(st.st_mode)}, not a file; "
+                         "commands are not read until it is a regular file again; training goes on")
             return None
-        try:
-            self._check_mode(st)
-        except ControlPermissionError as exc:
-            self._refuse(f"{exc}; commands are not read until then, training goes on")
+        problem = self._mode_problem(st)
+        if problem is not None:
+            self._refuse(problem[0], f"{problem[1]}; commands are not read until then, training "
+                         "goes on")
             return None
         ident = (st.st_dev, st.st_ino)
         if self._fd is not None and ident == self._ident:
@@ -168,7 +202,7 @@ class ControlReader:
         try:
             fd = os.open(self.path, _OPEN_FLAGS)
         except OSError as exc:  # ELOOP: swapped for a symlink since the stat
-            self._refuse(f"{self.path}: cannot open ({exc.strerror}); training goes on")
+            self._refuse("unreadable", f"{self.path}: cannot open ({exc.strerror}); training goes on")
             return None
         fst = os.fstat(fd)
         if (fst.st_dev, fst.st_ino) != ident or not stat.S_ISREG(fst.st_mode):
@@ -182,7 +216,7 @@ class ControlReader:
         """Decide the complete lines not returned before; never returns the same line twice."""
         opened = self._open()
         if opened is None:
-            # the old file's last lines still count, unless the refused file is that very file
+            # the old file's last lines still count when it was only moved away, not refused
             return self._drain_old() if self._at_path != self._ident else []
         fd, st = opened
         out: list[Decision] = []
@@ -199,21 +233,32 @@ class ControlReader:
                 self._restart("replaced", f"{self.path} was replaced by a new file: reading the new "
                               "file from its start")
             self.state.file_id = [st.st_dev, st.st_ino]
-        if self._problem is not None:
-            self._problem = None
-            self._notices.append(ControlNotice("readable", f"{self.path}: reading commands again"))
         size = os.fstat(fd).st_size
-        if size < self._read_to:
+        s = self.state
+        if size < max(self._read_to, s.untrusted_to or 0):
             self._restart("truncated", f"{self.path} was truncated to {size} bytes: reading it "
                           "from its start")
+        if s.untrusted is not None and s.untrusted_to is None:
+            s.untrusted_to = size  # safe again: what it holds now came while it was not
+            if size <= s.untrusted_from:
+                self._trust()  # nothing was written meanwhile
+        if self._problem is not None:
+            self._problem = None
+            unread = (s.untrusted_to or 0) - self._read_to
+            self._notices.append(ControlNotice("readable", f"{self.path}: reading commands again" + (
+                f"; the {unread} bytes written while it was {s.untrusted} are not applied (each "
+                "command there is answered rejected: send it again)" if unread > 0 else "")))
         out.extend(self._read(fd, size))
         return out
 
     def _drain_old(self) -> list[Decision]:
         """Complete lines still unread in the file followed until now."""
-        if self._fd is None:
-            return []
-        return self._read(self._fd, os.fstat(self._fd).st_size)
+        if self._fd is None or (self.state.untrusted is not None and self.state.untrusted_to is None):
+            return []  # refused since: whatever it got meanwhile is not trusted
+        st = os.fstat(self._fd)
+        if self._mode_problem(st) is not None:
+            return []  # opened up since: its unread lines are not trusted
+        return self._read(self._fd, st.st_size)
 
     def _read(self, fd: int, size: int) -> list[Decision]:
         if size <= self._read_to:
@@ -265,6 +310,11 @@ class ControlReader:
 
         found = ID_FIELD.search(raw[:MAX_COMMAND_BYTES])
         recovered = found.group(1).decode() if found else None  # so `ctl --wait` gets its answer
+        s = self.state
+        if s.untrusted is not None and s.untrusted_to is not None and \
+                s.untrusted_from <= offset < s.untrusted_to:
+            return reject(f"{where}: not applied: it was written while {self.path.name} was "
+                          f"{s.untrusted}, so it may not be yours; send it again", recovered)
         if len(raw) > MAX_COMMAND_BYTES:
             return reject(f"{where}: line of {len(raw)} bytes is too long (limit {MAX_COMMAND_BYTES})",
                           recovered)
@@ -315,6 +365,8 @@ class ControlReader:
             return
         before = self.state.offset
         self.state.mark_done(decision.offset, decision.end, decision.id)
+        if self.state.untrusted_to is not None and self.state.offset >= self.state.untrusted_to:
+            self._trust()
         if self.state.offset != before and self._fd is not None:
             start = max(0, self.state.offset - TAIL_BYTES)
             tail = os.pread(self._fd, self.state.offset - start, start)

@@ -105,6 +105,8 @@ def _decode_with_nonfinite(line: bytes) -> Any:
         raise EventError("line is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise EventError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise EventError("not JSON (nested too deep)") from None
 
 
 def validate_event(event: dict[str, Any]) -> list[str]:

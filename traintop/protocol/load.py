@@ -14,28 +14,44 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import BinaryIO
 
 from traintop.protocol.block import Block, decode_block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
+from traintop.protocol.safefile import open_read
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
 LEAD_SHARE = 0.5  # with two cores, this process's share (the worker's start-up ≈ applying its blocks)
 WORKER_PIECES = 4  # pieces each worker returns its share in (see ``_load_parallel``)
+SCAN_STEP = 64 << 10  # looking for a newline: bounded reads, whatever a line's length
 READ_BLOCK = 2 << 20  # typed decoding makes no dict per event, so blocks can be large (fewer numpy calls)
+
+
+def next_line_start(fh: BinaryIO, pos: int, size: int) -> int:
+    """The offset after the first newline at or past ``pos`` (``size`` when none), read in small
+    steps: a cut that lands in a line of gigabytes never holds that line in memory."""
+    fh.seek(pos)
+    while pos < size:
+        data = fh.read(SCAN_STEP)
+        if not data:
+            break
+        nl = data.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(data)
+    return size
 
 
 def _cut_points(path: Path, start: int, size: int, parts: int, lead: float) -> list[int]:
     """Line-aligned cuts of ``[start, size)``: this process takes ``lead`` of it, the workers the rest."""
     shares = [lead] + [(1 - lead) / (parts - 1)] * (parts - 1)
     cuts = [start]
-    with path.open("rb") as fh:
+    with open_read(path) as fh:
         acc = 0.0
         for share in shares[:-1]:
             acc += share
-            fh.seek(start + int((size - start) * acc))
-            fh.readline()  # move to the start of the next whole line
-            pos = fh.tell()
+            pos = next_line_start(fh, start + int((size - start) * acc), size)
             if cuts[-1] < pos < size:
                 cuts.append(pos)
     cuts.append(size)
@@ -53,7 +69,7 @@ def read_blocks(path: str, start: int, stop: int, on_block: Callable[[Block | Ta
     name = os.path.basename(path)
     offset, rest, discarding = start, b"", False
     try:
-        with open(path, "rb") as fh:
+        with open_read(path) as fh:
             fh.seek(start)
             remaining = stop - start
             while remaining > 0:
@@ -115,7 +131,8 @@ def load_history(path: str | Path, *, workers: int | None = None, history: RunHi
     runs ``on_part``, and a UI beside it).
     """
     path = Path(path)
-    size = path.stat().st_size
+    with open_read(path) as fh:  # a link or FIFO in its place raises UnsafeFileError, naming it
+        size = os.fstat(fh.fileno()).st_size
     history = RunHistory() if history is None else history
     if workers is None:
         workers = (os.cpu_count() or 1) if size - start >= PARALLEL_MIN_BYTES else 1

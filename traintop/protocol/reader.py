@@ -14,6 +14,7 @@ The TUI, ``traintop report [--follow]``, ``traintop runs`` and ``traintop ctl --
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice, cut
 from traintop.protocol.load import LEAD_SHARE, load_history
 from traintop.protocol.rundir import EVENTS_FILE
+from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker, JsonlTail, TailChunk
 from traintop.protocol.tfevents import is_tensorboard_run
 
@@ -158,13 +160,17 @@ class RunReader(Follower):
         """
         history, offset = RunHistory(), 0
         self.cache_used = False
-        if self.path.is_file():
+        if os.path.lexists(self.path):
             found = cache.load(self.path) if self.use_cache else None
             if found is not None:
                 history, offset = found
                 self.cache_used = True
-            history, end = load_history(self.path, workers=workers, history=history, start=offset,
-                                        progress=progress, on_part=on_part, lead=lead)
+            try:
+                history, end = load_history(self.path, workers=workers, history=history, start=offset,
+                                            progress=progress, on_part=on_part, lead=lead)
+            except UnsafeFileError as exc:  # a link, FIFO or device: said once, never read
+                history, end = RunHistory(), 0
+                history.note(TailNotice("unreadable", 0, str(exc.strerror)))
             if self.use_cache and end - offset > cache.MIN_NEW_BYTES:
                 cache.save(self.path, history, end)  # a later open reads only what follows
             offset = end
@@ -202,7 +208,7 @@ class RunReader(Follower):
 
             return TensorBoardReader.peek(run_dir)
         try:
-            with path.open("rb") as fh:
+            with open_read(path) as fh:
                 head = fh.readline(1 << 20)
                 size = fh.seek(0, 2)
                 start = max(len(head), size - tail_bytes)

@@ -8,7 +8,8 @@ import stat
 import time
 from pathlib import Path
 
-from traintop.protocol.tfevents import event_files, find_tensorboard_runs, is_tensorboard_run
+from traintop.protocol.safefile import inside_run
+from traintop.protocol.tfevents import cache_dir, event_files, find_tensorboard_runs, is_tensorboard_run
 
 EVENTS_FILE = "events.jsonl"
 CONTROL_FILE = "control.jsonl"
@@ -32,11 +33,6 @@ def ensure_private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def open_private_append(path: Path) -> int:
-    """Open ``path`` for appending, creating it with mode 0600; return the raw descriptor."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-
 def new_run_dir(root: str | Path, name: str, *, now: float | None = None) -> Path:
     """Create ``<root>/<name>-<YYYYmmdd-HHMMSS>`` (0700), adding a suffix if it already exists."""
     root = Path(root)
@@ -54,28 +50,41 @@ def new_run_dir(root: str | Path, name: str, *, now: float | None = None) -> Pat
     raise RunDirError(f"{root}: could not create a new run directory named {base}")
 
 
+def has_events(run: Path) -> bool:
+    """Whether ``run`` has an ``events.jsonl`` entry of any kind (a link or FIFO is refused when read,
+    saying so); False where it cannot be looked at (another account's private run)."""
+    try:
+        os.stat(run / EVENTS_FILE, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def is_run_dir(path: Path) -> bool:
     """True when ``path`` holds an ``events.jsonl`` or TensorBoard event files (a read-only run)."""
-    return (path / EVENTS_FILE).is_file() or is_tensorboard_run(path)
+    return has_events(path) or is_tensorboard_run(path)
 
 
 def _mtime(run: Path) -> float:
-    files = [run / EVENTS_FILE] if (run / EVENTS_FILE).is_file() else event_files(run)
+    files = [run / EVENTS_FILE] if has_events(run) else event_files(run)
     try:
-        return max(f.stat().st_mtime for f in files)
+        return max(os.stat(f, follow_symlinks=False).st_mtime for f in files)
     except (OSError, ValueError):
         return 0.0
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first."""
+    """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first.
+
+    Folders this account may not read (other users' private runs) are left out; ``unreadable`` lists them.
+    """
     root = Path(root)
     if is_run_dir(root):
         return [root]
     if not root.is_dir():
         return []
-    runs = {p for p in root.iterdir() if p.is_dir() and (p / EVENTS_FILE).is_file()}
-    runs.update(p for p in find_tensorboard_runs(root) if not (p / EVENTS_FILE).is_file())  # any depth
+    runs = {p for p in root.iterdir() if p.is_dir() and has_events(p)}
+    runs.update(p for p in find_tensorboard_runs(root) if not has_events(p))  # any depth
     return sorted(runs, key=_mtime, reverse=True)
 
 
@@ -86,9 +95,30 @@ def resolve_run_dir(path: str | Path) -> Path:
         raise RunDirError(f"{p}: no such run directory")
     if not p.is_dir():
         raise RunDirError(f"{p}: not a directory (expected a run directory holding {EVENTS_FILE})")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise RunDirError(f"{p}: permission denied (a private run of another account, uid {p.stat().st_uid}?); "
+                          "only its owner may read or steer it")
     if not is_run_dir(p):
         below = find_tensorboard_runs(p)
         if len(below) == 1:  # a writer's root (coqui's output folder, F5's runs/) with one run in it
             return below[0]
         raise RunDirError(f"{p}: not a run directory (no {EVENTS_FILE} nor events.out.tfevents.* inside)")
     return p
+
+
+def run_file(run_dir: str | Path, named: str) -> Path:
+    """The regular file inside ``run_dir`` an event names (a sample's wav or mel), else ``UnsafeFileError``.
+
+    Files that traintop decoded for a TensorBoard run (its audio) live in that run's cache folder and
+    count as the run's own; nothing else outside the run directory does.
+    """
+    return inside_run(run_dir, named, also=[cache_dir(Path(run_dir))])
+
+
+def unreadable(root: str | Path) -> list[Path]:
+    """Folders directly under ``root`` that this account may not read (other users' private runs)."""
+    try:
+        return sorted(p for p in Path(root).iterdir()
+                      if p.is_dir() and not p.is_symlink() and not os.access(p, os.R_OK | os.X_OK))
+    except OSError:
+        return []

@@ -17,6 +17,7 @@ from typing import Any
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.inotify import DirInotify
 from traintop.protocol.lines import MAX_LINE, TailNotice, cut, split_lines
+from traintop.protocol.safefile import UnsafeFileError, open_read
 
 CHUNK_SIZE = 4 << 20
 __all__ = ["CHUNK_SIZE", "MAX_LINE", "FileWaker", "JsonlTail", "TailChunk", "TailNotice", "parse_lines"]
@@ -77,6 +78,7 @@ class JsonlTail:
         self._read_pos = offset  # how far the open file has been read
         self._buf = b""
         self._discarding = False  # inside an over-long line, dropping bytes until its newline
+        self._problem: str | None = None  # why the file cannot be read now (told once)
 
     def close(self) -> None:
         """Close the open file, if any."""
@@ -86,12 +88,16 @@ class JsonlTail:
 
     def _open(self, chunk: TailChunk) -> bool:
         try:
-            fh = self.path.open("rb")
+            fh = open_read(self.path)  # never through a link, never blocked by a FIFO
         except FileNotFoundError:
             return False
         except OSError as exc:
-            chunk.notices.append(TailNotice("unreadable", self.offset, f"{self.path}: {exc.strerror}"))
+            problem = f"{self.path}: {exc.strerror}" if not isinstance(exc, UnsafeFileError) else exc.strerror
+            if problem != self._problem:  # one notice per problem, not one per poll
+                self._problem = problem
+                chunk.notices.append(TailNotice("unreadable", self.offset, str(problem)))
             return False
+        self._problem = None
         self._fh = fh
         self._ino = os.fstat(fh.fileno()).st_ino
         fh.seek(self._read_pos)
@@ -110,8 +116,8 @@ class JsonlTail:
         if self._fh is None and not self._open(chunk):
             return chunk
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
+            st = os.stat(self.path, follow_symlinks=False)  # a link put in its place is a replacement
+        except OSError:
             st = None
         if st is not None and st.st_ino != self._ino:
             self._drain(chunk, max_bytes)  # finish the old file before following the new one

@@ -21,6 +21,7 @@ from traintop.protocol.block import Block
 from traintop.protocol.history import RunHistory
 from traintop.protocol.lines import TailNotice
 from traintop.protocol.reader import Follower, ReadUpdate
+from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker
 from traintop.protocol.tfevents import TagMapper, event_files
 from traintop.protocol.tfrecord import WireError, decode_event, frame
@@ -108,13 +109,13 @@ class TensorBoardReader(Follower):
             if f.lost:
                 continue
             try:
-                st = os.stat(path)
+                st = os.stat(path, follow_symlinks=False)  # a link is refused by open_read, not followed
                 if f.ino and (st.st_ino != f.ino or st.st_size < f.offset):
                     return self._restart()
                 f.ino = st.st_ino
                 if st.st_size <= f.offset:
                     continue
-                with open(path, "rb") as fh:
+                with open_read(path) as fh:
                     fh.seek(f.offset)
                     want = min(limit, st.st_size - f.offset)
                     if self._scratch is not None and want >= BULK_BYTES:
@@ -124,7 +125,8 @@ class TensorBoardReader(Follower):
                     else:
                         data = fh.read(want)
             except OSError as exc:
-                self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc}")])
+                f.lost = isinstance(exc, UnsafeFileError)  # a link or FIFO stays one: said once, then left
+                self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc.strerror or exc}")])
                 continue
             start = f.offset
             if len(data) >= BULK_BYTES:

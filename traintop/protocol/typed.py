@@ -27,6 +27,9 @@ TYPE = operator.attrgetter("type")
 MAX_TERM_SETS = 64  # decoders kept per process (a run has one or two term sets; hostile files many)
 MAX_MISSES = 3  # blocks a term set may fail to decode as a Struct before its decoder is given up
 
+# what a typed decode raises on bytes it cannot read: a line nested too deep recurses out of msgspec
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+
 
 class Gpu(msgspec.Struct, gc=False):
     """One GPU of a ``system`` event (other keys are ignored)."""
@@ -171,7 +174,7 @@ def first_line_with(data: bytes, mark: bytes) -> tuple[int, RawWeightsEv] | None
     end = data.find(b"\n", at)
     try:
         ev = BLOCK_DECODER.decode(data[start:end if end >= 0 else len(data)])
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     return data.count(b"\n", 0, start), ev
 
@@ -193,7 +196,7 @@ def struct_decode(data: bytes, term_set: TermSet) -> list[Ev] | None:
     those terms (else it fails to decode, and None is returned)."""
     try:
         return term_set.decoder.decode_lines(data)  # type: ignore[no-any-return]
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         term_set.misses += 1
         return None
 

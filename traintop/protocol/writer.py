@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from traintop.protocol.events import SCHEMA_VERSION, decode_line, encode_event
-from traintop.protocol.rundir import EVENTS_FILE, ensure_private_dir, open_private_append
+from traintop.protocol.rundir import EVENTS_FILE, ensure_private_dir
+from traintop.protocol.safefile import open_append, open_read
 
 RESERVE_FILE = ".events.reserve"  # freed on a full disk so the final run_end still fits
 RESERVE_BYTES = 64 * 1024
@@ -19,10 +20,11 @@ RESERVE_BYTES = 64 * 1024
 def last_seq(path: Path) -> int:
     """Highest ``seq`` among the last complete lines of an existing events file (−1 when none)."""
     try:
-        size = path.stat().st_size
+        fh = open_read(path)
     except FileNotFoundError:
         return -1
-    with path.open("rb") as fh:
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
         back = 1 << 16
         while True:
             start = max(0, size - back)
@@ -63,7 +65,7 @@ class EventWriter:
         ensure_private_dir(self.run_dir)
         self.path = self.run_dir / EVENTS_FILE
         self._seq = last_seq(self.path) + 1
-        self._fd = open_private_append(self.path)
+        self._fd = open_append(self.path)
         self._lock = threading.Lock()
         self._fsync_interval = fsync_interval
         self._last_fsync = 0.0
@@ -112,7 +114,7 @@ class EventWriter:
         size = os.fstat(self._fd).st_size
         if size == 0:
             return
-        with self.path.open("rb") as fh:
+        with open_read(self.path) as fh:
             fh.seek(size - 1)
             if fh.read(1) != b"\n":
                 os.write(self._fd, b"\n")

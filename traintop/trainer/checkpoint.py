@@ -14,11 +14,14 @@ import json
 import os
 import pickle
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from traintop.protocol.safefile import atomic_write
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 BEST_NAME = "best_model.pth"
@@ -64,29 +67,22 @@ def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
     When the write fails (a full disk) the temporary file is removed and the ``OSError`` says
     which checkpoint could not be written.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        with atomic_write(path) as fh:  # a fresh O_EXCL temp name: no planted link is ever written through
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
         code = getattr(exc, "errno", None) or (errno.ENOSPC if _nearly_full(path.parent) else None)
-        tmp.unlink(missing_ok=True)
         why = os.strerror(code) if code else f"{type(exc).__name__}: {exc}"
         raise OSError(code or errno.EIO, f"could not write {path} ({why}); no partial file "
                       "was kept") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _fsync_dir(path.parent)
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` a copy of ``src`` atomically (a hard link when possible: no second write)."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.tmp")  # a name nobody could plant a link at
     try:
         try:
             os.link(src, tmp)
@@ -140,9 +136,8 @@ def remove_partial_files(run_dir: Path) -> list[Path]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a small text file atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def build_state(trainer: Any, traintop: dict[str, Any], model_loss: dict[str, Any] | None = None,

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from traintop.protocol.control import Command, ControlReader, ControlState, Decision
-from traintop.protocol.rundir import CONTROL_FILE, ensure_private_dir, new_run_dir, open_private_append
+from traintop.protocol.rundir import CONTROL_FILE, ensure_private_dir, new_run_dir
+from traintop.protocol.safefile import open_append
 from traintop.protocol.writer import EventWriter
 from traintop.trainer.lock import RunLock
 from traintop.trainer.replay import AckHistory
@@ -84,7 +85,7 @@ class Run:
         ensure_private_dir(self.run_dir)
         self.lock = RunLock.acquire(self.run_dir)  # one trainer per run directory
         try:
-            os.close(open_private_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
+            os.close(open_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
         except OSError:
             pass  # a directory or a dangling link in its place: the reader says so, training goes on
         self.writer = EventWriter(self.run_dir)

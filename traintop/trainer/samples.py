@@ -11,18 +11,26 @@ from typing import Any
 import numpy as np
 
 from traintop.protocol.rundir import SAMPLES_DIR
+from traintop.protocol.safefile import atomic_write
 
 
 def write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
     """Write float audio in [-1, 1] as 16-bit mono PCM."""
     pcm = (np.clip(np.nan_to_num(wav), -1.0, 1.0) * 32767.0).astype("<i2")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as w:
+    with atomic_write(path) as fh, wave.open(fh, "wb") as w:  # never through a link planted at the name
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
-    tmp.replace(path)
+
+
+def save_sample_files(paths: dict[str, Path], wav: np.ndarray, rate: int, reference: Path, mel: np.ndarray) -> None:
+    """Write a sample's wav, a copy of its reference clip and its mel, each whole or not at all."""
+    write_wav(paths["wav"], wav, rate)
+    with atomic_write(paths["reference"]) as fh, open(reference, "rb") as src:
+        shutil.copyfileobj(src, fh)
+    with atomic_write(paths["mel"]) as fh:
+        np.save(fh, mel)
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -67,9 +75,7 @@ def take_samples(run: Any, bundle: Any, recipe: dict[str, Any], reference: Path 
             paths["wav"].parent.mkdir(parents=True, exist_ok=True)
             wav, rate = bundle.synthesize(text, str(reference), s["language"], s["seed"],
                                           s["device"])
-            write_wav(paths["wav"], wav, rate)
-            shutil.copyfile(reference, paths["reference"])
-            np.save(paths["mel"], log_mel(wav, rate))
+            save_sample_files(paths, wav, rate, reference, log_mel(wav, rate))
             run.log_sample(step, wav=paths["wav"], reference=paths["reference"], text=text,
                            mel=paths["mel"], sample_rate=rate, seed=s["seed"])
             results.append({"wav": paths["wav"], "text": text})

@@ -20,9 +20,11 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     """Run the app until the person quits; the trainer is never touched."""
+    from traintop.protocol.text import MESSAGE_MAX, shown
+
     path: Path = args.path
     if path.is_file() and path.name != "events.jsonl":
-        print(f"traintop watch: {path} is a file; give a run directory (holding events.jsonl or "
+        print(f"traintop watch: {shown(path, MESSAGE_MAX)} is a file; give a run directory (holding events.jsonl or "
               "TensorBoard event files) "
               "or a folder of runs", file=sys.stderr)
         return 2
@@ -34,7 +36,7 @@ def run_watch(args: argparse.Namespace) -> int:
         try:
             choose_profile(None, args.profile)  # a bad name fails here, before the screen opens
         except ProfileError as exc:
-            print(f"traintop watch: {exc}", file=sys.stderr)
+            print(f"traintop watch: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
             return 2
         options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
     # start-up builds many objects and no garbage worth a collection pass: the app turns the

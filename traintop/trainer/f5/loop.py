@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -19,7 +18,7 @@ from traintop.trainer.f5 import TERM
 from traintop.trainer.f5.ckpt import BESIDE_REFERENCE, BESIDE_VOCAB, BESIDE_VOCODER, build_state
 from traintop.trainer.f5.settings import f5_section
 from traintop.trainer.run import CommandRejected, Run
-from traintop.trainer.samples import sample_paths, write_wav
+from traintop.trainer.samples import sample_paths, save_sample_files
 from traintop.trainer.schedule import scale_schedule
 
 EVAL_SEED = 1234  # evals draw noise, time and mask spans from a fixed seed: comparable across steps
@@ -172,7 +171,6 @@ class F5Loop:
 
     def take_samples(self) -> list[dict[str, Any]]:
         """EMA samples of the recipe's texts (a failure is a ``sample`` event with ``error``)."""
-        import numpy as np
 
         from traintop.trainer.f5.synth import SampleSettings, synthesize
 
@@ -190,9 +188,7 @@ class F5Loop:
                 wav, rate, mel = synthesize(ema_model, self.vocoder, self.data.reference,
                                             self.data.reference_text, text, settings,
                                             s.get("device") or "cpu")
-                write_wav(paths["wav"], wav, rate)
-                shutil.copyfile(self.data.reference, paths["reference"])
-                np.save(paths["mel"], mel)
+                save_sample_files(paths, wav, rate, self.data.reference, mel)
                 self.run.log_sample(self.step, wav=paths["wav"], reference=paths["reference"],
                                     text=text, mel=paths["mel"], sample_rate=rate, weights="ema",
                                     reference_text=self.data.reference_text, kind="ema",

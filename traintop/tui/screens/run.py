@@ -19,6 +19,7 @@ from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from traintop.protocol import ControlInbox
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.commands import SentLog
 from traintop.tui.live import LiveRun
 from traintop.tui.messages import LoadProgress, MelLoaded, RunChanged, RunLoaded
@@ -28,7 +29,7 @@ from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
 from traintop.tui.widgets.charts import ZOOM, ChartsPane
 from traintop.tui.widgets.event_log import EventLog
 from traintop.tui.widgets.header import RunHeader
-from traintop.tui.widgets.samples import SampleList, SamplesPane
+from traintop.tui.widgets.samples import SampleList, SamplesPane, load_mel
 from traintop.tui.widgets.system import SystemPane
 from traintop.tui.widgets.weights import WeightsPane
 
@@ -92,7 +93,7 @@ class RunScreen(RunControl, Screen[None]):
         yield Static("", id="notice")
         yield Static("", id="tabs")
         with Container(id="loading"):
-            yield Static(Text(f"opening {self.live.events_path} …"), id="loading-label")
+            yield Static(Text(f"opening {shown(self.live.events_path, MESSAGE_MAX)} …"), id="loading-label")
             yield ProgressBar(total=1.0, show_eta=False, id="loading-bar")
         with Container(id="body"):
             yield ChartsPane(self.live, id="charts", classes="pane")
@@ -134,10 +135,10 @@ class RunScreen(RunControl, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="mel")
     def _load_mel(self, path: str) -> None:
         try:
-            mel = np.load(path, allow_pickle=False)  # never unpickle: a sample file is data, not code
+            mel = load_mel(self.live.run_dir, path)
             self.post_message(MelLoaded(path, mel, None))
         except (OSError, ValueError) as exc:
-            self.post_message(MelLoaded(path, None, f"{path}: {exc}"))
+            self.post_message(MelLoaded(path, None, shown(getattr(exc, "strerror", None) or exc)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A reader that fails says so in plain words; the screen keeps what it has."""
@@ -230,16 +231,16 @@ class RunScreen(RunControl, Screen[None]):
         h = self.live.history
         parts = []
         if self._note:
-            parts.append(self._note)
+            parts.append(shown(self._note, MESSAGE_MAX))
         if not self.live.events_path.exists():
-            parts.append(f"waiting for {self.live.events_path} to appear")
+            parts.append(f"waiting for {shown(self.live.events_path, MESSAGE_MAX)} to appear")
         elif self.loaded and h.events == 0 and not h.bad_lines:
             parts.append("the run has written no events yet")
         if h.bad_lines:
             parts.append(f"{h.bad_lines} unreadable line{'s' * (h.bad_lines > 1)} skipped (see log, 6)")
         restarts = [n for n in h.notices if n.kind in ("truncated", "replaced")]
         if restarts:
-            parts.append(restarts[-1].message)
+            parts.append(shown(restarts[-1].message, MESSAGE_MAX))
         if h.max_version > 1:
             parts.append(f"events of schema v{h.max_version}; this app knows v1 — some fields may be missing")
         if self.loaded and h.run_start is None and len(h.steps) == 0 and h.events:
@@ -255,10 +256,13 @@ class RunScreen(RunControl, Screen[None]):
         n_alerts = len(self.live.alerts)
         width = self.size.width
         last = self.sent.latest()
-        status, st, reason = "", "", ""
+        status, what, st, reason = "", "", "", ""
         if last is not None:
             st, reason = self._status_of(last.command.id)
-            status = f"  {last.command.describe()}: {st}" + (f" ({reason})" if reason else "")
+            # the command names the run's terms; the ack's status and reason are the trainer's text
+            what = shown(last.command.describe(), MESSAGE_MAX)
+            st, reason = shown(st), shown(reason, MESSAGE_MAX)
+            status = f"  {what}: {st}" + (f" ({reason})" if reason else "")
         # full names when they fit beside the last command's status; short ones (still words) when not
         titles = PANE_TITLES if width >= 64 + len(status) or width >= 100 else SHORT_TITLES
         for i, (p, title) in enumerate(zip(PANES, titles)):
@@ -267,7 +271,7 @@ class RunScreen(RunControl, Screen[None]):
             t.append(f" {i + 1}", style=style or "dim")
             t.append(f" {label} ", style=style)
         if last is not None:
-            t.append(f"  {last.command.describe()}: ", style="bold")
+            t.append(f"  {what}: ", style="bold")
             t.append(st + (f" ({reason})" if reason else ""), style="green" if st == "applied" else "yellow")
         if self._changed("tabs", (t.markup, width)):
             self.query_one("#tabs", Static).update(t)
@@ -375,9 +379,8 @@ class RunScreen(RunControl, Screen[None]):
         self._sample = event.sample
         mel = event.sample.get("mel")
         if isinstance(mel, str) and not event.sample.get("error"):
-            path = mel if mel.startswith("/") else str(self.live.run_dir / mel)  # relative to the run
-            self._mel_path = path
-            self._load_mel(path)
+            self._mel_path = mel
+            self._load_mel(mel)
         else:
             self.query_one(SamplesPane).show_detail(event.sample, None, None)
 

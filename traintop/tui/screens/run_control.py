@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from traintop.protocol import Command, CommandError, make_command
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.screens.dialogs import ConfirmScreen, HelpScreen, ValueScreen
 from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
 from traintop.tui.widgets.weights import LR_ROW, WeightsPane
@@ -28,7 +28,8 @@ class RunControl:
         """Validate and append one command to ``control.jsonl``; say in plain words if it cannot be."""
         read_only = getattr(self.live.reader, "read_only_reason", None)  # a TensorBoard run: no trainer
         if read_only:
-            self.notify(read_only, title="controls unavailable", severity="warning")  # type: ignore[attr-defined]
+            self.notify(shown(read_only, MESSAGE_MAX), title="controls unavailable",  # type: ignore[attr-defined]
+                        severity="warning", markup=False)
             return None
         with self.live.lock:
             terms = self.live.history.terms or None
@@ -36,10 +37,10 @@ class RunControl:
             command = make_command(cmd, terms, **args)
             self.inbox.send(command)  # type: ignore[attr-defined]
         except CommandError as exc:
-            self.notify(shown(exc), title="not sent", severity="error", markup=False)  # type: ignore[attr-defined]
+            self.notify(shown(exc, MESSAGE_MAX), title="not sent", severity="error", markup=False)  # type: ignore[attr-defined]
             return None
         except OSError as exc:
-            self.notify(shown(f"could not write {self.inbox.path}: {exc.strerror or exc}"),  # type: ignore[attr-defined]
+            self.notify(shown(f"could not write {self.inbox.path}: {exc.strerror or exc}", MESSAGE_MAX),  # type: ignore[attr-defined]
                         title="not sent", severity="error", markup=False)
             return None
         self.sent.add(command, origin)
@@ -92,7 +93,7 @@ class RunControl:
                     self.refresh_all()  # type: ignore[attr-defined]
 
         self.app.push_screen(  # type: ignore[attr-defined]
-            ConfirmScreen(f"Stop {self.live.run_dir.name}?",
+            ConfirmScreen(f"Stop {shown(self.live.run_dir.name)}?",
                           "The trainer saves a checkpoint, then ends. This cannot be undone from here."), answered)
 
     def action_save(self) -> None:
@@ -129,7 +130,7 @@ class RunControl:
         try:
             command = make_command(ref.cmd, None, **ref.args)
         except CommandError as exc:
-            self.notify(shown(f"{ref.label}: {exc}"), title="not sent", severity="error",  # type: ignore[attr-defined]
+            self.notify(shown(f"{ref.label}: {exc}", MESSAGE_MAX), title="not sent", severity="error",  # type: ignore[attr-defined]
                         markup=False)
             return
         if command.cmd == "stop":

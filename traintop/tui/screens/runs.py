@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from traintop.protocol import find_runs
 from traintop.protocol.runs import fmt_duration
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.messages import RunsScanned
 from traintop.tui.summary import RunSummary, peek_run, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
@@ -73,7 +73,8 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         """Title, note, table, footer."""
-        yield Static(Text.assemble((" traintop ", "bold reverse"), f"  runs in {self.root}"), id="runs-title")
+        yield Static(Text.assemble((" traintop ", "bold reverse"), f"  runs in {shown(self.root, MESSAGE_MAX)}"),
+                     id="runs-title")
         yield Static("", id="runs-note")
         yield DataTable(id="runs", cursor_type="row")
         yield Footer()
@@ -108,7 +109,7 @@ class RunsScreen(Screen[None]):
         table.clear()
         for path, s in found:
             alert = Text(shown(s.worst_alert)[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
-            table.add_row(Text(shown(s.name)), Text(s.status, style=STATUS_STYLE.get(s.status, "")),
+            table.add_row(Text(shown(s.name)), Text(shown(s.status), style=STATUS_STYLE.get(s.status, "")),
                           "–" if s.step is None else f"{s.step:,}", "–" if s.epoch is None else str(s.epoch),
                           f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
                           alert, fmt_duration(s.elapsed), Text(shown(s.recipe)), key=str(path))
@@ -116,7 +117,7 @@ class RunsScreen(Screen[None]):
             table.move_cursor(row=self.paths.index(keep))
         note = self.query_one("#runs-note", Static)
         note.display = bool(message.note)
-        note.update(Text(message.note, style="yellow"))
+        note.update(Text(shown(message.note, MESSAGE_MAX), style="yellow"))
 
     def action_open(self) -> None:
         """Open the run under the cursor."""

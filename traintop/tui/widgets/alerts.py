@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.commands import STATUS_STYLE
 
 SEVERITY_STYLE = {"critical": "bold white on red", "warning": "bold black on yellow", "info": "bold black on cyan"}
@@ -32,7 +32,7 @@ def _evidence(evidence: Any) -> str:
         return ""
     parts = []
     for k, v in evidence.items():
-        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+        parts.append(f"{shown(k)}={v:.4g}" if isinstance(v, float) else f"{shown(k)}={shown(v)}")
     return ", ".join(parts)
 
 
@@ -81,28 +81,31 @@ class AlertsPane(OptionList):
         self._refs.clear()
         options: list[Option] = []
         if health_note:
-            options.append(Option(Text(health_note, style="italic yellow"), disabled=True))
+            options.append(Option(Text(shown(health_note, MESSAGE_MAX), style="italic yellow"), disabled=True))
         if not rows:
             options.append(Option(Text("no active alerts", style="dim"), disabled=True))
         if past is not None:
             severity, kind, term, step, ended, message = past
             t = Text("worst so far: ", style="dim")
-            t.append(f" {severity.upper()} ", style=SEVERITY_STYLE.get(severity, "bold"))
-            t.append(f" {message}", style="dim")
-            t.append(f"\n   {kind} · {term or 'run'} · raised at step {step}, ended at step {ended}", style="dim")
+            t.append(f" {shown(str(severity).upper())} ", style=SEVERITY_STYLE.get(severity, "bold"))
+            t.append(f" {shown(message, MESSAGE_MAX)}", style="dim")
+            t.append(f"\n   {shown(kind)} · {shown(term or 'run')} · raised at step {shown(step)}, "
+                     f"ended at step {shown(ended)}", style="dim")
             options.append(Option(t, disabled=True))
         n = 0
         for a in trainer_alerts[-5:]:
             t = Text()
             t.append(" CRITICAL ", style=SEVERITY_STYLE["critical"])
-            t.append(f" {shown(a.get('term') or '')} {shown(a.get('message') or a.get('kind'))}  (from the trainer)")
+            t.append(f" {shown(a.get('term') or '')} {shown(a.get('message') or a.get('kind'), MESSAGE_MAX)}"
+                     "  (from the trainer)")
             options.append(Option(t, disabled=True))
         for a in alerts:
             head = Text()
-            head.append(f" {a.severity.upper()} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
-            head.append(f" {shown(a.message)}")
-            where = f"{a.kind} · {a.term or 'run'}" + (f" · step {a.step:,}" if isinstance(a.step, int) else "")
-            head.append(f"\n   {shown(where)}", style="dim")
+            head.append(f" {shown(str(a.severity).upper())} ", style=SEVERITY_STYLE.get(a.severity, "bold"))
+            head.append(f" {shown(a.message, MESSAGE_MAX)}")
+            where = f"{shown(a.kind)} · {shown(a.term or 'run')}"
+            where += f" · step {a.step:,}" if isinstance(a.step, int) else ""
+            head.append(f"\n   {where}", style="dim")
             ev = _evidence(getattr(a, "evidence", None))
             if ev:
                 head.append(f"\n   {ev}", style="dim")
@@ -114,9 +117,9 @@ class AlertsPane(OptionList):
                 line = Text(f"   ▸ {shown(s.label)}", style="bold")
                 status, reason = status_of(a.id, s.label)
                 if status:
-                    line.append(f"  {status}", style=STATUS_STYLE.get(status, ""))
+                    line.append(f"  {shown(status)}", style=STATUS_STYLE.get(status, ""))
                     if reason:
-                        line.append(f": {shown(reason)}", style="red")
+                        line.append(f": {shown(reason, MESSAGE_MAX)}", style="red")
                 options.append(Option(line, id=oid))
         self.add_options(options)
         if keep is not None and keep in self._refs:

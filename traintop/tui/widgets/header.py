@@ -27,9 +27,10 @@ def header_text(s: RunSummary, width: int) -> Text:
     live = s.status not in ENDED
     eta = Text(f"  ETA {fmt_duration(s.eta)}") if live and s.eta is not None else Text()
     speed = (f"  {s.its:.2f} it/s" if s.its else "  – it/s") if live else ""
-    tight = len(s.status) + len(step) + len(speed) + len(eta) + 9 > width
+    tight = len(shown(s.status)) + len(step) + len(speed) + len(eta) + 9 > width
     core = Text()
-    core.append(f" {s.status.upper()} ", style=STATUS_STYLE.get(s.status, "bold"))
+    # run_end.status is the run's own text: its escapes shown, never sent to the terminal
+    core.append(f" {shown(s.status.upper())} ", style=STATUS_STYLE.get(s.status, "bold"))
     if tight:  # under ~50 columns: the same four facts, with single spaces
         core.append(f" {step}")
         if speed:
@@ -41,7 +42,7 @@ def header_text(s: RunSummary, width: int) -> Text:
         core.append(f" step {step}")
         lead = len(core)
         core.append(speed)
-    epoch = Text(f"  ep {'–' if s.epoch is None else s.epoch}")
+    epoch = Text(f"  ep {'–' if s.epoch is None else shown(s.epoch)}")
     elapsed = Text(f"  ⏱ {fmt_duration(s.elapsed)}")
     recipe = Text(f" {shown(s.recipe)} ", style="dim")  # names from the run's files: shown as text
     room = width - len(core) - len(eta)

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.live import DEFAULT_STRENGTH, LiveRun
 from traintop.tui.series import decimate, map_decimated, nice_range, to_log
@@ -214,6 +214,7 @@ class LossChart(Widget):
         if flags:
             t.append(f"  [{' '.join(flags)}]", style="dim")
         expectation = self.live.expectation(self.term) if self.term != TOTAL else None
+        expectation = shown(expectation, MESSAGE_MAX) if expectation else None  # a profile may be the user's YAML
         if expectation and len(t) + len(expectation) + 4 <= self.size.width:
             t.append(f"  — {expectation}", style="dim italic")
         t.truncate(max(1, self.size.width), overflow="ellipsis")

@@ -8,6 +8,7 @@ path and an ``scp`` line (also copied to the clipboard where the terminal allows
 from __future__ import annotations
 
 import getpass
+import os
 import shlex
 import socket
 from pathlib import Path
@@ -23,7 +24,9 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from traintop.protocol.text import shown
+from traintop.protocol.rundir import run_file
+from traintop.protocol.safefile import open_read
+from traintop.protocol.text import MESSAGE_MAX, shown
 
 # a small perceptual ramp (dark blue → green → yellow), like the usual spectrogram colours
 _RAMP = [(13, 8, 135), (84, 2, 163), (139, 10, 165), (185, 50, 137), (219, 92, 104), (244, 136, 73),
@@ -57,6 +60,18 @@ def mel_text(mel: np.ndarray, width: int, height: int) -> Text:
         if r + 2 < rows - 1:
             t.append("\n")
     return t
+
+
+MAX_MEL_BYTES = 64 << 20  # a mel of a few minutes of audio is < 10 MB; a bigger file is not one of ours
+
+
+def load_mel(run_dir: Path, named: str) -> np.ndarray:
+    """The mel array a sample event names: a regular ``.npy`` file of the run, bounded, never unpickled."""
+    with open_read(run_file(run_dir, named)) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_MEL_BYTES:
+            raise ValueError(f"{named}: {size:,} bytes, larger than a mel can be ({MAX_MEL_BYTES:,}); not read")
+        return np.load(fh, allow_pickle=False)  # never unpickle: a sample file is data, not code
 
 
 def scp_line(path: Path) -> str:
@@ -150,18 +165,20 @@ class SamplesPane(Horizontal):
         if not isinstance(wav, str) or not wav:
             self.app.notify("this sample has no wav file", severity="warning", markup=False)
             return
-        path = Path(wav) if Path(wav).is_absolute() else self.run_dir / wav
-        if not path.is_file():
-            self.app.notify(f"{path} is missing; it cannot be played", severity="error", markup=False)
+        try:
+            path = run_file(self.run_dir, wav)  # only a regular file of this run, never one an event points at
+            fh = open_read(path) if self.app.is_web else None
+        except OSError as exc:
+            self.app.notify(f"not played: {shown(exc.strerror or exc)}", severity="error", markup=False)
             return
-        if self.app.is_web:
-            self.app.deliver_binary(path, open_method="browser", mime_type="audio/wav")
-            self.app.notify(f"playing {path.name} in a new tab (allow pop-ups for this page if none opens)",
+        if fh is not None:
+            self.app.deliver_binary(fh, open_method="browser", mime_type="audio/wav", save_filename=path.name)
+            self.app.notify(f"playing {shown(path.name)} in a new tab (allow pop-ups for this page if none opens)",
                             markup=False)
             return
         line = scp_line(path)
         self.app.copy_to_clipboard(line)
-        self.app.notify(f"{path.resolve()}\non your machine: {line}", title="sample (copied to the clipboard)",
+        self.app.notify(f"{shown(path)}\non your machine: {shown(line)}", title="sample (copied to the clipboard)",
                         timeout=30, markup=False)
 
 
@@ -185,20 +202,20 @@ class SampleDetail(Widget):
         width = max(10, self.content_size.width)
         height = max(3, self.content_size.height - 5)
         t = Text()
-        t.append(f"step {sample.get('step')}", style="bold")
+        t.append(f"step {shown(sample.get('step'))}", style="bold")
         if sample.get("error"):
             t.append("\nsampling failed: ", style="bold red")
-            t.append(shown(sample["error"]))
+            t.append(shown(sample["error"], MESSAGE_MAX))
             return t
-        t.append(f"  “{shown(sample.get('text', ''))}”\n")
+        t.append(f"  “{shown(sample.get('text', ''), MESSAGE_MAX)}”\n")
         if mel is not None:
             t.append_text(mel_text(mel, width, height))
         elif error:
-            t.append(f"no mel to draw: {error}", style="yellow")
+            t.append(f"no mel to draw: {shown(error, MESSAGE_MAX)}", style="yellow")
         else:
             t.append("no mel array for this sample", style="dim")
         t.append("\noutput    ", style="dim")
-        t.append(shown(sample.get("wav") or "–"))
+        t.append(shown(sample.get("wav") or "–", MESSAGE_MAX))
         t.append("\nreference ", style="dim")
-        t.append(shown(sample.get("reference") or "–"))
+        t.append(shown(sample.get("reference") or "–", MESSAGE_MAX))
         return t

@@ -4,7 +4,7 @@ The home screen of a tmux split (80×24 to 120×36): each term's name, a sparkli
 steps in its zone colour, the last value, the EMA, a trend arrow and the zone as a word, above the
 big chart of the selected term. Rows are built from the run's columns by ``term_rows`` (no
 Textual), the widgets only draw them. Term names and alert texts are data: they are appended to
-``Text`` as plain strings, never parsed as markup.
+``Text`` through ``shown`` (escapes visible, long names cut), never parsed as markup.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from textual.events import Click
 from textual.message import Message
 from textual.widget import Widget
 
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.summary import fmt_value
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -129,7 +130,7 @@ def worst_term(rows: list[TermRow]) -> str | None:
 
 def column_widths(terms: list[str], width: int) -> tuple[int, int]:
     """``(name width, sparkline cells)`` of a table of ``terms`` at ``width`` columns."""
-    longest = max((len(t) for t in terms), default=5)
+    longest = max((len(shown(t)) for t in terms), default=5)
     name = min(longest, max(8, width // 5))
     # marker 1, name + space, " last" 10, " ema" 10, " ↑" 2, " CRITICAL" 9
     return name, max(0, width - 1 - (name + 1) - 10 - 10 - 2 - 9)
@@ -189,7 +190,8 @@ class TermTable(Widget):
             chosen = row.term == self.selected
             line = Text(no_wrap=True, overflow="ellipsis")
             colour = ZONE_COLOUR.get(row.zone, "cyan")
-            name = row.term if len(row.term) <= nw else row.term[:nw - 1] + "…"
+            term = shown(row.term)  # a name from the run's files: escapes visible, never sent raw
+            name = term if len(term) <= nw else term[:nw - 1] + "…"
             line.append("▸" if chosen else " ", style="bold")
             line.append(f"{name:<{nw}}", style="bold reverse" if chosen else "bold")
             line.append(" ")
@@ -216,19 +218,20 @@ def alert_line(alerts: list[Any], worst: Any, width: int) -> Text:
     if top is None:
         t.append(" no active alerts", style="green")
     else:
-        t.append(f" {top.severity.upper()} ", style=SEVERITY_BADGE.get(top.severity, "bold"))
-        t.append(f" {top.term or 'run'}", style="bold")
+        t.append(f" {shown(str(top.severity).upper())} ", style=SEVERITY_BADGE.get(top.severity, "bold"))
+        t.append(f" {shown(top.term or 'run')}", style="bold")
         fixes = getattr(top, "suggestions", None) or []
         if fixes:
             t.append("  f", style="bold reverse")
-            t.append(f" {fixes[0].label}", style="bold")
+            t.append(f" {shown(fixes[0].label)}", style="bold")
     if worst is not None and (top is None or worst.rank > top.rank):
-        t.append(f"  worst so far: {worst.severity} {worst.kind} {worst.term or 'run'} at step {worst.step}",
+        t.append(f"  worst so far: {shown(worst.severity)} {shown(worst.kind)} {shown(worst.term or 'run')} "
+                 f"at step {shown(worst.step)}",
                  style="yellow" if worst.rank < 2 else "red")
     if len(alerts) > 1:
         t.append(f"  +{len(alerts) - 1} more in 2 Alerts", style="dim")
     if top is not None:
-        t.append(f"  {_after_term(top)}")
+        t.append(f"  {shown(_after_term(top), MESSAGE_MAX)}")
     t.truncate(max(1, width), overflow="ellipsis")
     return t
 

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from traintop.protocol.text import shown
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.commands import STATUS_STYLE
 from traintop.tui.summary import fmt_value
 
@@ -92,11 +92,11 @@ class WeightsPane(DataTable):
         name = Text("lr", style="bold") if row == LR_ROW else Text(shown(row))
         new = Text(f"→ {staged:.4g}", style="bold yellow") if staged is not None else Text("")
         desc, status, reason = statuses.get(row, ("", "", ""))
-        last = Text(shown(desc))
+        last = Text(shown(desc, MESSAGE_MAX))
         if status:
-            last.append(f"  {status}", style=STATUS_STYLE.get(status, ""))
+            last.append(f"  {shown(status)}", style=STATUS_STYLE.get(status, ""))
         if reason:
-            last.append(f": {shown(reason)}", style="red")
+            last.append(f": {shown(reason, MESSAGE_MAX)}", style="red")
         return (name, fmt_value(live), new, last)
 
     @property
