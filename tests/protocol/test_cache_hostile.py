@@ -35,13 +35,20 @@ WATCH = """
 import json, resource, sys
 from traintop.tui.live import LiveRun
 
+def peak_rss():  # VmHWM starts afresh at exec (ru_maxrss keeps the forking parent's, a large pytest's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) << 10
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+
+
 live = LiveRun(sys.argv[1], use_watchdog=False, clock=lambda: 1_800_000_000.0)
 live.open()
 h = live.history
 print(json.dumps({"events": h.events, "steps": len(h.steps), "evals": len(h.evals), "bad_lines": h.bad_lines,
                   "run_start": h.run_start, "run_end": h.run_end, "health_error": live.health_error,
                   "alerts": [a.to_dict() for a in live.monitor.alerts],
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10}, sort_keys=True, default=str))
+                  "peak_rss": peak_rss()}, sort_keys=True, default=str))
 """
 
 

@@ -199,3 +199,26 @@ def test_a_line_nested_too_deep_is_a_skipped_line_not_a_crash(run: Path, line: b
     done = traintop("report", str(run))
     assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr, done.stderr[-2000:]
     assert "1 unreadable line(s) skipped" in done.stdout, done.stdout[-2000:]
+
+
+def test_a_tensorboard_record_too_big_for_one_read_is_told_once_not_reread(tmp_path: Path) -> None:
+    import struct
+
+    from tests.tensorboard.writers import write_f5
+    from traintop.protocol import open_reader
+    from traintop.protocol.tfrecord import masked_crc
+
+    run = write_f5(tmp_path / "runs", steps=50)
+    (events,) = run.glob("events.out.tfevents.*")
+    length = 80 << 20  # a valid length CRC, but more than the reader reads at once (64 MiB)
+    with events.open("ab") as fh:
+        fh.write(struct.pack("<Q", length) + struct.pack("<I", masked_crc(struct.pack("<Q", length))))
+        fh.truncate(fh.tell() + length + 4)  # sparse: no disk used
+    reader = open_reader(run, use_cache=False)
+    reader.open()
+    for _ in range(3):
+        in_thread(reader.poll)
+    told = [n for n in reader.history.notices if "length" in n.message]
+    assert len(told) == 1, reader.history.notices
+    assert reader.history.last_step == 49
+    reader.close()

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import socket
-import wave
 from pathlib import Path
 
 import pytest
 
 from tests.tui.conftest import make_app, wait_for, wait_loaded
-from tests.tui.fixtures import seed_run
+from tests.tui.fixtures import seed_run, tiny_wav
 
 pytestmark = pytest.mark.anyio
-
-
-def _wav(path: Path) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(22050)
-        w.writeframes(b"\x00\x01" * 2205)
 
 
 async def test_enter_on_a_sample_shows_its_path_and_an_scp_line(tmp_path: Path) -> None:
     run = seed_run(tmp_path / "logs with space")
     for wav in ("step_1190_output.wav", "step_790_output.wav"):
-        _wav(run / "samples" / wav)
+        tiny_wav(run / "samples" / wav)
     app = make_app(run)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await wait_loaded(pilot)

@@ -190,3 +190,14 @@ def vits_run(root: Path, name: str = "voice-vits-20261121-140000", steps: int = 
             _system(w, False, step)
     w.close()
     return run
+
+
+def tiny_wav(path: Path) -> None:
+    """A real 0.1 s mono 16-bit wav at 22050 Hz (a sample file for the samples pane)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(b"\x00\x01" * 2205)

@@ -4,14 +4,13 @@ for ``control.jsonl``. Nothing outside the run is opened or delivered, and the a
 from __future__ import annotations
 
 import os
-import wave
 from pathlib import Path
 
 import pytest
 from textual.app import App
 
 from tests.tui.conftest import make_app, run_clock, wait_for, wait_loaded
-from tests.tui.fixtures import append_events, small_run
+from tests.tui.fixtures import append_events, small_run, tiny_wav
 
 pytestmark = pytest.mark.anyio
 
@@ -20,20 +19,12 @@ def _toasts(app) -> str:  # noqa: ANN001 - the app under test
     return " ".join(str(t.render()) for t in app.screen.query("Toast")).replace("\n", " ")
 
 
-def _wav(path: Path) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(22050)
-        w.writeframes(b"\x00\x01" * 2205)
-
-
 @pytest.mark.parametrize("web", [False, True])
 async def test_playing_a_sample_opens_only_files_of_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             web: bool) -> None:
     run = small_run(tmp_path / "logs", steps=40)
     (run / "samples").mkdir()
-    _wav(run / "samples" / "ok.wav")
+    tiny_wav(run / "samples" / "ok.wav")
     (run / "samples" / "out.wav").symlink_to("/etc/passwd")
     # newest first in the list: the legit one last, so Enter / down walk every hostile one first
     append_events(run, ("sample", {"step": 10, "wav": "samples/ok.wav", "text": "ok", "mel": None}),

@@ -42,6 +42,7 @@ from traintop.protocol.control import (
 )
 from traintop.protocol.events import SCHEMA_VERSION
 from traintop.protocol.rundir import CONTROL_FILE
+from traintop.protocol.safefile import kind_of
 
 LINE_START = re.compile(rb'\{\s*"v"\s*:')  # where a command line begins: a torn line ends before it
 ID_FIELD = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_.:-]{1,128})"')
@@ -56,16 +57,6 @@ class ControlNotice:
 
     kind: str
     message: str
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 class ControlReader:
@@ -188,7 +179,7 @@ class ControlReader:
                          "training goes on")
             return None
         if not stat.S_ISREG(st.st_mode):
-            self._refuse(_kind(st.st_mode), f"{self.path} is {_kind(st.st_mode)}, not a file; "
+            self._refuse(kind_of(st.st_mode), f"{self.path} is {kind_of(st.st_mode)}, not a file; "
                          "commands are not read until it is a regular file again; training goes on")
             return None
         problem = self._mode_problem(st)

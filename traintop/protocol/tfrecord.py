@@ -20,7 +20,9 @@ import numpy as np
 
 HEADER = 12  # uint64 length + uint32 crc of the length
 FOOTER = 4  # uint32 crc of the data
-MAX_RECORD = 256 << 20  # a length above this is corruption, not an event
+# a length above this is taken as corruption (framing lost, said once): it must stay below the
+# reader's one read (64 MiB), or a record that cannot fit one read would be re-read at every poll
+MAX_RECORD = 32 << 20
 MASK_DELTA = 0xA282EAD8
 
 
