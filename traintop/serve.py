@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from traintop.protocol.safefile import open_read
+
 TOKEN_ENV = "TRAINTOP_SERVE_TOKEN"
 
 
@@ -74,7 +76,11 @@ def read_token_file(path: Path) -> str:
                          f"run: chmod 600 {shlex.quote(str(path))}")
     if info.st_uid != os.getuid():
         raise TokenError(f"the token file {path} belongs to another user (uid {info.st_uid}); use a file of your own")
-    token = path.read_text(errors="replace").strip()
+    try:
+        with open_read(path) as fh:  # a regular file: a FIFO put there never blocks the server's start
+            token = fh.read(4096).decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise TokenError(f"cannot read the token file {path}: {exc.strerror or exc}") from exc
     if not token:
         raise TokenError(f"the token file {path} is empty")
     return token
