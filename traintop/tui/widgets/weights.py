@@ -15,6 +15,7 @@ from traintop.tui.commands import STATUS_STYLE
 from traintop.tui.summary import fmt_value
 
 LR_ROW = "__lr__"
+NAME_MAX = 40  # characters of a term's name: a longer one would push the values off a 100-column pane
 NUDGE = 1.1  # one keypress moves a weight or the lr by 10 %
 
 
@@ -89,7 +90,7 @@ class WeightsPane(DataTable):
     def _cells(self, row: str, statuses: dict[str, tuple[str, str, str]]) -> tuple[Any, ...]:
         live = self.live_values.get(row)
         staged = self.staged.get(row)
-        name = Text("lr", style="bold") if row == LR_ROW else Text(shown(row))
+        name = Text("lr", style="bold") if row == LR_ROW else Text(shown(row, NAME_MAX))
         new = Text(f"→ {staged:.4g}", style="bold yellow") if staged is not None else Text("")
         desc, status, reason = statuses.get(row, ("", "", ""))
         last = Text(shown(desc, MESSAGE_MAX))
