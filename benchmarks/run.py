@@ -5,7 +5,8 @@ memory), tui.py --live-only (append → store latency, CPU while following), tra
 (instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
 install.py (the base install's time and size, from the package index), then
 prints every ratio against its budget; then tfevents.py (TensorBoard event files: cold open vs the Rust
-data server, live latency), f5_tiny.py (F5 steps/s, when that extra is installed) and xtts_memory.py (full vs
+data server, live latency), f5_tiny.py (F5 steps/s, when that extra is installed), sampling.py (steps/s
+and memory with samples in the training loop vs off it) and xtts_memory.py (full vs
 LoRA fine-tunes of the release-shaped XTTS v2, ~10 GB RAM) print their own tables (``--skip-extras`` skips
 them) (DESIGN.md, "Budgets"). The machine may be shared: each
 timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
@@ -70,7 +71,7 @@ def main() -> int:
     ap.add_argument("--dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "traintop-bench"))
     ap.add_argument("--skip-trainer", action="store_true", help="skip the tiny XTTS overhead (needs torch + coqui)")
     ap.add_argument("--skip-install", action="store_true", help="skip the base install (needs the package index)")
-    ap.add_argument("--skip-extras", action="store_true", help="skip f5_tiny.py and xtts_memory.py")
+    ap.add_argument("--skip-extras", action="store_true", help="skip the scripts with their own tables")
     ap.add_argument("--trainer-pairs", type=int, default=60, help="paired tiny XTTS steps (~20 s for 60 on 2 cores)")
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
@@ -140,6 +141,7 @@ def main() -> int:
         # steps/s (when the [f5] extra is installed), XTTS v2 release-shaped memory (full vs LoRA)
         for script, *more in (["tfevents.py", *(["--steps", "100000", "--rounds", "1"] if args.quick else [])],
                               ["f5_tiny.py", *(["--steps", "60"] if args.quick else [])],
+                              ["sampling.py", *(["--steps", "60"] if args.quick else [])],
                               ["xtts_memory.py", *(["--steps", "2", "--batches", "1"] if args.quick else [])]):
             print(f"\n=== {script} {' '.join(more)}", flush=True)
             failed |= subprocess.run([sys.executable, str(HERE / script), *more], cwd=HERE.parent).returncode != 0

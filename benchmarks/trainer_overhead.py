@@ -25,7 +25,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the model trains (cuda: FP16 mixed precision, as users run it)")
     args = parser.parse_args()
+    if args.device == "cpu":
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # coqui's Trainer takes any GPU it sees
 
     import torch
     from trainer import Trainer
@@ -37,7 +43,8 @@ def main() -> int:
 
     threads = args.threads or torch.get_num_threads()
     recipe, _ = load_recipe("xtts_tiny", ["cadence.eval_every=null", "cadence.save_every=null",
-                                          "sample.enabled=false", "training.max_steps=null"])
+                                          "sample.enabled=false", "training.max_steps=null",
+                                          f"training.mixed_precision={args.device == 'cuda'}"])
     samples = load_metadata(ensure_demo_dataset(), "coqui", "metadata.csv", "pt")
     train, evals = split_samples(samples, 0.1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +80,8 @@ def main() -> int:
                 trainer.train_step(b, len(loader), 0, time.time())
             else:
                 Trainer.train_step(trainer, b, len(loader), 0, time.time())  # coqui's own step
+            if args.device == "cuda":
+                torch.cuda.synchronize()  # the step's kernels, not just their launch
             return time.perf_counter() - t0
 
         batches = []
@@ -92,7 +101,7 @@ def main() -> int:
 
     ratio = statistics.median(a / b for a, b in zip(on, off))
     share = statistics.median(boundary) / statistics.median(on)
-    print(f"tiny XTTS step, {args.pairs} pairs, {threads} torch threads")
+    print(f"tiny XTTS step on {args.device}, {args.pairs} pairs, {threads} torch threads")
     print(f"  median step, instrumented:   {statistics.median(on) * 1000:8.2f} ms")
     print(f"  median step, coqui alone:    {statistics.median(off) * 1000:8.2f} ms")
     print(f"  paired ratio (median of on/off): {ratio:.4f}  -> overhead {100 * (ratio - 1):+.2f} %")

@@ -59,10 +59,15 @@ def test_commands_are_applied_at_step_boundaries_and_acked(start_trainer) -> Non
     ack = p.wait_event(lambda e: e["type"] == "ack" and e["id"] == ev.id, timeout=240, what="eval ack")
     assert ack["status"] == "applied"
     assert any(e["type"] == "eval" and e["step"] == ack["step"] for e in p.events())
+    # sample: deferred at once (it is made off the training loop), applied when its wav is written
     sm = inbox.send_new("sample")
-    ack = p.wait_event(lambda e: e["type"] == "ack" and e["id"] == sm.id, timeout=240, what="sample ack")
-    assert ack["status"] == "applied" and ack["state"]["wavs"]
-    assert any(e["type"] == "sample" and e["step"] == ack["step"] and "error" not in e for e in p.events())
+    first = p.wait_event(lambda e: e["type"] == "ack" and e["id"] == sm.id, what="sample ack")
+    assert first["status"] == "deferred" and "off the training loop" in first["reason"]
+    ack = p.wait_event(lambda e: e["type"] == "ack" and e["id"] == sm.id and e["status"] != "deferred",
+                       timeout=240, what="sample's final ack")
+    assert ack["status"] == "applied" and ack["state"]["wavs"] and ack["state"]["step"] == first["step"]
+    made = next(e for e in p.events() if e["type"] == "sample" and e["step"] == first["step"])
+    assert "error" not in made and made["wav"] == ack["state"]["wavs"][0]
 
     stop = inbox.send_new("stop")
     code, err = p.finish()

@@ -130,3 +130,34 @@ def test_state_dict_restores_weights_and_control_position(tmp_path: Path) -> Non
     assert again.weights == {"mel": 4.0}
     events = read_events(run.run_dir)
     assert [x["seq"] for x in events] == list(range(len(events)))
+
+
+def test_a_command_finished_off_the_loop_is_deferred_then_answered_once(tmp_path: Path) -> None:
+    from traintop.trainer.run import CommandPending
+
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=60)
+    done = threading.Event()
+
+    def sample(c: Command) -> dict:
+        # another thread finishes the work and answers it, as the off-loop sampler does
+        threading.Thread(target=lambda: (run.ack_later(c.id, "applied", state={"wavs": ["a.wav"]}),
+                                         done.set())).start()
+        raise CommandPending("made off the loop: the answer follows")
+
+    run.on("sample", sample)
+    inbox = ControlInbox(run.run_dir)
+    first = inbox.send_new("sample")
+    run.poll(1)
+    assert done.wait(10)
+    assert run.state_dict()["control"]["offset"] == 0  # not handled until its answer is written
+    run.poll(2)  # the answer is written at the next boundary, from the loop's own thread
+    assert run.state_dict()["control"]["offset"] > 0
+    second = inbox.send_new("sample")
+    run.on("sample", lambda c: (_ for _ in ()).throw(CommandPending("never answered")))
+    run.poll(3)
+    run.end("completed", 3)
+    acks = [e for e in read_events(run.run_dir) if e["type"] == "ack"]
+    assert [(a["id"], a["status"]) for a in acks] == [
+        (first.id, "deferred"), (first.id, "applied"), (second.id, "deferred"), (second.id, "rejected")]
+    assert acks[1]["state"] == {"wavs": ["a.wav"]} and acks[1]["step"] == 2
+    assert acks[3]["reason"] == "the run ended (completed) before it finished"

@@ -17,6 +17,8 @@ RUN_CONFIG_FILE = "run.yaml"
 TRAINER_LOG = "trainer.log"
 CHECKPOINTS_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
+SAMPLER_DIR = ".sampler"  # an off-loop sampler's jobs, removed when each ends
+SNAPSHOT_PREFIX = ".sample_step_"  # the weights a job reads (.sampler/, or checkpoints/ for F5)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

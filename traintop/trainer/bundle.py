@@ -37,9 +37,9 @@ class ModelBundle:
         """The weights in force now."""
         raise NotImplementedError
 
-    def synthesize(self, text: str, speaker_wav: str, language: str, seed: int,
-                   device: str) -> tuple[np.ndarray, int]:
-        """Audio for ``text`` with the weights as they are now: (float32 wav, sample rate)."""
+    def synthesize(self, text: str, speaker_wav: str, language: str,
+                   seed: int) -> tuple[np.ndarray, int]:
+        """Audio for ``text`` with the weights as they are now, where they train: (wav, rate)."""
         raise NotImplementedError
 
     def inference_files(self) -> list[Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from traintop.protocol.rundir import SAMPLER_DIR, SNAPSHOT_PREFIX
 from traintop.protocol.safefile import atomic_write
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
@@ -124,11 +125,13 @@ def remove_partial_files(run_dir: Path) -> list[Path]:
     Only call this holding the run's lock: then no writer of ours is alive to own them.
     """
     removed = []
-    for sub in (run_dir, run_dir / "checkpoints", run_dir / "assets"):
+    for sub in (run_dir, run_dir / "checkpoints", run_dir / "assets", run_dir / SAMPLER_DIR):
         if not sub.is_dir():
             continue
         for p in sub.iterdir():
-            if p.name.endswith(".tmp") and p.is_file():
+            # a sampler job's files are worthless once its trainer is gone
+            if (p.name.endswith(".tmp") or sub.name == SAMPLER_DIR
+                    or p.name.startswith(SNAPSHOT_PREFIX)) and p.is_file():
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
@@ -140,14 +143,17 @@ def atomic_write_text(path: Path, text: str) -> None:
         fh.write(text.encode("utf-8"))
 
 
+def _config_dict(trainer: Any) -> Any:
+    return trainer.config.to_dict() if hasattr(trainer.config, "to_dict") else trainer.config
+
+
 def build_state(trainer: Any, traintop: dict[str, Any], model_loss: dict[str, Any] | None = None,
                 exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """A coqui-format checkpoint dict of ``trainer`` with the ``traintop`` resume state."""
     model = trainer._get_model()
     weights = {k: v for k, v in model.state_dict().items() if not k.startswith(exclude)}
-    config = trainer.config.to_dict() if hasattr(trainer.config, "to_dict") else trainer.config
     return {
-        "config": config,
+        "config": _config_dict(trainer),
         "model": weights,
         "optimizer": [o.state_dict() for o in trainer.optimizer],
         "scheduler": [s.state_dict() for s in trainer.scheduler if s is not None],
@@ -158,6 +164,21 @@ def build_state(trainer: Any, traintop: dict[str, Any], model_loss: dict[str, An
         "model_loss": model_loss or {},
         "traintop": traintop,
     }
+
+
+def weights_on_cpu(model: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A copy of ``model``'s weights in host memory, one tensor at a time (never a second device copy).
+
+    On the CPU too it is a copy: training keeps changing its own tensors in place.
+    """
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            if not k.startswith(exclude)}
+
+
+def sampling_state(trainer: Any, traintop: dict[str, Any], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What sampling needs of this step, in checkpoint format: config, weights, ``traintop`` info."""
+    return {"config": _config_dict(trainer), "model": weights_on_cpu(trainer._get_model(), exclude),
+            "step": trainer.total_steps_done, "traintop": traintop}
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:

@@ -34,7 +34,8 @@ SCHEMA: dict[str, Any] = {
     "cadence": {"eval_every": OPT_INT, "save_every": OPT_INT, "keep_checkpoints": int,
                 "sample_every_evals": OPT_INT, "print_every": int, "system_every": NUM},
     "sample": {"device": str, "texts": list, "speaker": OPT_STR, "speaker_wav": OPT_STR,
-               "language": str, "seed": int, "enabled": bool},
+               "language": str, "seed": int, "enabled": bool, "in_process": bool,
+               "timeout_s": NUM},
     "weights": None,
     "xtts": None,
     "vits": None,
@@ -61,7 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "cadence": {"eval_every": 100, "save_every": 500, "keep_checkpoints": 3,
                 "sample_every_evals": 1, "print_every": 10, "system_every": 5.0},
     "sample": {"device": "cpu", "texts": [], "speaker": None, "speaker_wav": None,
-               "language": "pt", "seed": 0, "enabled": True},
+               "language": "pt", "seed": 0, "enabled": True, "in_process": False,
+               "timeout_s": 600},
     "weights": {},
 }
 
@@ -162,6 +164,9 @@ def validate(raw: Any, where: str) -> dict[str, Any]:
     if not 0.0 <= out["dataset"]["eval_fraction"] < 1.0:
         raise RecipeError(f"{where}: key 'dataset.eval_fraction' must be in [0, 1)")
     _check_cadence(out["cadence"], where)
+    if not out["sample"]["timeout_s"] > 0:
+        raise RecipeError(f"{where}: key 'sample.timeout_s' must be > 0 seconds, "
+                          f"got {out['sample']['timeout_s']}")
     return out
 
 

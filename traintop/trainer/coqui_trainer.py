@@ -24,9 +24,11 @@ from traintop.trainer.checkpoint import (
     atomic_torch_save,
     build_state,
     keep_last,
+    sampling_state,
 )
 from traintop.trainer.distributed import BoundaryEffects, CommandBroadcast, mirror
-from traintop.trainer.run import CommandRejected, Run
+from traintop.trainer.run import CommandPending, CommandRejected, Run
+from traintop.trainer.sampler import OffLoopSampler, SampleJob
 from traintop.trainer.samples import take_samples
 from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
@@ -113,6 +115,7 @@ class Instrumentation:
         self.broadcast = CommandBroadcast()
         self._lr_factor = 1.0  # applied on rank 0 since the last boundary, for the other ranks
         self._lr_value: float | None = None  # a rate set outright since the last boundary
+        self.sampler: OffLoopSampler | None = None  # off-loop samples (rank 0, sample.in_process false)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -121,9 +124,13 @@ class Instrumentation:
         self._trainer = trainer
         trainer.traintop = self
         run = self.run
+        s = self.recipe["sample"]
+        if self.broadcast.rank == 0 and not s.get("in_process"):
+            self.sampler = OffLoopSampler(run, self.run_dir, timeout_s=s.get("timeout_s", 600),
+                                          log=self.log)
         run.on("save", lambda c: {"path": str(self.save(trainer)), "step": trainer.total_steps_done})
         run.on("eval", lambda c: self._eval_now(trainer))
-        run.on("sample", lambda c: self._sample_command(trainer))
+        run.on("sample", lambda c: self._sample_command(trainer, c.id))
         run.on("set_lr", lambda c: self.change_lr(trainer, value=c.args["value"]))
         run.on("scale_lr", lambda c: self.change_lr(trainer, factor=c.args["factor"]))
         model = trainer._get_model()
@@ -267,23 +274,48 @@ class Instrumentation:
             _restore_modes(modes)
         return {"evals": self.evals, "best": None if math.isinf(self.best_metric) else self.best_metric}
 
-    def _sample_now(self, trainer: Any) -> list[dict[str, Any]]:
-        """Synthesize now; failures are ``sample`` events with ``error``, never exceptions."""
+    def _sample_now(self, trainer: Any, command_id: str | None = None) -> list[dict[str, Any]]:
+        """Sample this step: off the loop when there is a sampler, else here and now.
+
+        Failures are ``sample`` events with ``error``, never exceptions.
+        """
         if self.broadcast.rank != 0:
+            return []
+        s = self.recipe["sample"]
+        if self.sampler is not None:
+            self.sampler.request(SampleJob(
+                trainer.total_steps_done, self._sampling_state(trainer), list(s["texts"]),
+                str(self.reference) if self.reference else None, s["language"], int(s["seed"]),
+                s["device"], [command_id] if command_id else []))
             return []
         modes = _module_modes(trainer.model)
         try:
             return take_samples(self.run, self.bundle, self.recipe, self.reference,
-                                trainer.total_steps_done, self.run_dir, self.log)
+                                trainer.total_steps_done, self.run_dir, self.log,
+                                state=lambda: self._sampling_state(trainer))
         finally:
             _restore_modes(modes)
 
-    def _sample_command(self, trainer: Any) -> dict[str, Any]:
+    def _sampling_state(self, trainer: Any) -> dict[str, Any]:
+        info = {"family": self.bundle.family, "resolved_recipe": self.recipe,
+                "reference": str(self.reference) if self.reference else None}
+        return sampling_state(trainer, info, self.bundle.checkpoint_exclude)
+
+    def _sample_command(self, trainer: Any, command_id: str) -> dict[str, Any]:
+        if self.sampler is not None and self.recipe["sample"]["texts"]:
+            self._sample_now(trainer, command_id)
+            raise CommandPending(f"sampling step {trainer.total_steps_done} off the training loop: "
+                                 "the answer follows when its wav is written")
         results = self._sample_now(trainer)
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise CommandRejected(f"sampling failed: {errors[0]}")
         return {"wavs": [str(r["wav"]) for r in results]}
+
+    def finish_samples(self, *, wait: bool) -> None:
+        """Before ``run_end``: let the sampler finish its jobs (``wait``) or cut them short."""
+        if self.sampler is not None:
+            self.sampler.close(wait=wait, reason="the run ended")
 
     def change_lr(self, trainer: Any, value: float | None = None,
                   factor: float | None = None) -> dict[str, Any]:

@@ -231,10 +231,10 @@ class VitsBundle(ModelBundle):
         """The alphas in force now."""
         return {t: self._alpha(t) for t in self.terms}
 
-    def synthesize(self, text: str, speaker_wav: str, language: str, seed: int,
-                   device: str) -> tuple[np.ndarray, int]:
-        """Synthesize with the current weights for the speaker of ``speaker_wav``."""
-        return synthesize_vits(self.model, text, speaker_wav, language, seed, device)
+    def synthesize(self, text: str, speaker_wav: str, language: str,
+                   seed: int) -> tuple[np.ndarray, int]:
+        """Synthesize with the current weights, where they train, for the speaker of ``speaker_wav``."""
+        return synthesize_vits(self.model, text, speaker_wav, language, seed)
 
 
 def speaker_names(model: Any) -> list[str]:
@@ -255,10 +255,9 @@ def speaker_of(model: Any, speaker_wav: str) -> str:
 
 
 def synthesize_vits(model: Any, text: str, speaker_wav: str | None, language: str, seed: int,
-                    device: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
-    """Synthesize ``text`` on ``device`` with the speaker of ``speaker_wav``; restores modes."""
-    train_device = next(model.parameters()).device
-    target = model if torch.device(device) == train_device else copy.deepcopy(model).to(device)
+                    speaker: str | None = None) -> tuple[np.ndarray, int]:
+    """Synthesize ``text`` where ``model`` lies with the speaker of ``speaker_wav``; restores modes."""
+    target = model
     modes = {m: m.training for m in target.modules()}
     try:
         target.eval()

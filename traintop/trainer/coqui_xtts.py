@@ -266,25 +266,22 @@ class XttsBundle(ModelBundle):
         """The weights in force now."""
         return {k: float(getattr(self.model.args, v)) for k, v in TERMS.items()}
 
-    def synthesize(self, text: str, speaker_wav: str, language: str, seed: int,
-                   device: str) -> tuple[np.ndarray, int]:
-        """Synthesize with the current weights (``GPTTrainer.test_run``'s path); wav and rate."""
-        return synthesize_xtts(self.model, text, speaker_wav, language, seed, device,
+    def synthesize(self, text: str, speaker_wav: str, language: str,
+                   seed: int) -> tuple[np.ndarray, int]:
+        """Synthesize with the current weights where they train (``GPTTrainer.test_run``'s path)."""
+        return synthesize_xtts(self.model, text, speaker_wav, language, seed,
                                max_audio_tokens=self.recipe["xtts"].get("sample_max_audio_tokens"))
 
 
 def synthesize_xtts(model: Any, text: str, speaker_wav: str, language: str, seed: int,
-                    device: str, max_audio_tokens: int | None = None) -> tuple[np.ndarray, int]:
-    """Synthesize ``text`` with a ``GPTTrainer``'s XTTS on ``device``; restores training state.
+                    max_audio_tokens: int | None = None) -> tuple[np.ndarray, int]:
+    """Synthesize ``text`` with a ``GPTTrainer``'s XTTS where it lies; restores training state.
 
     ``max_audio_tokens`` caps generation (a random or young model may never emit its stop token)
     without touching the architecture (``gpt_max_audio_tokens`` sizes position embeddings).
     """
     xtts = model.xtts
     cap = xtts.gpt.max_gen_mel_tokens
-    train_device = next(xtts.gpt.parameters()).device
-    if torch.device(device) != train_device:
-        xtts = copy.deepcopy(xtts).to(device)  # never disturb the training copy's device
     modes = {m: m.training for m in xtts.modules()}
     try:
         with torch.inference_mode():

@@ -39,6 +39,7 @@ import platform
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ WHILE_PAUSED = frozenset({"resume", "stop", "save", "set_weight", "set_lr", "sca
 
 class CommandRejected(Exception):
     """Raise from a handler to reject a command; the message becomes the ack's reason."""
+
+
+class CommandPending(Exception):
+    """Raise from a handler whose work finishes later (an off-loop sample).
+
+    The command is acked ``deferred`` with the message now; its final answer comes through
+    ``Run.ack_later`` (from any thread), delivered at the next ``poll``.
+    """
 
 
 def _versions() -> dict[str, str]:
@@ -102,6 +111,7 @@ class Run:
         self._returned: dict[str, Decision] = {}  # handed to the caller, awaiting its ack
         self._inflight: Decision | None = None  # the command whose handler runs now (a save)
         self._previous = AckHistory()
+        self._later: deque[tuple[str, str, str, dict[str, Any]]] = deque()  # appended by other threads
         self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
                                      state=control_state)
         self.monitor = SystemMonitor(self.writer.emit, interval=system_interval)
@@ -146,6 +156,9 @@ class Run:
             self._emit_ack(d.id, "rejected", f"the run ended ({status}) before it could run "
                            f"{d.command.cmd if d.command else 'it'}")
         self._deferred = []
+        self._deliver_later()
+        for cid in list(self._returned):  # handed out (or pending off the loop) and never answered
+            self.ack(cid, "rejected", reason=f"the run ended ({status}) before it finished")
         try:
             self.writer.emit_final("run_end", status=status,
                                    step=self.step if step is None else step, error=error)
@@ -233,6 +246,16 @@ class Run:
         if status != "deferred" and command_id in self._returned:
             self.control.commit(self._returned.pop(command_id))
 
+    def ack_later(self, command_id: str, status: str, *, reason: str = "",
+                  state: dict[str, Any] | None = None) -> None:
+        """Queue the final answer of a ``CommandPending`` command; safe from any thread."""
+        self._later.append((command_id, status, reason, state or {}))
+
+    def _deliver_later(self) -> None:
+        while self._later:
+            cid, status, reason, state = self._later.popleft()
+            self.ack(cid, status, reason=reason, state=state)
+
     def _emit_ack(self, command_id: str | None, status: str, reason: str = "",
                   state: dict[str, Any] | None = None) -> None:
         extra = self._previous.replay_fields(command_id, final=status != "deferred")
@@ -274,6 +297,7 @@ class Run:
     def _poll(self, step: int | None) -> list[Command]:
         if step is not None:
             self.step = step
+        self._deliver_later()  # answers finished off the loop, written from this thread only
         decisions = self.control.poll()
         for notice in self.control.take_notices():  # each problem once, never fatal
             self.alert("control", None, notice.message)
@@ -312,6 +336,10 @@ class Run:
             state = handler(c)
         except CommandRejected as exc:
             self._answer(d, "rejected", str(exc))
+            return []
+        except CommandPending as exc:
+            self._returned[c.id] = d  # counted as handled once ack_later's answer is written
+            self._emit_ack(d.id, "deferred", str(exc))
             return []
         except Exception as exc:  # a failing save/sample must answer, not kill training
             self._answer(d, "rejected", f"{c.cmd} failed: {type(exc).__name__}: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import traceback
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,19 @@ def sample_paths(run_dir: Path, step: int, index: int) -> dict[str, Path]:
 
 
 def take_samples(run: Any, bundle: Any, recipe: dict[str, Any], reference: Path | None,
-                 step: int, run_dir: Path, log: Any = print) -> list[dict[str, Any]]:
-    """Synthesize the recipe's test sentences now; a failure becomes a ``sample`` event with ``error``.
+                 step: int, run_dir: Path, log: Any = print,
+                 state: Callable[[], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Synthesize the recipe's test sentences now, in the training loop (``sample.in_process``).
 
-    Never raises: sampling must not kill training (the seeds' cuFFT lesson).
+    On the training model when ``sample.device`` is where it trains; elsewhere on a model built
+    from ``state()`` (a host copy of the weights), never a copy of the training model on its
+    device. A failure becomes a ``sample`` event with ``error``; never raises: sampling must not
+    kill training (the seeds' cuFFT lesson).
     """
+    import torch
+
     s = recipe["sample"]
+    here = torch.device(s["device"]) == next(bundle.model.parameters()).device
     results: list[dict[str, Any]] = []
     for i, text in enumerate(s["texts"]):
         paths = sample_paths(run_dir, step, i)
@@ -73,11 +81,17 @@ def take_samples(run: Any, bundle: Any, recipe: dict[str, Any], reference: Path 
                 raise FileNotFoundError(f"reference clip {reference} not found "
                                         "(set sample.speaker_wav or sample.speaker)")
             paths["wav"].parent.mkdir(parents=True, exist_ok=True)
-            wav, rate = bundle.synthesize(text, str(reference), s["language"], s["seed"],
-                                          s["device"])
+            if here or state is None:
+                wav, rate = bundle.synthesize(text, str(reference), s["language"], s["seed"])
+            else:
+                from traintop.trainer.standalone import synthesize_state
+
+                wav, rate = synthesize_state(state(), text, speaker_wav=str(reference),
+                                             seed=s["seed"], language=s["language"],
+                                             device=s["device"])
             save_sample_files(paths, wav, rate, reference, log_mel(wav, rate))
             run.log_sample(step, wav=paths["wav"], reference=paths["reference"], text=text,
-                           mel=paths["mel"], sample_rate=rate, seed=s["seed"])
+                           mel=paths["mel"], sample_rate=rate, seed=s["seed"], sampler="inline")
             results.append({"wav": paths["wav"], "text": text})
         except Exception as exc:  # any synthesis failure is reported, never fatal
             log(f"sampling failed at step {step}: {traceback.format_exc()}")

@@ -267,18 +267,23 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
 
     trainer, inst = build_trainer(run, bundle, recipe, run_dir, train, evals, ckpt, saved,
                                   max_steps, log)
+    ended = False
     with stop_on_signals(run):
         try:
-            inst.boundary(trainer)  # replays after a resume, and a saved pause, before any step
-            trainer._fit()  # coqui's loop, without fit()'s sys.exit and folder removal
-            inst.save(trainer)
-            status, error = "completed", None
-        except StopTraining as stop:
-            status, error = stop.status, stop.error
-        except KeyboardInterrupt:
-            log("interrupted twice: saving and stopping now")
-            inst.save(trainer)
-            status, error = "stopped", "interrupted"
+            try:
+                inst.boundary(trainer)  # replays after a resume, and a saved pause, before any step
+                trainer._fit()  # coqui's loop, without fit()'s sys.exit and folder removal
+                inst.save(trainer)
+                status, error = "completed", None
+            except StopTraining as stop:
+                status, error = stop.status, stop.error
+            except KeyboardInterrupt:
+                log("interrupted twice: saving and stopping now")
+                inst.save(trainer)
+                status, error = "stopped", "interrupted"
+            ended = True
+        finally:
+            inst.finish_samples(wait=ended)  # a sample in flight is told before run_end
     return status, error, trainer.total_steps_done
 
 

@@ -7,6 +7,7 @@ driver, no NVML, no devices) is a normal state: the event then carries ``gpus: [
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,17 @@ class GpuProbe:
         return out
 
 
+def _cuda_peak() -> int | None:
+    """Bytes this process's tensors have held on its CUDA device at most, when it uses one."""
+    torch = sys.modules.get("torch")  # never imported here: Run stays light without it
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            return int(torch.cuda.max_memory_allocated())
+    except Exception:  # a broken driver reads as "no figure", never as a failed event
+        pass
+    return None
+
+
 def _try(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -78,7 +90,11 @@ class SystemMonitor:
         if self._psutil is not None:
             cpu = _try(lambda: self._psutil.cpu_percent(None))
             rss = _try(lambda: self._proc.memory_info().rss)
-        return {"gpus": self._gpus.read(), "cpu": cpu, "rss": rss}
+        out: dict[str, Any] = {"gpus": self._gpus.read(), "cpu": cpu, "rss": rss}
+        peak = _cuda_peak()
+        if peak is not None:
+            out["cuda_max_allocated"] = peak
+        return out
 
     def emit_once(self) -> None:
         """Emit one ``system`` event now."""

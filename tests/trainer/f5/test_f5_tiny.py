@@ -60,6 +60,7 @@ def test_f5_tiny_trains_steers_samples_and_reproduces(start_trainer, cache_dir, 
     assert [s["step"] for s in samples] == [20, 40] and all("error" not in s for s in samples)
     s = samples[-1]
     assert s["weights"] == "ema" and s["seed"] == 0 and s["nfe_step"] == 8 and s["cfg_strength"] == 2.0
+    assert s["sampler"] == "process" and s["kind"] == "ema"  # made off the training loop
     assert s["text"] == "Amanhã vamos pescar no lago." and s["reference_text"]
     assert Path(s["reference"]).is_file() and Path(s["mel"]).is_file()
 

@@ -84,12 +84,25 @@ def sample_f5(path: Path, text: str, out: Path, *, speaker_wav: str | None = Non
               reference_text: str | None = None, seed: int | None = None,
               device: str = "cpu") -> Path:
     """Rebuild CFM from the checkpoint alone, load its EMA weights, synthesize ``text`` into ``out``."""
+    from traintop.trainer.samples import write_wav
+
+    wav, rate, _mel = synthesize_f5_checkpoint(path, text, speaker_wav=speaker_wav,
+                                               reference_text=reference_text, seed=seed, device=device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(out, wav, rate)
+    return out
+
+
+def synthesize_f5_checkpoint(path: Path, text: str, *, speaker_wav: str | None = None,
+                             reference_text: str | None = None, seed: int | None = None,
+                             device: str = "cpu") -> tuple[Any, int, Any]:
+    """(wav, rate, mel) from an F5 checkpoint and the files beside it: ``traintop sample`` and the
+    off-loop sampler both come here, so the same weights give the same bytes."""
     import torch
 
     from traintop.trainer.checkpoint import file_sha256
     from traintop.trainer.f5.model import build_cfm, ema_weights, load_vocos
     from traintop.trainer.f5.synth import SampleSettings, synthesize
-    from traintop.trainer.samples import write_wav
 
     state = load_f5_checkpoint(path)
     tokens = check_vocab(path, state)
@@ -114,8 +127,5 @@ def sample_f5(path: Path, text: str, out: Path, *, speaker_wav: str | None = Non
     s = f5["sample"]
     settings = SampleSettings(int(s["nfe_step"]), float(s["cfg_strength"]),
                               float(s["sway_sampling_coef"]), int(s["seed"] if seed is None else seed))
-    wav, rate, _mel = synthesize(cfm, load_vocos(vocoder_dir).to(device), reference,
-                                 reference_text or f5["reference_text"], text, settings, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(out, wav, rate)
-    return out
+    return synthesize(cfm, load_vocos(vocoder_dir).to(device), reference,
+                      reference_text or f5["reference_text"], text, settings, device)

@@ -13,11 +13,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from traintop.trainer.checkpoint import atomic_copy, atomic_torch_save, keep_last
+from traintop.trainer.checkpoint import atomic_copy, atomic_torch_save, keep_last, weights_on_cpu
 from traintop.trainer.f5 import TERM
 from traintop.trainer.f5.ckpt import BESIDE_REFERENCE, BESIDE_VOCAB, BESIDE_VOCODER, build_state
 from traintop.trainer.f5.settings import f5_section
-from traintop.trainer.run import CommandRejected, Run
+from traintop.trainer.run import CommandPending, CommandRejected, Run
+from traintop.trainer.sampler import OffLoopSampler, SampleJob
 from traintop.trainer.samples import sample_paths, save_sample_files
 from traintop.trainer.schedule import scale_schedule
 
@@ -45,7 +46,12 @@ class F5Loop:
         self.best = math.inf
         run.on("save", lambda c: {"path": str(self.save()), "step": self.step})
         run.on("eval", lambda c: {"loss": self.evaluate(), "evals": self.evals})
-        run.on("sample", lambda c: self._sample_command())
+        s = recipe["sample"]
+        self.sampler: OffLoopSampler | None = None  # off-loop samples unless sample.in_process
+        if self.acc.is_main_process and not s.get("in_process"):
+            self.sampler = OffLoopSampler(run, run_dir, timeout_s=s.get("timeout_s", 600), log=log,
+                                          weights_dir=self.ckpt_dir)  # beside vocab and vocoder
+        run.on("sample", lambda c: self._sample_command(c.id))
         run.on("set_lr", lambda c: self._set_lr(value=float(c.args["value"])))
         run.on("scale_lr", lambda c: self._set_lr(factor=float(c.args["factor"])))
 
@@ -88,6 +94,11 @@ class F5Loop:
             self.epoch += 1
         self.save()
         return "completed", None
+
+    def finish_samples(self, *, wait: bool) -> None:
+        """Before ``run_end``: let the sampler finish its jobs (``wait``) or cut them short."""
+        if self.sampler is not None:
+            self.sampler.close(wait=wait, reason="the run ended")
 
     def _boundary(self, loss: float | None, grad_norm: float | None, lr: float | None,
                   step_time: float, loader_time: float) -> bool:
@@ -169,9 +180,11 @@ class F5Loop:
             self.best = value
         return value
 
-    def take_samples(self) -> list[dict[str, Any]]:
-        """EMA samples of the recipe's texts (a failure is a ``sample`` event with ``error``)."""
+    def take_samples(self, command_id: str | None = None) -> list[dict[str, Any]]:
+        """EMA samples of the recipe's texts: off the loop when there is a sampler, else here.
 
+        A failure is a ``sample`` event with ``error``, never an exception.
+        """
         from traintop.trainer.f5.synth import SampleSettings, synthesize
 
         if self.ema is None:
@@ -179,6 +192,16 @@ class F5Loop:
         s, f = self.recipe["sample"], self.f5
         settings = SampleSettings(f["nfe_step"], float(f["cfg_strength"]),
                                   float(f["sway_sampling_coef"]), int(s["seed"]))
+        if self.sampler is not None:
+            # an F5-format state the sampler reads as `traintop sample` reads a checkpoint
+            state = {"ema_model_state_dict": weights_on_cpu(self.ema),
+                     "traintop": {"family": "f5", "f5": self.f5_info, "resolved_recipe": self.recipe}}
+            self.sampler.request(SampleJob(
+                self.step, state, list(s["texts"]), str(self.data.reference), "", int(s["seed"]),
+                s.get("device") or "cpu", [command_id] if command_id else [], family="f5",
+                fields={"weights": "ema", "kind": "ema", "reference_text": self.data.reference_text,
+                        **settings.as_dict()}))
+            return []
         ema_model = self.ema.ema_model
         results = []
         for i, text in enumerate(s["texts"]):
@@ -201,7 +224,11 @@ class F5Loop:
                 results.append({"error": f"{type(exc).__name__}: {exc}"})
         return results
 
-    def _sample_command(self) -> dict[str, Any]:
+    def _sample_command(self, command_id: str) -> dict[str, Any]:
+        if self.sampler is not None and self.ema is not None and self.recipe["sample"]["texts"]:
+            self.take_samples(command_id)
+            raise CommandPending(f"sampling step {self.step} off the training loop: "
+                                 "the answer follows when its wav is written")
         results = self.take_samples()
         errors = [r["error"] for r in results if "error" in r]
         if errors:

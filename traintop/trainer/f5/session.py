@@ -133,9 +133,14 @@ def train_f5(recipe: dict[str, Any], run_dir: Path, *, resume: bool, max_steps: 
     run.lr = loop.optimizer.param_groups[0]["lr"]
     from traintop.trainer.session import stop_on_signals
 
+    ended = False
     try:
         with stop_on_signals(run):
-            status, error = loop.fit()
+            try:
+                status, error = loop.fit()
+                ended = True
+            finally:
+                loop.finish_samples(wait=ended)  # a sample in flight is told before run_end
     except Exception as exc:
         log(traceback.format_exc())
         status, error = "failed", f"{type(exc).__name__}: {exc}"
