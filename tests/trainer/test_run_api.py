@@ -161,3 +161,37 @@ def test_a_command_finished_off_the_loop_is_deferred_then_answered_once(tmp_path
         (first.id, "deferred"), (first.id, "applied"), (second.id, "deferred"), (second.id, "rejected")]
     assert acks[1]["state"] == {"wavs": ["a.wav"]} and acks[1]["step"] == 2
     assert acks[3]["reason"] == "the run ended (completed) before it finished"
+
+
+def test_ctl_wait_follows_a_deferred_sample_to_its_final_answer(tmp_path: Path) -> None:
+    from traintop.trainer.run import CommandPending
+
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=60)
+
+    def sample(c: Command) -> dict:
+        threading.Timer(1.5, lambda: run.ack_later(c.id, "applied", state={"wavs": ["samples/x.wav"]})).start()
+        raise CommandPending("made off the loop: the answer follows")
+
+    run.on("sample", sample)
+    stop = threading.Event()
+
+    def loop() -> None:  # a training loop: a step boundary every 50 ms
+        step = 0
+        while not stop.is_set():
+            step += 1
+            run.log_step(step, 0, {"mel": 1.0})
+            run.poll(step)
+            time.sleep(0.05)
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        res = subprocess.run([sys.executable, "-m", "traintop.cli", "ctl", str(run.run_dir), "sample",
+                              "--wait", "60"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        stop.set()
+        worker.join()
+    run.end("completed")
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.splitlines()[-1]
+    assert last.startswith("applied at step") and "samples/x.wav" in last, res.stdout

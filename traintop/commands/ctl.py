@@ -1,7 +1,7 @@
 """``traintop ctl RUN_DIR COMMAND [ARGS] [--wait [SECONDS]]``: send a command from a script.
 
-Exit codes with ``--wait``: 0 applied (or deferred), 1 rejected (the reason is printed), 2 timeout
-or a bad argument. Bad arguments are refused before anything is written.
+Exit codes with ``--wait``: 0 applied (or still deferred when the wait ends), 1 rejected (the reason
+is printed), 2 timeout or a bad argument. Bad arguments are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -79,7 +79,11 @@ def build_command(action: str, values: list[str], terms: list[str] | None) -> Co
 
 
 def wait_for_ack(run_dir: Path, command_id: str, timeout: float, start_offset: int = 0) -> dict | None:
-    """Follow ``events.jsonl`` from ``start_offset`` until the ack of ``command_id`` or the timeout."""
+    """Follow ``events.jsonl`` from ``start_offset`` until the final ack of ``command_id``.
+
+    A ``deferred`` ack (a pause holds the command, or a sample is being made off the training loop)
+    is kept waiting on until its final answer or the timeout; then it is what is returned.
+    """
     reader = RunReader(run_dir, offset=start_offset, use_cache=False)
     deadline = time.monotonic() + timeout
     stop = threading.Event()
@@ -88,8 +92,9 @@ def wait_for_ack(run_dir: Path, command_id: str, timeout: float, start_offset: i
     def on_update(_update: object) -> None:
         ack = reader.history.acks.get(command_id)
         if ack is not None:
-            found.append(ack)
-            stop.set()
+            found[:] = [ack]
+            if ack.get("status") != "deferred":
+                stop.set()
 
     def idle() -> float:
         left = deadline - time.monotonic()
@@ -134,4 +139,7 @@ def run_ctl(args: argparse.Namespace) -> int:
     state = ack.get("state")
     print(shown(f"{status} at step {ack.get('step')}" + (f": {state}" if state else "")
                 + (f" ({reason})" if reason else ""), MESSAGE_MAX))
+    if status == "deferred":
+        print(f"traintop ctl: no final answer within {args.wait:g} s; it follows in events.jsonl",
+              file=sys.stderr)
     return 0
