@@ -25,32 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"no samples": ["sample.enabled=false"], "in the loop": ["sample.in_process=true"],
          "off the loop": []}
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(proc: psutil.Process) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid:  # ppid
-                out.append(int(d.name))
-    return out
+        return proc.memory_info().rss // 1024
+    except psutil.Error:  # it ended between the listing and the reading
+        return 0
 
 
 def release_sets() -> list[str]:
@@ -74,10 +60,15 @@ def run_once(recipe: str, steps: int, every: int, overrides: list[str], logs: Pa
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     own = total = 0
+    me = psutil.Process(proc.pid)
     while proc.poll() is None:
-        mine = _rss_kb(proc.pid)
+        mine = _rss_kb(me)
         own = max(own, mine)
-        total = max(total, mine + sum(_rss_kb(c) for c in _children(proc.pid)))
+        try:
+            kids = me.children(recursive=True)
+        except psutil.Error:
+            kids = []
+        total = max(total, mine + sum(_rss_kb(c) for c in kids))
         time.sleep(0.05)
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:

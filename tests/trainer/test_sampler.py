@@ -106,16 +106,16 @@ def test_a_crashing_sampler_a_replaced_job_and_the_run_ending_are_each_told(tmp_
     log: list[str] = []
     sampler = OffLoopSampler(run, run.run_dir, timeout_s=120, log=log.append)
 
-    def job(step: int) -> SampleJob:  # no weights: the sampler process cannot load them and exits 1
-        return SampleJob(step, {}, ["oi"], None, "pt", 0, "cpu", [f"c{step}"])
+    def request(step: int) -> None:  # no weights: the sampler process cannot load them and exits 1
+        sampler.request(step, lambda: SampleJob(step, {}, ["oi"], None, "pt", 0, "cpu", [f"c{step}"]))
 
-    sampler.request(job(1))
+    request(1)
     wait_for(lambda: (run.run_dir / SAMPLER_DIR / "step_1.json").is_file(), 60, "job 1 started")
-    sampler.request(job(2))
-    sampler.request(job(3))  # replaces job 2, still waiting behind job 1
+    request(2)
+    request(3)  # replaces job 2, still waiting behind job 1
     wait_for(lambda: any(e["type"] == "sample" and e["step"] == 3 for e in read_events(run.run_dir)),
              120, "job 3's answer")
-    sampler.request(job(4))
+    request(4)
     wait_for(lambda: _sampler_pids(run.run_dir), 60, "job 4's process")
     sampler.close(wait=False)
     run.end("completed", 4)

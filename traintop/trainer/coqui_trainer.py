@@ -283,8 +283,9 @@ class Instrumentation:
             return []
         s = self.recipe["sample"]
         if self.sampler is not None:
-            self.sampler.request(SampleJob(
-                trainer.total_steps_done, self._sampling_state(trainer), list(s["texts"]),
+            step = trainer.total_steps_done
+            self.sampler.request(step, lambda: SampleJob(
+                step, self._sampling_state(trainer), list(s["texts"]),
                 str(self.reference) if self.reference else None, s["language"], int(s["seed"]),
                 s["device"], [command_id] if command_id else []))
             return []

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,17 +79,23 @@ class OffLoopSampler:
         with self._cv:
             return self._running is not None or self._pending is not None
 
-    def request(self, job: SampleJob) -> None:
-        """Queue ``job``; a job still waiting is replaced (and reported as skipped)."""
+    def request(self, step: int, build: Callable[[], SampleJob]) -> None:
+        """Queue the job ``build()`` makes for ``step``; a job still waiting is replaced (and told).
+
+        The waiting job is let go before ``build`` copies the weights: never three copies at once.
+        """
         with self._cv:
-            if self._closed:
-                dropped, job = job, None
-            else:
-                dropped, self._pending = self._pending, job
-                self._cv.notify_all()
+            dropped, self._pending = self._pending, None
         if dropped is not None:
-            why = "the run ended" if job is None else f"the sample of step {job.step} replaced it"
-            self._report(dropped, {}, f"skipped: {why} before it started")
+            self._report(dropped, {}, f"skipped: the sample of step {step} replaced it before it started")
+        job = build()
+        with self._cv:
+            closed = self._closed
+            if not closed:
+                self._pending = job
+                self._cv.notify_all()
+        if closed:
+            self._report(job, {}, "skipped: the run ended before it started")
 
     def close(self, *, wait: bool, reason: str = "the run ended") -> None:
         """Stop taking jobs; finish the running and waiting ones (``wait``) or cut them short."""
@@ -105,8 +111,12 @@ class OffLoopSampler:
         if dropped is not None:
             self._report(dropped, {}, f"skipped: {reason} before it started")
         if wait and self.busy:
-            self.log(f"waiting for the sampler to finish (at most {self.timeout_s:g} s a job)")
-        self._thread.join()
+            self.log(f"waiting for the sampler to finish (at most {self.timeout_s:g} s a job; "
+                     "Ctrl-C again stops it)")
+        try:
+            self._thread.join()
+        except KeyboardInterrupt:  # a second Ctrl-C while waiting: stop the sampler, still end the run
+            self.close(wait=False, reason="interrupted")
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -272,8 +282,7 @@ def run_job(spec_path: Path) -> int:
             wav, rate, mel = synthesize(text)
             save_sample_files(paths, wav, rate, Path(spec["reference"]), mel)
             line = {"index": i, "wav": str(paths["wav"]), "reference": str(paths["reference"]),
-                    "mel": str(paths["mel"]), "sample_rate": rate,
-                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                    "mel": str(paths["mel"]), "sample_rate": rate, "peak_rss_mb": _peak_rss_mb()}
         except Exception as exc:  # this text failed: say why, try the next
             traceback.print_exc()
             line = {"index": i, "error": f"{type(exc).__name__}: {exc}"}
@@ -283,6 +292,18 @@ def run_job(spec_path: Path) -> int:
         finally:
             os.close(fd)
     return 0
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident set (VmHWM: ru_maxrss would count the trainer's, kept over fork)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _coqui_synthesizer(spec: dict[str, Any]) -> Any:

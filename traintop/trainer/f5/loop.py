@@ -193,11 +193,12 @@ class F5Loop:
         settings = SampleSettings(f["nfe_step"], float(f["cfg_strength"]),
                                   float(f["sway_sampling_coef"]), int(s["seed"]))
         if self.sampler is not None:
+            ema = self.ema
             # an F5-format state the sampler reads as `traintop sample` reads a checkpoint
-            state = {"ema_model_state_dict": weights_on_cpu(self.ema),
-                     "traintop": {"family": "f5", "f5": self.f5_info, "resolved_recipe": self.recipe}}
-            self.sampler.request(SampleJob(
-                self.step, state, list(s["texts"]), str(self.data.reference), "", int(s["seed"]),
+            self.sampler.request(self.step, lambda: SampleJob(
+                self.step, {"ema_model_state_dict": weights_on_cpu(ema),
+                            "traintop": {"family": "f5", "f5": self.f5_info, "resolved_recipe": self.recipe}},
+                list(s["texts"]), str(self.data.reference), "", int(s["seed"]),
                 s.get("device") or "cpu", [command_id] if command_id else [], family="f5",
                 fields={"weights": "ema", "kind": "ema", "reference_text": self.data.reference_text,
                         **settings.as_dict()}))
