@@ -284,11 +284,11 @@ class Instrumentation:
         s = self.recipe["sample"]
         if self.sampler is not None:
             step = trainer.total_steps_done
-            self.sampler.request(step, lambda: SampleJob(
+            queued = self.sampler.request(step, lambda: SampleJob(
                 step, self._sampling_state(trainer), list(s["texts"]),
                 str(self.reference) if self.reference else None, s["language"], int(s["seed"]),
                 s["device"], [command_id] if command_id else []))
-            return []
+            return [] if queued else [{"error": "the weights could not be copied for the sampler"}]
         modes = _module_modes(trainer.model)
         try:
             return take_samples(self.run, self.bundle, self.recipe, self.reference,
@@ -304,7 +304,9 @@ class Instrumentation:
 
     def _sample_command(self, trainer: Any, command_id: str) -> dict[str, Any]:
         if self.sampler is not None and self.recipe["sample"]["texts"]:
-            self._sample_now(trainer, command_id)
+            failed = self._sample_now(trainer, command_id)
+            if failed:
+                raise CommandRejected(f"sampling failed: {failed[0]['error']}")
             raise CommandPending(f"sampling step {trainer.total_steps_done} off the training loop: "
                                  "the answer follows when its wav is written")
         results = self._sample_now(trainer)

@@ -79,16 +79,23 @@ class OffLoopSampler:
         with self._cv:
             return self._running is not None or self._pending is not None
 
-    def request(self, step: int, build: Callable[[], SampleJob]) -> None:
+    def request(self, step: int, build: Callable[[], SampleJob]) -> bool:
         """Queue the job ``build()`` makes for ``step``; a job still waiting is replaced (and told).
 
         The waiting job is let go before ``build`` copies the weights: never three copies at once.
+        False when the copy could not be made (told as a failed ``sample`` event).
         """
         with self._cv:
             dropped, self._pending = self._pending, None
         if dropped is not None:
             self._report(dropped, {}, f"skipped: the sample of step {step} replaced it before it started")
-        job = build()
+        try:
+            job = build()
+        except Exception as exc:  # host memory ran out for the copy: a failed sample, never a crash
+            self.log(f"sampling failed at step {step}: {traceback.format_exc()}")
+            self.run.log_sample(step, error=f"could not copy the weights for the sampler: "
+                                f"{type(exc).__name__}: {exc}", sampler="process")
+            return False
         with self._cv:
             closed = self._closed
             if not closed:
@@ -96,6 +103,7 @@ class OffLoopSampler:
                 self._cv.notify_all()
         if closed:
             self._report(job, {}, "skipped: the run ended before it started")
+        return not closed
 
     def close(self, *, wait: bool, reason: str = "the run ended") -> None:
         """Stop taking jobs; finish the running and waiting ones (``wait``) or cut them short."""

@@ -195,14 +195,14 @@ class F5Loop:
         if self.sampler is not None:
             ema = self.ema
             # an F5-format state the sampler reads as `traintop sample` reads a checkpoint
-            self.sampler.request(self.step, lambda: SampleJob(
+            queued = self.sampler.request(self.step, lambda: SampleJob(
                 self.step, {"ema_model_state_dict": weights_on_cpu(ema),
                             "traintop": {"family": "f5", "f5": self.f5_info, "resolved_recipe": self.recipe}},
                 list(s["texts"]), str(self.data.reference), "", int(s["seed"]),
                 s.get("device") or "cpu", [command_id] if command_id else [], family="f5",
                 fields={"weights": "ema", "kind": "ema", "reference_text": self.data.reference_text,
                         **settings.as_dict()}))
-            return []
+            return [] if queued else [{"error": "the weights could not be copied for the sampler"}]
         ema_model = self.ema.ema_model
         results = []
         for i, text in enumerate(s["texts"]):
@@ -227,7 +227,9 @@ class F5Loop:
 
     def _sample_command(self, command_id: str) -> dict[str, Any]:
         if self.sampler is not None and self.ema is not None and self.recipe["sample"]["texts"]:
-            self.take_samples(command_id)
+            failed = self.take_samples(command_id)
+            if failed:
+                raise CommandRejected(f"sampling failed: {failed[0]['error']}")
             raise CommandPending(f"sampling step {self.step} off the training loop: "
                                  "the answer follows when its wav is written")
         results = self.take_samples()
