@@ -27,8 +27,8 @@ from traintop.trainer.checkpoint import (
     sampling_state,
 )
 from traintop.trainer.distributed import BoundaryEffects, CommandBroadcast, mirror
-from traintop.trainer.run import CommandPending, CommandRejected, Run
-from traintop.trainer.sampler import OffLoopSampler, SampleJob
+from traintop.trainer.run import CommandRejected, Run
+from traintop.trainer.sampler import OffLoopSampler, SampleJob, answer_sample_command, sampler_for
 from traintop.trainer.samples import take_samples
 from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
@@ -124,10 +124,8 @@ class Instrumentation:
         self._trainer = trainer
         trainer.traintop = self
         run = self.run
-        s = self.recipe["sample"]
-        if self.broadcast.rank == 0 and not s.get("in_process"):
-            self.sampler = OffLoopSampler(run, self.run_dir, timeout_s=s.get("timeout_s", 600),
-                                          log=self.log)
+        self.sampler = sampler_for(run, self.run_dir, self.recipe, main=self.broadcast.rank == 0,
+                                   log=self.log)
         run.on("save", lambda c: {"path": str(self.save(trainer)), "step": trainer.total_steps_done})
         run.on("eval", lambda c: self._eval_now(trainer))
         run.on("sample", lambda c: self._sample_command(trainer, c.id))
@@ -304,11 +302,7 @@ class Instrumentation:
 
     def _sample_command(self, trainer: Any, command_id: str) -> dict[str, Any]:
         if self.sampler is not None and self.recipe["sample"]["texts"]:
-            failed = self._sample_now(trainer, command_id)
-            if failed:
-                raise CommandRejected(f"sampling failed: {failed[0]['error']}")
-            raise CommandPending(f"sampling step {trainer.total_steps_done} off the training loop: "
-                                 "the answer follows when its wav is written")
+            answer_sample_command(trainer.total_steps_done, self._sample_now(trainer, command_id))
         results = self._sample_now(trainer)
         errors = [r["error"] for r in results if "error" in r]
         if errors:

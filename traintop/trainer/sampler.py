@@ -24,11 +24,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from traintop.protocol.rundir import SAMPLER_DIR, SNAPSHOT_PREFIX
 from traintop.protocol.safefile import open_append, open_read
 from traintop.trainer.checkpoint import atomic_torch_save, atomic_write_text
+from traintop.trainer.run import CommandPending, CommandRejected
 from traintop.trainer.samples import log_mel, sample_paths, save_sample_files
 
 LOG_NAME = "sampler.log"  # the sampler processes' console, appended
@@ -244,6 +245,23 @@ class OffLoopSampler:
             else:
                 self.run.ack_later(cid, "applied", state={
                     "step": job.step, "wavs": [results[i]["wav"] for i in range(len(job.texts))]})
+
+
+def sampler_for(run: Any, run_dir: Path, recipe: dict[str, Any], *, main: bool, log: Any = print,
+                weights_dir: Path | None = None) -> OffLoopSampler | None:
+    """The run's off-loop sampler: on the process that writes events, unless ``sample.in_process``."""
+    s = recipe["sample"]
+    if not main or s.get("in_process"):
+        return None
+    return OffLoopSampler(run, run_dir, timeout_s=s.get("timeout_s", 600), log=log, weights_dir=weights_dir)
+
+
+def answer_sample_command(step: int, failed: list[dict[str, Any]]) -> NoReturn:
+    """A ``sample`` command handed to the sampler: pending until its wav is written, or refused."""
+    if failed:
+        raise CommandRejected(f"sampling failed: {failed[0]['error']}")
+    raise CommandPending(f"sampling step {step} off the training loop: the answer follows when its "
+                         "wav is written")
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

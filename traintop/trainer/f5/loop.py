@@ -17,8 +17,8 @@ from traintop.trainer.checkpoint import atomic_copy, atomic_torch_save, keep_las
 from traintop.trainer.f5 import TERM
 from traintop.trainer.f5.ckpt import BESIDE_REFERENCE, BESIDE_VOCAB, BESIDE_VOCODER, build_state
 from traintop.trainer.f5.settings import f5_section
-from traintop.trainer.run import CommandPending, CommandRejected, Run
-from traintop.trainer.sampler import OffLoopSampler, SampleJob
+from traintop.trainer.run import CommandRejected, Run
+from traintop.trainer.sampler import OffLoopSampler, SampleJob, answer_sample_command, sampler_for
 from traintop.trainer.samples import sample_paths, save_sample_files
 from traintop.trainer.schedule import scale_schedule
 
@@ -46,11 +46,8 @@ class F5Loop:
         self.best = math.inf
         run.on("save", lambda c: {"path": str(self.save()), "step": self.step})
         run.on("eval", lambda c: {"loss": self.evaluate(), "evals": self.evals})
-        s = recipe["sample"]
-        self.sampler: OffLoopSampler | None = None  # off-loop samples unless sample.in_process
-        if self.acc.is_main_process and not s.get("in_process"):
-            self.sampler = OffLoopSampler(run, run_dir, timeout_s=s.get("timeout_s", 600), log=log,
-                                          weights_dir=self.ckpt_dir)  # beside vocab and vocoder
+        self.sampler: OffLoopSampler | None = sampler_for(  # its weights beside vocab and vocoder
+            run, run_dir, recipe, main=self.acc.is_main_process, log=log, weights_dir=self.ckpt_dir)
         run.on("sample", lambda c: self._sample_command(c.id))
         run.on("set_lr", lambda c: self._set_lr(value=float(c.args["value"])))
         run.on("scale_lr", lambda c: self._set_lr(factor=float(c.args["factor"])))
@@ -227,11 +224,7 @@ class F5Loop:
 
     def _sample_command(self, command_id: str) -> dict[str, Any]:
         if self.sampler is not None and self.ema is not None and self.recipe["sample"]["texts"]:
-            failed = self.take_samples(command_id)
-            if failed:
-                raise CommandRejected(f"sampling failed: {failed[0]['error']}")
-            raise CommandPending(f"sampling step {self.step} off the training loop: "
-                                 "the answer follows when its wav is written")
+            answer_sample_command(self.step, self.take_samples(command_id))
         results = self.take_samples()
         errors = [r["error"] for r in results if "error" in r]
         if errors:
