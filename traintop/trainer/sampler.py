@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -176,8 +177,10 @@ class OffLoopSampler:
         env = dict(os.environ)
         if device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU sampler never opens a CUDA context beside training
-        root = str(Path(__file__).resolve().parents[2])  # the child imports this same traintop
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
+        root = str(Path(__file__).resolve().parents[2])
+        if root not in (*site.getsitepackages(), site.getusersitepackages()):
+            # a checkout: the child imports this same traintop (never a site-packages before the stdlib)
+            env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
         fd = open_append(self.run_dir / LOG_NAME)
         try:
             with self._cv:
