@@ -104,3 +104,18 @@ def test_runs_lists_a_folder(tmp_path: Path) -> None:
     _run_dir(tmp_path)
     out = traintop("runs", str(tmp_path))
     assert out.returncode == 0 and "vits_tiny" in out.stdout and "run" in out.stdout
+
+
+def test_runs_shows_long_names_whole_unless_a_terminal_is_too_narrow(tmp_path: Path) -> None:
+    """A coqui run name plus the time is over 40 characters; names differ at their end."""
+    from traintop.commands.runs import cut_middle, name_width
+
+    long = "GPT_XTTS_v2.0_LJSpeech_FT-20261204-171830"
+    with EventWriter(tmp_path / long) as w:
+        w.emit("run_start", run=long, recipe="coqui-script", profile="xtts-gpt", terms={"loss_mel_ce": 1.0},
+               planned_steps=None, planned_epochs=None, host="h", pid=1, versions={}, resumed_from=None)
+    out = traintop("runs", str(tmp_path))  # a pipe: every name whole
+    assert out.returncode == 0 and long in out.stdout, out.stdout
+    assert name_width([long], tty=False) == len(long)
+    narrow = cut_middle(long, 30)
+    assert len(narrow) == 30 and narrow.endswith("20261204-171830") and narrow.startswith("GPT_XTTS")

@@ -78,7 +78,7 @@ def test_recipe_script_attached_and_steered(tmp_path: Path, cache_dir: Path) -> 
             done = ctl(run, *args)
             assert done.returncode == 0, (args, done.stdout, done.stderr)
         rejected = ctl(run, "sample")
-        assert rejected.returncode == 1 and "attached script" in rejected.stdout + rejected.stderr
+        assert rejected.returncode == 1 and "test_sentences" in rejected.stdout + rejected.stderr
         assert ctl(run, "stop").returncode == 0
         proc.wait(120)
     finally:

@@ -195,3 +195,51 @@ def test_ctl_wait_follows_a_deferred_sample_to_its_final_answer(tmp_path: Path) 
     assert res.returncode == 0, res.stderr
     last = res.stdout.splitlines()[-1]
     assert last.startswith("applied at step") and "samples/x.wav" in last, res.stdout
+
+
+def test_commands_sent_while_the_loop_is_busy_are_deferred_within_a_second(tmp_path: Path) -> None:
+    """``keep_answering``: no poll for a while (coqui evaluating) → ``deferred`` at once, applied in order."""
+    run = Run.start(tmp_path, "custom", terms={"mel": 1.0}, system_interval=60)
+    inbox = ControlInbox(run.run_dir)
+    run.on("save", lambda c: {"path": "x.pth"})
+    run.poll(3)
+    run.keep_answering(lambda: "coqui is evaluating: applies at the next step", after=0.3)
+    pause = inbox.send_new("pause")
+    save = inbox.send_new("save")  # allowed while paused: applied after the pause
+    weight = inbox.send_new("set_weight", term="mel", value=2.0)
+    deadline = time.monotonic() + 10
+    while sum(e["type"] == "ack" for e in read_events(run.run_dir)) < 3:
+        assert time.monotonic() < deadline, "no deferred acks from the watcher"
+        time.sleep(0.05)
+    first = [e for e in read_events(run.run_dir) if e["type"] == "ack"]
+    assert [(e["id"], e["status"]) for e in first] == [(pause.id, "deferred"), (save.id, "deferred"),
+                                                       (weight.id, "deferred")]
+    assert first[0]["reason"] == "coqui is evaluating: applies at the next step"
+    assert run.weights == {"mel": 1.0}  # nothing applied off the loop
+    run.poll(4)  # the next step boundary applies them, in order
+    assert run.paused and run.weights == {"mel": 2.0}
+    run.end("completed")
+    finals = [e for e in read_events(run.run_dir) if e["type"] == "ack" and e["status"] != "deferred"]
+    assert [(e["id"], e["status"], e["step"]) for e in finals] == [
+        (pause.id, "applied", 4), (save.id, "applied", 4), (weight.id, "applied", 4)]
+
+
+def test_a_stop_is_answered_with_its_checkpoint_or_why_there_is_none(tmp_path: Path) -> None:
+    """``confirm_stop``: ``ctl stop --wait`` exits 0 only when the final checkpoint was written."""
+    for written, status in ((True, "applied"), (False, "rejected")):
+        run = Run.start(tmp_path, f"stop-{written}", terms={"mel": 1.0}, system_interval=60)
+        run.confirm_stop = True
+        stop = ControlInbox(run.run_dir).send_new("stop")
+        run.poll(5)
+        assert run.should_stop
+        if written:
+            run.confirm_stopped(run.run_dir / "checkpoints" / "checkpoint_5.pth")
+        else:
+            run.confirm_stopped(None, "could not write checkpoint_5.pth (No space left on device)")
+        run.end("stopped")
+        acks = [e for e in read_events(run.run_dir) if e["type"] == "ack" and e["id"] == stop.id]
+        assert [a["status"] for a in acks] == ["deferred", status]
+        if written:
+            assert acks[1]["state"]["checkpoint"].endswith("checkpoint_5.pth")
+        else:
+            assert "No space left" in acks[1]["reason"] and "stopped at step 5" in acks[1]["reason"]

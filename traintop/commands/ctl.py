@@ -54,7 +54,7 @@ def _run_terms(run_dir: Path) -> list[str] | None:
                 except EventError:
                     continue
                 if event.get("type") == "run_start" and isinstance(event.get("terms"), dict):
-                    return list(event["terms"])
+                    return list(event["terms"]) or None  # none declared: they show at the first step
     except OSError:
         return None
     return None

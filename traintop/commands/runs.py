@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -71,10 +72,31 @@ def run_runs(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"no runs under {shown(root)}")
         return 0
-    print(f"{'RUN':<40} {'RECIPE':<18} {'STATUS':<10} {'STEP':>8} {'EPOCH':>6} {'IT/S':>7}")
-    for s in summaries:
+    names = [shown(s.name) for s in summaries]
+    width = name_width(names, sys.stdout.isatty())
+    print(f"{'RUN':<{width}} {'RECIPE':<18} {'STATUS':<10} {'STEP':>8} {'EPOCH':>6} {'IT/S':>7}")
+    for s, name in zip(summaries, names, strict=True):
         rate = f"{s.steps_per_s:.2f}" if s.steps_per_s else "-"
-        print(f"{shown(s.name)[:40]:<40} {shown(s.recipe)[:18]:<18} {shown(s.status):<10} "
+        print(f"{cut_middle(name, width):<{width}} {shown(s.recipe)[:18]:<18} {shown(s.status):<10} "
               f"{shown(s.step if s.step is not None else '-'):>8} {shown(s.epoch if s.epoch is not None else '-'):>6} "
               f"{rate:>7}")
     return 0
+
+
+OTHER_COLUMNS = 54  # recipe, status, step, epoch, it/s and the spaces between them
+
+
+def name_width(names: list[str], tty: bool) -> int:
+    """The RUN column: every name whole, unless a terminal is too narrow (then what it leaves)."""
+    longest = max([3, *map(len, names)])
+    if not tty:
+        return longest  # a pipe or a file gets every name whole
+    return max(12, min(longest, shutil.get_terminal_size((120, 24)).columns - OTHER_COLUMNS))
+
+
+def cut_middle(name: str, width: int) -> str:
+    """``name`` in ``width`` characters, cut in the middle: run names differ at their end (the time)."""
+    if len(name) <= width:
+        return name
+    tail = min(16, width // 2)
+    return name[: width - tail - 1] + "…" + name[-tail:]

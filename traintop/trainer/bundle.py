@@ -21,6 +21,8 @@ class ModelBundle:
     family = ""
     # state_dict prefixes left out of checkpoints (frozen parts rebuilt from the run's assets)
     checkpoint_exclude: tuple[str, ...] = ()
+    profile: str | None = None  # the health profile of this family (a recipe may name another)
+    weights_fixed: str | None = None  # why set_weight is refused, for a model whose weights we cannot set
     model: Any
     config: Any
     terms: dict[str, float]
@@ -28,6 +30,11 @@ class ModelBundle:
     def raw_losses(self, loss_dict: dict[str, float]) -> dict[str, float | None]:
         """Raw (unweighted) value of every term from coqui's detached per-step loss dict."""
         raise NotImplementedError
+
+    def total(self, loss_dict: dict[str, float], raw: dict[str, float | None]) -> float | None:
+        """The optimized total: coqui's values of the terms, already weighted, summed."""
+        weighted = [loss_dict[k] for k in raw if k in loss_dict]
+        return float(sum(weighted)) if weighted else None
 
     def set_weight(self, term: str, value: float) -> None:
         """Make ``term`` weigh ``value`` from the next step on."""

@@ -8,11 +8,14 @@ between steps, drops non-finite steps, and writes atomic checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from trainer import Trainer
 from trainer.generic_utils import KeepAverage
 
@@ -67,13 +70,18 @@ class InstrumentedTrainer(Trainer):
     def eval_epoch(self) -> None:
         """One eval pass over the eval set, averaged on its own (coqui averages over the epoch)."""
         self.keep_avg_eval = KeepAverage()
-        super().eval_epoch()
+        with self.traintop.busy("evaluating"):
+            super().eval_epoch()
         self.traintop.after_eval(self, dict(self.keep_avg_eval.avg_values))
         self._boundary_end = time.time()
 
+    def test_run(self) -> None:
+        """coqui's end-of-epoch test synthesis; commands meanwhile are acked ``deferred``."""
+        with self.traintop.busy("synthesizing its test sentences"):
+            super().test_run()
+
     def save_checkpoint(self) -> None:
-        """Checkpoints are traintop's (atomic, with resume state)."""
-        self.traintop.save(self)
+        """Checkpoints are traintop's, written on its cadence (``save_every``) after the step."""
 
     def save_best_model(self) -> None:
         """Best-model tracking happens on every eval, in ``after_eval``."""
@@ -116,6 +124,21 @@ class Instrumentation:
         self._lr_factor = 1.0  # applied on rank 0 since the last boundary, for the other ranks
         self._lr_value: float | None = None  # a rate set outright since the last boundary
         self.sampler: OffLoopSampler | None = None  # off-loop samples (rank 0, sample.in_process false)
+        self.phase = "starting (building the data loader)"  # what the loop does between boundaries
+        self._threads_told = False
+
+    @contextlib.contextmanager
+    def busy(self, phase: str) -> Iterator[None]:
+        """Mark a stretch without step boundaries (what a deferred ack says the loop is doing)."""
+        before, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = before
+
+    def busy_reason(self) -> str:
+        """The reason of a ``deferred`` ack written while the loop has no step boundary."""
+        return f"coqui is {self.phase}: applies at the next step"
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -126,6 +149,9 @@ class Instrumentation:
         run = self.run
         self.sampler = sampler_for(run, self.run_dir, self.recipe, main=self.broadcast.rank == 0,
                                    log=self.log)
+        run.confirm_stop = True  # `ctl stop --wait` succeeds only once the final checkpoint is written
+        run.weights_fixed = self.bundle.weights_fixed
+        run.keep_answering(self.busy_reason)  # acks within a second through evals and slow steps
         run.on("save", lambda c: {"path": str(self.save(trainer)), "step": trainer.total_steps_done})
         run.on("eval", lambda c: self._eval_now(trainer))
         run.on("sample", lambda c: self._sample_command(trainer, c.id))
@@ -164,9 +190,10 @@ class Instrumentation:
             self._emit_step(trainer, loss_dict, step_time, loader_time)
         self._drop_step = False
         run.lr = trainer.optimizer[0].param_groups[0]["lr"]
-        if run.should_stop and run.stop_reason == "interrupted":  # set by the signal handler
-            run.stop_reason = "interrupted (Ctrl-C)"
+        if run.should_stop and run.signalled:  # the signal handler only sets flags
+            run.signalled = False
             run.emit_state("stopping")
+        self.phase = "in a training step"
         self.boundary(trainer)
         every = self.cadence.get("save_every")
         if every and step % every == 0:
@@ -194,22 +221,32 @@ class Instrumentation:
             mirror(shared, self._mirror_weight, trainer.optimizer, trainer.scheduler)
             run.should_stop = shared.stop
         if run.should_stop:
-            self.save(trainer)
+            try:
+                path = self.save(trainer)
+            except OSError as exc:
+                run.confirm_stopped(None, str(exc))
+                raise
+            run.confirm_stopped(path)
             raise StopTraining("stopped", None if run.stop_reason == "stop command" else run.stop_reason)
 
     def _emit_step(self, trainer: Any, loss_dict: dict[str, Any], step_time: float,
                    loader_time: float) -> None:
         step = trainer.total_steps_done
         raw = self.bundle.raw_losses(loss_dict)
-        weighted = [loss_dict[k] for k in raw if k in loss_dict]
-        total = float(sum(weighted)) if weighted else None
+        if not raw:  # no loss term this step (Glow-TTS's data-dependent init): nothing to plot
+            return
+        if not raw.keys() <= self.run.weights.keys():  # a model whose terms show at its first step
+            self.run.set_terms(raw)
+        total = self.bundle.total(loss_dict, raw)
         lr = loss_dict.get("current_lr", loss_dict.get("current_lr_0"))
         gn = loss_dict.get("grad_norm", loss_dict.get("grad_norm_1", loss_dict.get("grad_norm_0")))
         if not self.recipe["training"]["grad_clip"]:
             gn = None  # coqui only measures the norm when it clips; its 0.0 would mislead
+        extra = {} if self._threads_told else {"torch_threads": torch.get_num_threads()}
+        self._threads_told = True  # the first step says how many threads training runs on
         self.run.log_step(step, trainer.epochs_done, raw, weights=self.bundle.weights(), total=total,
                           lr=lr, grad_norm=None if gn is None else float(gn),  # coqui synced it
-                          step_time=step_time, loader_time=loader_time)
+                          step_time=step_time, loader_time=loader_time, **extra)
         bad = [k for k, v in raw.items() if v is not None and not math.isfinite(v)]
         if self._drop_step or bad or (total is not None and not math.isfinite(total)):
             self._on_nonfinite(step, bad or ["total"])
@@ -250,16 +287,22 @@ class Instrumentation:
         """Emit the eval averages; track the best model; sample every N evals."""
         values = {k[4:]: v for k, v in avg.items() if k.startswith("avg_")}
         raw = self.bundle.raw_losses(values)
-        weighted = [values[k] for k in raw if k in values]
-        if not weighted:
+        total = self.bundle.total(values, raw)
+        if total is None:
             return
-        total = float(sum(weighted))
         step = trainer.total_steps_done
         self.run.log_eval(step, trainer.epochs_done, raw, total=total)
         self.evals += 1
-        if math.isfinite(total) and total < self.best_metric:
-            self.best_metric = total
-            self.save(trainer, best=True, metric=total)
+        best_after = int(self.cadence.get("save_best_after") or 0)
+        if math.isfinite(total) and total < self.best_metric and step >= best_after:
+            try:
+                self.save(trainer, best=True, metric=total)
+            except OSError as exc:  # the best so far stays the one on disk: the next eval retries
+                self.run.alert("checkpoint", None, f"best model not saved at step {step}: {exc}; "
+                               "the next eval tries again")
+                self.log(f"best model not saved at step {step}: {exc}")
+            else:
+                self.best_metric = total
         n = self.cadence.get("sample_every_evals")
         if n and self.evals % n == 0 and self.recipe["sample"]["enabled"]:
             self._sample_now(trainer)
@@ -345,11 +388,12 @@ class Instrumentation:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def traintop_state(self, trainer: Any) -> dict[str, Any]:
-        """The resume state stored in every checkpoint."""
+    def traintop_state(self, trainer: Any, best_metric: float | None = None) -> dict[str, Any]:
+        """The resume state stored in every checkpoint (``best_metric``: a new best being saved)."""
+        best = self.best_metric if best_metric is None else best_metric
         return {"recipe": self.recipe["recipe"], "family": self.bundle.family,
                 "resolved_recipe": self.recipe, "run": self.run.state_dict(),
-                "best_metric": None if math.isinf(self.best_metric) else self.best_metric,
+                "best_metric": None if math.isinf(best) else best,
                 "evals": self.evals, "skipped_steps": self.skipped_steps,
                 "reference": str(self.reference) if self.reference else None}
 
@@ -358,9 +402,13 @@ class Instrumentation:
         step = trainer.total_steps_done
         if self.broadcast.rank != 0:  # one writer of checkpoints, as of events
             return self.ckpt_dir / f"checkpoint_{step}.pth"
+        with self.busy("writing a checkpoint"):
+            return self._save(trainer, step, best, metric)
+
+    def _save(self, trainer: Any, step: int, best: bool, metric: float | None) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / f"checkpoint_{step}.pth"
-        resume_state = self.traintop_state(trainer)
+        resume_state = self.traintop_state(trainer, metric if best else None)
         # at the same step a command may have changed weights, lr, pause or the commands handled
         key = {**resume_state, "run": {k: v for k, v in resume_state["run"].items()
                                        if k not in ("seq", "events_offset", "inflight")}}
@@ -373,7 +421,7 @@ class Instrumentation:
             keep_last(self.ckpt_dir, int(self.cadence.get("keep_checkpoints", 3)))
         if best:
             if not path.is_file():  # pruned just now: write the best one directly
-                atomic_torch_save(build_state(trainer, self.traintop_state(trainer),
+                atomic_torch_save(build_state(trainer, resume_state,
                                               exclude=self.bundle.checkpoint_exclude),
                                   self.ckpt_dir / BEST_NAME)
             else:

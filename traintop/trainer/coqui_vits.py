@@ -140,12 +140,22 @@ class VitsBundle(ModelBundle):
 
     family = "vits"
 
-    def __init__(self, recipe: dict[str, Any], samples: list[dict[str, str]], assets: Path,
-                 out: Path) -> None:
+    profile = "vits"
+
+    def __init__(self, model: Any, config: Any, *, recipe: dict[str, Any], narrow: bool) -> None:
+        """Around a built ``Vits``; ``narrow``: its discriminator is traintop's narrow one."""
+        self.model, self.config, self.recipe, self.narrow = model, config, recipe, narrow
+        self.criteria: list[Any] = []
+        self.terms = {k: float(getattr(config, attr)) for k, (_, _, attr) in TERMS.items()
+                      if k != "loss_spk_encoder" or config.model_args.use_speaker_encoder_as_loss}
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any], samples: list[dict[str, str]], assets: Path,
+                    out: Path) -> VitsBundle:
+        """Build the VITS a traintop recipe describes (a speaker encoder is made in ``assets``)."""
         from TTS.tts.models.vits import Vits
 
         check_vits_section(recipe["vits"], recipe["recipe"])
-        self.recipe = recipe
         speakers = sorted({s["speaker_name"] for s in samples})
         texts = [s["text"] for s in samples] + list(recipe["sample"]["texts"])
         v = recipe["vits"]
@@ -155,21 +165,23 @@ class VitsBundle(ModelBundle):
                        Path(v["speaker_encoder_config"]).expanduser())
         elif v.get("speaker_consistency"):
             encoder = make_speaker_encoder(assets)
-        self.config = build_config(recipe, speakers, texts, out, encoder)
-        self.model = Vits(self.config)
-        self.narrow = bool(recipe["vits"].get("narrow_discriminator", bool(recipe["vits"].get("tiny"))))
-        if self.narrow:
+        config = build_config(recipe, speakers, texts, out, encoder)
+        model = Vits(config)
+        narrow = bool(v.get("narrow_discriminator", bool(v.get("tiny"))))
+        if narrow:
             from traintop.trainer.vits_disc import narrow_discriminator
 
             # before the Trainer builds the discriminator's optimizer from model.disc
-            self.model.disc = narrow_discriminator(self.config.model_args.periods_multi_period_discriminator,
-                                                   self.config.model_args.use_spectral_norm_disriminator)
-        ckpt = recipe["vits"].get("checkpoint")
-        if ckpt:
-            self.model.load_checkpoint(self.config, str(Path(ckpt).expanduser()), strict=False)
-        self.criteria: list[Any] = []
-        self.terms = {k: float(getattr(self.config, attr)) for k, (_, _, attr) in TERMS.items()
-                      if k != "loss_spk_encoder" or self.config.model_args.use_speaker_encoder_as_loss}
+            model.disc = narrow_discriminator(config.model_args.periods_multi_period_discriminator,
+                                              config.model_args.use_spectral_norm_disriminator)
+        if v.get("checkpoint"):
+            model.load_checkpoint(config, str(Path(v["checkpoint"]).expanduser()), strict=False)
+        return cls(model, config, recipe=recipe, narrow=narrow)
+
+    @classmethod
+    def from_trainer(cls, trainer: Any, recipe: dict[str, Any]) -> VitsBundle:
+        """Around the ``Vits`` a coqui recipe script built itself (``traintop.attach``)."""
+        return cls(trainer.model, trainer.config, recipe=recipe, narrow=False)
 
     @classmethod
     def load_for_inference(cls, state: dict[str, Any]) -> Any:
@@ -263,7 +275,9 @@ def synthesize_vits(model: Any, text: str, speaker_wav: str | None, language: st
         target.eval()
         torch.manual_seed(seed)
         with torch.inference_mode():
-            out = target.synthesize(text, speaker=speaker or speaker_of(target, speaker_wav or ""))
+            if speaker is None and speaker_names(target):  # a single-speaker model takes none
+                speaker = speaker_of(target, speaker_wav or "")
+            out = target.synthesize(text, speaker=speaker)
         wav = np.asarray(out["wav"], dtype=np.float32).reshape(-1)
     finally:
         for m, training in modes.items():

@@ -202,23 +202,40 @@ class XttsBundle(ModelBundle):
     # the frozen DVAE (~210 MB at any GPT size) is reloaded from assets/dvae.pth at build time
     checkpoint_exclude = ("dvae.",)
 
-    def __init__(self, recipe: dict[str, Any], samples: list[dict[str, str]], assets: Path,
-                 out: Path) -> None:
+    profile = "xtts-gpt"
+
+    def __init__(self, model: Any, config: Any, *, recipe: dict[str, Any], vocab: Path | None,
+                 lora: dict[str, Any] | None = None) -> None:
+        """Around a built ``GPTTrainer`` and its config; ``vocab`` is copied beside checkpoints."""
+        self.model, self.config, self.recipe, self.vocab, self.lora = model, config, recipe, vocab, lora
+        self.terms = self.weights()
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any], samples: list[dict[str, str]], assets: Path,
+                    out: Path) -> XttsBundle:
+        """Build the GPT a traintop recipe describes (tiny assets are made in ``assets``)."""
         from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
 
         check_xtts_section(recipe["xtts"], recipe["recipe"], shapes=False)  # preflight did
-        self.recipe = recipe
-        self.paths = _asset_paths(recipe, [s["text"] for s in samples], assets)
-        self.config = build_config(recipe, self.paths, out)
-        self.model = GPTTrainer(self.config)
-        self.lora = lora_spec(recipe["training"].get("lora"), recipe["recipe"])
-        if self.lora:
-            apply_lora(self.model, self.lora)  # after the release weights are in: they are the base
-        self.terms = {k: float(getattr(self.model.args, v)) for k, v in TERMS.items()}
-        c = self.parameter_counts()
+        paths = _asset_paths(recipe, [s["text"] for s in samples], assets)
+        config = build_config(recipe, paths, out)
+        model = GPTTrainer(config)
+        lora = lora_spec(recipe["training"].get("lora"), recipe["recipe"])
+        if lora:
+            apply_lora(model, lora)  # after the release weights are in: they are the base
+        bundle = cls(model, config, recipe=recipe, vocab=paths["vocab"], lora=lora)
+        c = bundle.parameter_counts()
         print(f"traintop: {c['trainable']:,} of {c['total']:,} parameters train "
-              f"({c['trainable_share']:.2%}{', LoRA rank ' + str(self.lora['rank']) if self.lora else ''})",
+              f"({c['trainable_share']:.2%}{', LoRA rank ' + str(lora['rank']) if lora else ''})",
               file=sys.stderr, flush=True)  # trainer.log: the console is redirected there
+        return bundle
+
+    @classmethod
+    def from_trainer(cls, trainer: Any, recipe: dict[str, Any]) -> XttsBundle:
+        """Around the ``GPTTrainer`` a coqui recipe script built itself (``traintop.attach``)."""
+        tokenizer = getattr(trainer.config.model_args, "tokenizer_file", None)
+        return cls(trainer.model, trainer.config, recipe=recipe,
+                   vocab=Path(tokenizer).resolve() if tokenizer else None)
 
     def parameter_counts(self) -> dict[str, Any]:
         """Parameters of the model and those the optimizer trains (LoRA: the adapters alone)."""
@@ -247,7 +264,7 @@ class XttsBundle(ModelBundle):
 
     def inference_files(self) -> list[Any]:
         """The vocabulary: coqui's ``Xtts.load_checkpoint(config, checkpoint_path, vocab_path)``."""
-        return [self.paths["vocab"]]
+        return [self.vocab] if self.vocab else []
 
     def raw_losses(self, loss_dict: dict[str, float]) -> dict[str, float | None]:
         """Divide coqui's pre-weighted values back to raw (None when the weight is 0)."""
@@ -270,7 +287,7 @@ class XttsBundle(ModelBundle):
                    seed: int) -> tuple[np.ndarray, int]:
         """Synthesize with the current weights where they train (``GPTTrainer.test_run``'s path)."""
         return synthesize_xtts(self.model, text, speaker_wav, language, seed,
-                               max_audio_tokens=self.recipe["xtts"].get("sample_max_audio_tokens"))
+                               max_audio_tokens=(self.recipe.get("xtts") or {}).get("sample_max_audio_tokens"))
 
 
 def synthesize_xtts(model: Any, text: str, speaker_wav: str, language: str, seed: int,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,16 @@ class NullRun(Run):
         self.control = _NullControl()  # type: ignore[assignment]
         self.monitor = _NullMonitor()  # type: ignore[assignment]
         self._ended = False
+        self._later = deque()
+        self._lock = threading.Lock()
+        self._last_poll = 0.0
+        self._watcher = None
+        self._watch_stop = threading.Event()
+        self.confirm_stop = False
+        self.stop_command = None
+
+    def keep_answering(self, busy: Callable[[], str], *, after: float = 1.0) -> None:
+        """Only rank 0 reads commands."""
 
     def pause(self, reason: str) -> None:
         """Only rank 0 pauses; the others wait for it inside the command broadcast."""

@@ -38,6 +38,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -87,6 +88,9 @@ def _versions() -> dict[str, str]:
 class Run:
     """One training run's events and commands (rank 0 only; other ranks use ``NullRun``)."""
 
+    weights_fixed: str | None = None  # set: set_weight is refused with this reason
+    signalled = False  # a Ctrl-C / SIGTERM asked to stop; the loop says so at its next boundary
+
     def __init__(self, run_dir: str | Path, *, terms: dict[str, float],
                  control_state: ControlState | None = None, system_interval: float = 5.0,
                  poll_interval: float = 0.1, resume_state: dict[str, Any] | None = None) -> None:
@@ -112,6 +116,13 @@ class Run:
         self._inflight: Decision | None = None  # the command whose handler runs now (a save)
         self._previous = AckHistory()
         self._later: deque[tuple[str, str, str, dict[str, Any]]] = deque()  # appended by other threads
+        # the control reader and the deferred list are shared with the busy watcher's thread
+        self._lock = threading.Lock()
+        self._last_poll = time.monotonic()
+        self._watcher: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        self.confirm_stop = False  # the stop ack waits for the final checkpoint (see confirm_stopped)
+        self.stop_command: str | None = None  # the id of the stop command awaiting that answer
         self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
                                      state=control_state)
         self.monitor = SystemMonitor(self.writer.emit, interval=system_interval)
@@ -152,11 +163,16 @@ class Run:
             return
         self._ended = True
         self.monitor.stop()
+        self._watch_stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5)
         for d in self._deferred:  # every command gets a final answer, even one a pause held back
             self._emit_ack(d.id, "rejected", f"the run ended ({status}) before it could run "
                            f"{d.command.cmd if d.command else 'it'}")
         self._deferred = []
         self._deliver_later()
+        if self.stop_command is not None:
+            self.confirm_stopped(None, f"the run ended ({status}) first")
         for cid in list(self._returned):  # handed out (or pending off the loop) and never answered
             self.ack(cid, "rejected", reason=f"the run ended ({status}) before it finished")
         try:
@@ -244,7 +260,8 @@ class Run:
         """
         self._emit_ack(command_id, status, reason, state)
         if status != "deferred" and command_id in self._returned:
-            self.control.commit(self._returned.pop(command_id))
+            with self._lock:
+                self.control.commit(self._returned.pop(command_id))
 
     def ack_later(self, command_id: str, status: str, *, reason: str = "",
                   state: dict[str, Any] | None = None) -> None:
@@ -267,7 +284,8 @@ class Run:
         """Ack ``d`` and, when the answer is final, count its line as handled."""
         self._emit_ack(d.id, status, reason, state)
         if status != "deferred":
-            self.control.commit(d)
+            with self._lock:
+                self.control.commit(d)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -298,26 +316,77 @@ class Run:
         if step is not None:
             self.step = step
         self._deliver_later()  # answers finished off the loop, written from this thread only
-        decisions = self.control.poll()
-        for notice in self.control.take_notices():  # each problem once, never fatal
-            self.alert("control", None, notice.message)
-        out: list[Command] = []
-        if self._deferred and not self.paused:
+        with self._lock:
+            self._last_poll = time.monotonic()
+            decisions = self._read_commands()
             pending, self._deferred = self._deferred, []
-            for d in pending:
+        out: list[Command] = []
+        for d in pending:  # held back by a pause, or while the loop was busy, in their order
+            if self.paused and d.command is not None and d.command.cmd not in WHILE_PAUSED:
+                self._hold(d, None)
+            else:
                 out.extend(self._apply(d))
         for d in decisions:
             out.extend(self._decide(d))
+        with self._lock:
+            self._last_poll = time.monotonic()  # a handler (eval, save) may have run for minutes
         return out
+
+    def _read_commands(self) -> list[Decision]:
+        """New command lines (the caller holds ``_lock``); control-file problems become alerts."""
+        decisions = self.control.poll()
+        for notice in self.control.take_notices():  # each problem once, never fatal
+            self.alert("control", None, notice.message)
+        return decisions
+
+    def _hold(self, d: Decision, reason: str | None) -> None:
+        """Keep ``d`` for a later boundary; ``reason`` acks it ``deferred`` (None: acked already)."""
+        with self._lock:
+            self._deferred.append(d)
+            self._deferred_at.setdefault(d.id or "", self.step)
+        if reason is not None:
+            self._emit_ack(d.id, "deferred", reason)
+
+    def keep_answering(self, busy: Callable[[], str], *, after: float = 1.0) -> None:
+        """Answer commands within a second even when the loop has no step boundary for a while.
+
+        A thread checks every quarter second: when the loop has not polled for ``after`` seconds
+        (an evaluation, a slow step, a data loader starting), new commands are acked ``deferred``
+        with ``busy()`` as the reason (say what the loop is doing and when they apply); they are
+        then applied, in order, at the next ``poll``.
+        """
+        if self._watcher is not None:
+            return
+
+        def watch() -> None:
+            while not self._watch_stop.wait(0.25):
+                self.defer_while_busy(busy, after=after)
+
+        self._watcher = threading.Thread(target=watch, name="traintop-commands", daemon=True)
+        self._watcher.start()
+
+    def defer_while_busy(self, busy: Callable[[], str], *, after: float = 1.0) -> int:
+        """One check of ``keep_answering``: ack new commands ``deferred`` if no poll for ``after`` s."""
+        with self._lock:
+            if self._ended or time.monotonic() - self._last_poll < after:
+                return 0
+            decisions = self._read_commands()
+        if not decisions:
+            return 0
+        reason = busy()
+        for d in decisions:
+            if not d.accepted or d.command is None:
+                self._answer(d, "rejected", d.reason)
+            else:
+                self._hold(d, reason)
+        return len(decisions)
 
     def _decide(self, d: Decision) -> list[Command]:
         if not d.accepted or d.command is None:
             self._answer(d, "rejected", d.reason)
             return []
         if self.paused and d.command.cmd not in WHILE_PAUSED:
-            self._deferred.append(d)  # eval / sample wait for resume, as promised in the ack
-            self._deferred_at[d.id or ""] = self.step
-            self._answer(d, "deferred", "paused: runs after resume")
+            self._hold(d, "paused: runs after resume")  # eval / sample wait for resume, as promised
             return []
         return self._apply(d)
 
@@ -325,7 +394,17 @@ class Run:
         c = d.command
         assert c is not None
         if c.cmd in SELF_HANDLED:
-            self._answer(d, *self._apply_own(c))
+            status, reason, state = self._apply_own(c)
+            if c.cmd == "stop" and self.confirm_stop:
+                # handled now (a resume from the final checkpoint must not stop again); the final
+                # answer says whether that checkpoint was written
+                self._emit_ack(d.id, "deferred", "stopping: the answer follows once the final "
+                               "checkpoint is written")
+                with self._lock:
+                    self.control.commit(d)
+                self.stop_command = c.id
+            else:
+                self._answer(d, status, reason, state)
             return []
         handler = self._handlers.get(c.cmd)
         if handler is None:
@@ -369,11 +448,25 @@ class Run:
             self.stop_reason = "stop command"
             self.emit_state("stopping")
             return "applied", "", {"state": "stopping"}
+        if self.weights_fixed:
+            return "rejected", self.weights_fixed, {}
         term, value = c.args["term"], float(c.args["value"])
         old = self.weights.get(term)
         self.weights[term] = value
         return "applied", "", {"term": term, "weight": value, "previous": old,
                                "from_step": self.step + 1}
+
+    def confirm_stopped(self, checkpoint: str | Path | None, error: str | None = None) -> None:
+        """The final answer to a ``stop`` command (``confirm_stop``): its checkpoint, or why none."""
+        cid, self.stop_command = self.stop_command, None
+        if cid is None:
+            return
+        if checkpoint is not None:
+            self._emit_ack(cid, "applied", state={"state": "stopped", "checkpoint": str(checkpoint),
+                                                  "step": self.step})
+        else:
+            self._emit_ack(cid, "rejected", f"the run stopped at step {self.step}, but its final "
+                           f"checkpoint could not be written: {error}")
 
     def request_stop(self, reason: str) -> None:
         """Stop from inside the trainer (Ctrl-C, non-finite policy): same path as ``stop``."""
@@ -409,10 +502,13 @@ class Run:
         are looked up on resume to mark replays).
         """
         d = self._inflight
+        with self._lock:
+            control = self.control.snapshot(d).to_dict()
+            deferred = {x.id: self._deferred_at.get(x.id or "") for x in self._deferred}
         return {"weights": dict(self.weights), "lr": self.lr,
-                "control": self.control.snapshot(d).to_dict(), "seq": self.writer.next_seq,
+                "control": control, "seq": self.writer.next_seq,
                 "events_offset": self.writer.size(), "paused": self.paused,
-                "deferred": {x.id: self._deferred_at.get(x.id or "") for x in self._deferred},
+                "deferred": deferred,
                 "inflight": {"id": d.id, "cmd": d.command.cmd if d.command else None} if d else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

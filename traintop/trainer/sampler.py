@@ -309,8 +309,9 @@ def run_job(spec_path: Path) -> int:
         try:
             paths["wav"].parent.mkdir(parents=True, exist_ok=True)
             wav, rate, mel = synthesize(text)
-            save_sample_files(paths, wav, rate, Path(spec["reference"]), mel)
-            line = {"index": i, "wav": str(paths["wav"]), "reference": str(paths["reference"]),
+            reference = Path(spec["reference"]) if spec["reference"] else None
+            save_sample_files(paths, wav, rate, reference, mel)
+            line = {"index": i, "wav": str(paths["wav"]), "reference": str(paths["reference"]) if reference else None,
                     "mel": str(paths["mel"]), "sample_rate": rate, "peak_rss_mb": _peak_rss_mb()}
         except Exception as exc:  # this text failed: say why, try the next
             traceback.print_exc()

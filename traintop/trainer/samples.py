@@ -25,11 +25,13 @@ def write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
         w.writeframes(pcm.tobytes())
 
 
-def save_sample_files(paths: dict[str, Path], wav: np.ndarray, rate: int, reference: Path, mel: np.ndarray) -> None:
-    """Write a sample's wav, a copy of its reference clip and its mel, each whole or not at all."""
+def save_sample_files(paths: dict[str, Path], wav: np.ndarray, rate: int, reference: Path | None,
+                      mel: np.ndarray) -> None:
+    """Write a sample's wav, a copy of its reference clip (if any) and its mel, each whole or not at all."""
     write_wav(paths["wav"], wav, rate)
-    with atomic_write(paths["reference"]) as fh, open(reference, "rb") as src:
-        shutil.copyfileobj(src, fh)
+    if reference is not None:  # a VITS speaks by speaker id: no clip
+        with atomic_write(paths["reference"]) as fh, open(reference, "rb") as src:
+            shutil.copyfileobj(src, fh)
     with atomic_write(paths["mel"]) as fh:
         np.save(fh, mel)
 

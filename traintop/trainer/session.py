@@ -7,8 +7,9 @@ import logging
 import math
 import shutil
 import signal
+import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,10 @@ def make_bundle(recipe: dict[str, Any], samples: list[dict[str, str]], run_dir: 
     if recipe["model"] == "xtts":
         from traintop.trainer.coqui_xtts import XttsBundle
 
-        return XttsBundle(recipe, samples, assets, out)
+        return XttsBundle.from_recipe(recipe, samples, assets, out)
     from traintop.trainer.coqui_vits import VitsBundle
 
-    return VitsBundle(recipe, samples, assets, out)
+    return VitsBundle.from_recipe(recipe, samples, assets, out)
 
 
 def latest_checkpoint(run_dir: Path, recipe_name: str) -> tuple[Path, dict[str, Any]]:
@@ -87,22 +88,48 @@ def _coqui_output_in(directory: Path) -> Iterator[None]:
         sys.argv[0] = argv0
 
 
-@contextlib.contextmanager
-def stop_on_signals(run: Run) -> Iterator[None]:
-    """First Ctrl-C / SIGTERM: stop at the next step boundary, like ``stop``; second: at once."""
-    def handler(signum: int, _frame: Any) -> None:
-        if run.should_stop:
+SIGNAL_REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
+class SignalStop:
+    """First Ctrl-C / SIGTERM: stop at the next step boundary, like ``stop``; second: at once.
+
+    ``at_once()`` true (coqui is evaluating or synthesizing: no step boundary for a while) makes
+    the first signal stop at once too, as coqui's own Ctrl-C does. ``signum`` is the signal that
+    stopped the run (``exit_code`` is then 128 + it, as a shell reports it). Installed only from
+    the main thread (where Python delivers signals); elsewhere it does nothing.
+    """
+
+    def __init__(self, run: Run, at_once: Callable[[], bool] = lambda: False) -> None:
+        self.run, self.at_once = run, at_once
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal that stopped the run, or None."""
+        return None if self.signum is None else 128 + self.signum
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        run = self.run
+        again = self.signum is not None
+        self.signum = self.signum or signum
+        if again or self.at_once():
             raise KeyboardInterrupt
-        run.should_stop = True  # only a flag: the writer's lock may be held right now
-        run.stop_reason = "interrupted"
+        run.should_stop = True  # only flags: the writer's lock may be held right now
+        run.stop_reason = SIGNAL_REASONS[signal.Signals(signum)]
+        run.signalled = True
         run.paused = False
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
+    def __enter__(self) -> SignalStop:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in SIGNAL_REASONS}
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        for s, h in self._old.items():
             signal.signal(s, h)
+        self._old = {}
 
 
 def _model_key_types(model: str) -> dict[str, Any]:
@@ -234,11 +261,7 @@ def build_trainer(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, 
             model=bundle.model, train_samples=train, eval_samples=evals or train[:4],
             parse_command_line_args=False, dashboard_logger=DummyLogger())
     _drop_coqui_file_log()
-    for f in bundle.inference_files():  # checkpoints/ then holds config, vocabulary and weights
-        if Path(f).is_file() and not (ckpt_dir / Path(f).name).exists():
-            shutil.copyfile(f, ckpt_dir / Path(f).name)
-    if bundle.inference_config() is not None:
-        write_config_json(ckpt_dir, bundle.inference_config())
+    write_inference_files(bundle, ckpt_dir)
     bundle.on_trainer_ready(trainer)
     for term, value in run.weights.items():  # the criteria exist now: put hand-set weights there
         bundle.set_weight(term, value)
@@ -260,6 +283,21 @@ def build_trainer(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, 
     return trainer, inst
 
 
+def write_inference_files(bundle: Any, ckpt_dir: Path) -> None:
+    """``checkpoints/`` holds what coqui's inference API needs beside the weights.
+
+    ``config.json`` (the bundle's inference config, else the training config unless coqui wrote
+    one there) and the vocabulary.
+    """
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for f in bundle.inference_files():
+        if Path(f).is_file() and not (ckpt_dir / Path(f).name).exists():
+            shutil.copyfile(f, ckpt_dir / Path(f).name)
+    config = bundle.inference_config()
+    if config is not None or not (ckpt_dir / "config.json").exists():
+        write_config_json(ckpt_dir, config if config is not None else bundle.config)
+
+
 def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: list[Any],
          evals: list[Any], ckpt: dict[str, Any] | None, saved: dict[str, Any],
          max_steps: int | None, log: Any) -> tuple[str, str | None, int]:
@@ -268,7 +306,7 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
     trainer, inst = build_trainer(run, bundle, recipe, run_dir, train, evals, ckpt, saved,
                                   max_steps, log)
     ended = False
-    with stop_on_signals(run):
+    with SignalStop(run):
         try:
             try:
                 inst.boundary(trainer)  # replays after a resume, and a saved pause, before any step
@@ -278,7 +316,7 @@ def _fit(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, train: li
             except StopTraining as stop:
                 status, error = stop.status, stop.error
             except KeyboardInterrupt:
-                log("interrupted twice: saving and stopping now")
+                log("interrupted again: saving and stopping now")
                 inst.save(trainer)
                 status, error = "stopped", "interrupted"
             ended = True

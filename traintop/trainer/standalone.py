@@ -49,7 +49,7 @@ def synthesize_state(state: dict[str, Any], text: str, *, speaker_wav: str | Non
     sample = recipe.get("sample") or {}
     family = info.get("family")
     ref = speaker_wav or info.get("reference")
-    if not (family == "vits" and speaker) and (not ref or not Path(ref).is_file()):
+    if family != "vits" and (not ref or not Path(ref).is_file()):  # VITS speaks by speaker id
         raise FileNotFoundError(f"reference clip {ref!r} not found; pass --speaker-wav")
     seed = int(sample.get("seed", 0)) if seed is None else seed
     language = language or sample.get("language", "pt")

@@ -131,11 +131,11 @@ def train_f5(recipe: dict[str, Any], run_dir: Path, *, resume: bool, max_steps: 
         del ckpt
     run.step = loop.step
     run.lr = loop.optimizer.param_groups[0]["lr"]
-    from traintop.trainer.session import stop_on_signals
+    from traintop.trainer.session import SignalStop
 
     ended = False
     try:
-        with stop_on_signals(run):
+        with SignalStop(run):
             try:
                 status, error = loop.fit()
                 ended = True
