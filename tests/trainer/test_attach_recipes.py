@@ -108,18 +108,25 @@ def common_sizes(text: str) -> str:
                  ('path=os.path.join(output_path, "../LJSpeech-1.1/")', "path=LJSPEECH"))
 
 
-def test_vits_recipe_sample_and_ctrl_c(tmp_path: Path, cache_dir: Path) -> None:
+def start_ljspeech_recipe(tmp_path: Path, cache_dir: Path, relpath: str, *changes: tuple[str, str]) -> Script:
+    """coqui's LJSpeech recipe ``relpath`` at test sizes on the demo voice, with the two lines, started."""
     ljs = ljspeech_dataset(ensure_demo_dataset(cache_dir / "demo-data"), tmp_path / "LJSpeech-1.1")
-    text = common_sizes(recipe_script("ljspeech/vits_tts/train_vits.py"))
-    text = patch(text, ("output_path = os.path.dirname", f"LJSPEECH = {str(ljs)!r}\noutput_path = os.path.dirname"),
-                 ("    model = Vits(config)\n",
-                  f"    for key, value in {TINY_VITS!r}.items():\n"
-                  "        setattr(config.model_args, key, value)\n"
-                  "    model = Vits(config)\n"))
-    script = tmp_path / "vits_tts" / "train_vits.py"
-    script.parent.mkdir()
+    text = patch(common_sizes(recipe_script(relpath)),
+                 ("output_path = os.path.dirname", f"LJSPEECH = {str(ljs)!r}\noutput_path = os.path.dirname"),
+                 *changes)
+    script = tmp_path / relpath
+    script.parent.mkdir(parents=True)
     script.write_text(with_traintop(text))
-    job = Script(script, cache_dir)
+    return Script(script, cache_dir)
+
+
+def test_vits_recipe_sample_and_ctrl_c(tmp_path: Path, cache_dir: Path) -> None:
+    job = start_ljspeech_recipe(tmp_path, cache_dir, "ljspeech/vits_tts/train_vits.py",
+                                ("    model = Vits(config)\n",
+                                 f"    for key, value in {TINY_VITS!r}.items():\n"
+                                 "        setattr(config.model_args, key, value)\n"
+                                 "    model = Vits(config)\n"))
+    script = job.path
     try:
         run = job.run_dir(script.parent)  # logs default to the recipe's output_path
         job.wait_for(run, lambda e: e["type"] == "step", "first step")
@@ -230,15 +237,10 @@ def test_xtts_recipe_defers_during_eval_and_honours_its_checkpoints(tmp_path: Pa
 
 
 def test_glow_tts_recipe_attaches(tmp_path: Path, cache_dir: Path) -> None:
-    ljs = ljspeech_dataset(ensure_demo_dataset(cache_dir / "demo-data"), tmp_path / "LJSpeech-1.1")
-    text = common_sizes(recipe_script("ljspeech/glow_tts/train_glowtts.py"))
-    text = patch(text, ("output_path = os.path.dirname", f"LJSPEECH = {str(ljs)!r}\noutput_path = os.path.dirname"),
-                 ("        batch_size=2,", "        batch_size=2,\n        hidden_channels_enc=32,"
-                  " hidden_channels_dec=32, hidden_channels_dp=32, num_flow_blocks_dec=2,"))
-    script = tmp_path / "glow_tts" / "train_glowtts.py"
-    script.parent.mkdir()
-    script.write_text(with_traintop(text))
-    job = Script(script, cache_dir)
+    job = start_ljspeech_recipe(tmp_path, cache_dir, "ljspeech/glow_tts/train_glowtts.py",
+                                ("        batch_size=2,", "        batch_size=2,\n        hidden_channels_enc=32,"
+                                 " hidden_channels_dec=32, hidden_channels_dp=32, num_flow_blocks_dec=2,"))
+    script = job.path
     try:
         run = job.run_dir(script.parent)
         first = job.wait_for(run, lambda e: e["type"] == "step", "first step")
