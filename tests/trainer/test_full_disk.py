@@ -9,7 +9,9 @@ leave) and shows that ``set_lr`` repairs it while ``scale_lr`` to an underflow i
 from __future__ import annotations
 
 import math
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 import torch
 
 from tests.tmpfs import mounted_tmpfs
-from tests.trainer.conftest import QUICK
+from tests.trainer.conftest import QUICK, REPO
 from traintop.protocol.control import Command, ControlInbox
 from traintop.protocol.events import decode_line
 
@@ -91,3 +93,35 @@ def test_full_disk_fails_cleanly_then_resumes(start_trainer, small_disk: Path) -
     assert life2[-1]["type"] == "run_end" and life2[-1]["status"] == "completed"
     assert not _partials(p.run_dir)
     ControlInbox(p.run_dir)  # the run directory is whole and usable
+
+
+def _ctl(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "traintop.cli", "ctl", str(run_dir), *args, "--wait", "300"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=400)
+
+
+def test_on_a_full_disk_the_best_model_is_retried_and_stop_says_its_checkpoint_failed(
+        start_trainer, small_disk: Path) -> None:
+    """The first checkpoint fits, nothing after it: an eval's best model is not counted as saved
+    (an alert says so, training goes on), and ``stop --wait`` fails, saying why."""
+    p = start_trainer("xtts_tiny", "--max-steps", "100000", *QUICK, "--set", "sample.enabled=false",
+                      "--set", "dataset.max_samples=20", logs=small_disk / "logs")
+    p.wait_event(lambda e: e["type"] == "step", what="first step")
+    saved = _ctl(p.run_dir, "save")
+    assert saved.returncode == 0, saved.stderr
+    evaluated = _ctl(p.run_dir, "eval")  # an improving eval: its best model cannot be written
+    assert evaluated.returncode == 0, evaluated.stderr
+    stop = _ctl(p.run_dir, "stop")
+    assert stop.returncode == 1 and "final checkpoint could not be written" in stop.stderr, stop.stderr
+    assert "No space left on device" in stop.stderr or "the disk is full" in stop.stderr
+    code, err = p.finish(timeout=300)
+    assert code == 1 and "Traceback" not in err, err
+    events = _lines(p.run_dir)
+    alert = next(e for e in events if e["type"] == "alert" and e["kind"] == "checkpoint")
+    assert "best model not saved" in alert["message"] and "the next eval tries again" in alert["message"]
+    evals = [e for e in events if e["type"] == "ack" and e["status"] == "applied" and "evals" in e["state"]]
+    assert evals[-1]["state"]["best"] is None  # the score that could not be saved is not the best
+    assert not any(e["type"] == "checkpoint" and e["is_best"] for e in events)
+    assert events[-1]["type"] == "run_end" and events[-1]["status"] == "failed"
+    assert not _partials(p.run_dir)

@@ -76,6 +76,8 @@ def atomic_torch_save(state: dict[str, Any], path: Path) -> None:
     except (OSError, RuntimeError) as exc:  # torch reports a failed write as a RuntimeError
         code = getattr(exc, "errno", None) or (errno.ENOSPC if _nearly_full(path.parent) else None)
         why = os.strerror(code) if code else f"{type(exc).__name__}: {exc}"
+        if not code and "unexpected pos" in str(exc):  # torch's check after a short write
+            why = "a short write: the disk is full or over quota"
         raise OSError(code or errno.EIO, f"could not write {path} ({why}); no partial file "
                       "was kept") from None
     _fsync_dir(path.parent)
