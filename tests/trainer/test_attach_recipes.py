@@ -157,25 +157,31 @@ def test_vits_recipe_sample_and_ctrl_c(tmp_path: Path, cache_dir: Path) -> None:
 
 
 def tiny_xtts_files(folder: Path, ljs: Path) -> None:
-    """The four files the recipe would download, in the release layout, for the tiny GPT."""
-    import torch
-    from TTS.tts.configs.xtts_config import XttsAudioConfig
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainer, GPTTrainerConfig
+    """The four files the recipe would download, in the release layout, for the tiny GPT.
 
-    from traintop.trainer.coqui_xtts import make_tiny_assets
-
+    Built in a child process: importing coqui's XTTS trainer sets torch to one thread, and this
+    test process's later tests synthesize and compare bytes with the thread count they started with.
+    """
     texts = [line.split("|")[1] for line in (ljs / "metadata.csv").read_text().splitlines()]
-    paths = make_tiny_assets(folder, texts, "pt", {"vocab_size": 256})
-    threads = torch.get_num_threads()
-    args = GPTArgs(max_conditioning_length=44100, min_conditioning_length=22050, max_wav_length=61440,
-                   max_text_length=200, mel_norm_file=str(paths["mel_stats"]), dvae_checkpoint=str(paths["dvae"]),
-                   tokenizer_file=str(paths["vocab"]), gpt_num_audio_tokens=1026, gpt_start_audio_token=1024,
-                   gpt_stop_audio_token=1025, gpt_use_masking_gt_prompt_approach=True,
-                   gpt_use_perceiver_resampler=True, **TINY_GPT)
-    model = GPTTrainer(GPTTrainerConfig(model_args=args, audio=XttsAudioConfig(
-        sample_rate=22050, dvae_sample_rate=22050, output_sample_rate=24000)))
-    torch.save({"model": model.xtts.state_dict()}, folder / "model.pth")
-    torch.set_num_threads(threads)
+    code = f"""
+import torch
+from TTS.tts.configs.xtts_config import XttsAudioConfig
+from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainer, GPTTrainerConfig
+from traintop.trainer.coqui_xtts import make_tiny_assets
+
+folder = {str(folder)!r}
+paths = make_tiny_assets(__import__("pathlib").Path(folder), {texts!r}, "pt", {{"vocab_size": 256}})
+args = GPTArgs(max_conditioning_length=44100, min_conditioning_length=22050, max_wav_length=61440,
+               max_text_length=200, mel_norm_file=str(paths["mel_stats"]), dvae_checkpoint=str(paths["dvae"]),
+               tokenizer_file=str(paths["vocab"]), gpt_num_audio_tokens=1026, gpt_start_audio_token=1024,
+               gpt_stop_audio_token=1025, gpt_use_masking_gt_prompt_approach=True,
+               gpt_use_perceiver_resampler=True, **{TINY_GPT!r})
+model = GPTTrainer(GPTTrainerConfig(model_args=args, audio=XttsAudioConfig(
+    sample_rate=22050, dvae_sample_rate=22050, output_sample_rate=24000)))
+torch.save({{"model": model.xtts.state_dict()}}, folder + "/model.pth")
+"""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def test_xtts_recipe_defers_during_eval_and_honours_its_checkpoints(tmp_path: Path, cache_dir: Path) -> None:
