@@ -193,6 +193,7 @@ class Instrumentation:
         if run.should_stop and run.signalled:  # the signal handler only sets flags
             run.signalled = False
             run.emit_state("stopping")
+            self.log(f"traintop: {run.stop_reason}: saving a checkpoint and stopping (again: at once)")
         self.phase = "in a training step"
         self.boundary(trainer)
         every = self.cadence.get("save_every")
