@@ -27,8 +27,6 @@ from pathlib import Path
 from traintop.protocol.rundir import RunDirError
 
 LOCK_FILE = "trainer.lock"
-_LABEL_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class RunLockedError(RuntimeError):
@@ -50,7 +48,7 @@ def _flock(fd: int) -> bool | None:
 def _label(dir_fd: int) -> str | None:
     """What ``trainer.lock`` says about its holder, or None when it is missing or not a file."""
     try:
-        fd = os.open(LOCK_FILE, os.O_RDONLY | _LABEL_FLAGS, dir_fd=dir_fd)
+        fd = os.open(LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -92,8 +90,11 @@ class RunLock:
     def acquire(cls, run_dir: Path) -> RunLock:
         """Take the lock on ``run_dir`` or raise ``RunLockedError`` naming the holder."""
         run_dir = Path(run_dir)
-        try:  # a link given on purpose (logs/latest) is followed once, here; never again below
-            fd = os.open(os.path.realpath(run_dir), _DIR_FLAGS)
+        # the path the person named (logs/latest may be a link of theirs) is resolved once, here;
+        # nothing inside the directory is ever followed, and a directory cannot block an open
+        try:
+            fd = os.open(os.path.realpath(run_dir),
+                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise RunDirError(f"{run_dir}: cannot lock the run directory ({exc.strerror})") from None
         st = os.fstat(fd)
@@ -133,7 +134,8 @@ class RunLock:
         """Write ``trainer.lock`` naming this process and flock it (older traintops lock only it);
         ``needed`` when the directory itself could not be locked."""
         try:  # beside the locked directory's own descriptor, whatever its path names by now
-            label_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | _LABEL_FLAGS, 0o600, dir_fd=dir_fd)
+            label_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                               0o600, dir_fd=dir_fd)
         except OSError as exc:
             if needed:
                 raise RunDirError(f"{run_dir / LOCK_FILE}: cannot lock the run directory "
