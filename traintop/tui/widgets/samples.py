@@ -87,7 +87,7 @@ def scp_line(path: Path) -> str:
 class SampleList(OptionList):
     """Samples by step, newest first."""
 
-    BINDINGS = [Binding("enter", "select", "Play", show=False)]  # in the keys of docs/guide/watching.md; the footer is full
+    BINDINGS = [Binding("enter", "select", "Play", show=False)]  # listed in docs/guide/watching.md; the footer is full
 
     class Chosen(Message):
         """A sample was highlighted."""
