@@ -25,12 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from traintop.trainer.bundle import ModelBundle
-from traintop.trainer.coqui_trainer import Instrumentation, InstrumentedTrainer, StopTraining
+from traintop.trainer.coqui_trainer import (
+    EVALUATING,
+    TEST_SYNTHESIS,
+    Instrumentation,
+    InstrumentedTrainer,
+    StopTraining,
+)
 from traintop.trainer.run import CommandRejected, Run
 from traintop.trainer.session import SIGNAL_REASONS, SignalStop, write_inference_files
 
 # stretches without step boundaries that a first Ctrl-C ends at once (coqui's own Ctrl-C does)
-STOP_AT_ONCE = ("evaluating", "synthesizing its test sentences")
+STOP_AT_ONCE = (EVALUATING, TEST_SYNTHESIS)
 
 
 @contextlib.contextmanager

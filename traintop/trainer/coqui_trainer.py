@@ -35,6 +35,9 @@ from traintop.trainer.sampler import OffLoopSampler, SampleJob, answer_sample_co
 from traintop.trainer.samples import take_samples
 from traintop.trainer.schedule import scale_schedule, set_schedule_rate
 
+# what coqui does where it has no step boundary for a while (the reason of a deferred ack)
+EVALUATING = "evaluating"
+TEST_SYNTHESIS = "synthesizing its test sentences"
 NONFINITE_ALERT_EVERY = 50  # in a streak of non-finite steps, alert on the first and every 50th
 
 
@@ -70,14 +73,14 @@ class InstrumentedTrainer(Trainer):
     def eval_epoch(self) -> None:
         """One eval pass over the eval set, averaged on its own (coqui averages over the epoch)."""
         self.keep_avg_eval = KeepAverage()
-        with self.traintop.busy("evaluating"):
+        with self.traintop.busy(EVALUATING):
             super().eval_epoch()
         self.traintop.after_eval(self, dict(self.keep_avg_eval.avg_values))
         self._boundary_end = time.time()
 
     def test_run(self) -> None:
         """coqui's end-of-epoch test synthesis; commands meanwhile are acked ``deferred``."""
-        with self.traintop.busy("synthesizing its test sentences"):
+        with self.traintop.busy(TEST_SYNTHESIS):
             super().test_run()
 
     def save_checkpoint(self) -> None:
