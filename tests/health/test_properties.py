@@ -115,7 +115,7 @@ def test_train_streams_give_the_same_answer_however_they_are_cut(cuts: list[int]
 
     rng = np.random.default_rng(seed)
     x = 2.0 + 0.1 * rng.standard_normal(6000)
-    x[rng.integers(0, 6000, 8)] *= 4  # spikes
+    x[np.arange(300, 3800, 450)[:8] + rng.integers(0, 100, 8)] *= 4  # spikes, apart and before the frozen stretch
     x[4000:4300] = 0.5  # a frozen stretch
     steps = np.arange(1, 6001)
     bounds = sorted({0, 6000, *[c for c in cuts if c < 6000]})

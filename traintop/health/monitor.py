@@ -171,8 +171,8 @@ class HealthMonitor:
         erows = (evals["step"][ea:ne], evals["epoch"][ea:ne], evals["t"][ea:ne])
         tv_total = steps["total"][a:n].astype(np.float64)
         ev_total = evals["total"][ea:ne].astype(np.float64)
-        # a NaN term is a real non-finite loss when it poisoned its row's total (else it was absent)
-        tbad, ebad = ~np.isfinite(tv_total), ~np.isfinite(ev_total)
+        # a NaN is a non-finite loss only where its row logged one (else the term was absent there)
+        tbad, ebad = steps["nonfinite"][a:n] > 0, evals["nonfinite"][ea:ne] > 0
         none = np.empty(0)
         for name in dict.fromkeys([*steps.terms, *evals.terms, "total"]):
             state = self._terms.get(name)
@@ -184,7 +184,7 @@ class HealthMonitor:
                 self._signal(_s, slot, kind, sig, severity, specs, note)
 
             if name == "total":
-                state.feed(emit, tv_total, rows, None, ev_total, erows, None, self._planned)
+                state.feed(emit, tv_total, rows, tbad, ev_total, erows, ebad, self._planned)
                 continue
             tv = steps.term(name)[a:n].astype(np.float64) if name in steps.terms else none
             ev = evals.term(name)[ea:ne].astype(np.float64) if name in evals.terms else none

@@ -102,9 +102,16 @@ def _print_data(data: dict[str, Any], console: Console) -> None:
         parts.append(f"{data['duplicates']} duplicate event(s) ignored")
     if data.get("restarted"):
         parts.append(f"the events file was truncated or replaced {data['restarted']} time(s)")
+    if data.get("unreadable"):
+        parts.append(f"{len(data['unreadable'])} file(s) could not be read")
+    unshown = data.get("not_shown") or []
     if not parts:
         console.print("Data: every event line was read.")
-        return
-    console.print(Text("Data: " + "; ".join(parts), style="yellow"))
-    for n in data.get("notices", [])[:5]:
-        console.print(Text(f"  {shown(n.get('message', ''), MESSAGE_MAX)}", style="dim"))
+    else:
+        console.print(Text("Data: " + "; ".join(parts), style="yellow"))
+        for n in data.get("notices", [])[:5]:
+            console.print(Text(f"  {shown(n.get('message', ''), MESSAGE_MAX)}", style="dim"))
+    if unshown:
+        console.print(Text(f"Not shown ({len(unshown)} tag(s) that are no scalar series): "
+                           + "; ".join(shown(m, MESSAGE_MAX) for m in unshown[:5])
+                           + (f"; and {len(unshown) - 5} more" if len(unshown) > 5 else ""), style="dim"))

@@ -45,13 +45,17 @@ def _verdict_line(zone: str | None, tr: str, expect: str, alerts: list[str]) -> 
 
 
 def data_issues(history: Any) -> dict[str, Any]:
-    """What the reader skipped or saw replaced: bad lines, seq gaps and duplicates, restarts."""
+    """What the reader skipped or saw replaced: bad lines, seq gaps and duplicates, restarts, files it
+    could not read, and summaries that are no series (histograms, images, text: not shown)."""
     notices = list(getattr(history, "notices", []))
     return {"bad_lines": int(getattr(history, "bad_lines", 0)),
             "seq_gaps": int(getattr(history, "seq_gaps", 0)),
             "duplicates": int(getattr(history, "duplicates", 0)),
             "restarted": sum(1 for n in notices if n.kind in ("truncated", "replaced")),
-            "notices": [{"kind": n.kind, "offset": n.offset, "message": n.message} for n in notices[:20]]}
+            "unreadable": sorted({n.message for n in notices if n.kind == "unreadable"}),
+            "not_shown": [n.message for n in notices if n.kind == "not_shown"],
+            "notices": [{"kind": n.kind, "offset": n.offset, "message": n.message} for n in notices[:20]
+                        if n.kind != "not_shown"]}
 
 
 def build_report(history: Any, profile: HealthProfile, now: float | None = None,

@@ -37,7 +37,7 @@ from traintop.protocol.history import RunHistory
 from traintop.protocol.safefile import atomic_write, open_read
 
 HEALTH_FILE = ".health.cache.json"
-HEALTH_VERSION = 1
+HEALTH_VERSION = 2  # 2: a NaN counts only where the row logged one
 MAX_BYTES = 64 << 20  # a state is ~100 KB (alerts are capped): a bigger file is not ours
 # the modules whose code decides what a state means: any change to them invalidates every cache
 CODE = ("alerts", "detectors", "monitor", "profile", "snapshot", "streams", "term", "work")

@@ -292,11 +292,13 @@ def _present(losses: list[dict[str, Any] | None], terms: dict[str, np.ndarray]) 
     return out
 
 
-def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> None:
-    """Restore values written as null with a ``nonfinite`` flag (``{"losses.loss_mel": "nan"}``)."""
+def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Restore values written as null with a ``nonfinite`` flag (``{"losses.loss_mel": "nan"}``);
+    return the rows whose flags name a loss (a term or the total), or None when no row has flags."""
     flags = list(map(_NONFINITE, rows))
     if flags.count(None) == len(flags):
-        return  # the usual block: nothing was non-finite
+        return None  # the usual block: nothing was non-finite
+    logged = np.zeros(len(rows), dtype=bool)
     for r, found in enumerate(flags):
         if not found:
             continue
@@ -305,8 +307,32 @@ def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, 
             value = _FLAG_VALUES.get(flag, NAN)
             if head == "losses" and term in terms:
                 terms[term][r] = value
+                logged[r] = True
             elif not term and head in fixed and fixed[head].dtype.kind == "f":
                 fixed[head][r] = value
+                logged[r] |= head == "total"
+    return logged
+
+
+def _logged_nonfinite(rows: list[Ev], losses: list[Any], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray],
+                      present: dict[str, np.ndarray], flagged: np.ndarray | None) -> np.ndarray:
+    """The ``nonfinite`` column: rows that logged a NaN/Inf loss — flagged, or a non-finite number (a
+    lenient decode of ``NaN``, an event built in memory). A NaN from an absent or null value is no loss."""
+    logged = np.zeros(len(rows), dtype=bool) if flagged is None else flagged
+    for name, col in terms.items():
+        bad = ~np.isfinite(col) & ~logged
+        if name in present:
+            bad &= present[name]  # rows that lack the term: absent, not a loss
+        for r in np.flatnonzero(bad).tolist():
+            d = losses[r]  # a Struct came from strict JSON, which holds no NaN: a null, not a number
+            v = d.get(name) if isinstance(d, dict) else None
+            logged[r] = isinstance(v, float) and not math.isfinite(v)
+    total = fixed.get("total")
+    if total is not None:
+        for r in np.flatnonzero(~np.isfinite(total) & ~logged).tolist():
+            v = rows[r].total
+            logged[r] = isinstance(v, float) and not math.isfinite(v)
+    return logged.astype(np.int8)
 
 
 def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
@@ -317,8 +343,9 @@ def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = No
     fixed.update({name: _column(rows, get) for name, get in _STEP_FIXED.items()})
     losses = list(map(_LOSSES, rows))
     terms = _terms(losses, term_set)
-    _apply_flags(rows, fixed, terms)
-    return Rows(fixed, terms, event, {} if term_set is not None else _present(losses, terms))
+    present = {} if term_set is not None else _present(losses, terms)
+    fixed["nonfinite"] = _logged_nonfinite(rows, losses, fixed, terms, present, _apply_flags(rows, fixed, terms))
+    return Rows(fixed, terms, event, present)
 
 
 def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
@@ -328,8 +355,9 @@ def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = Non
              "epoch": _epochs(rows), **{name: _column(rows, get) for name, get in _EVAL_FIXED.items()}}
     losses = list(map(_LOSSES, rows))
     terms = _terms(losses, term_set)
-    _apply_flags(rows, fixed, terms)
-    return Rows(fixed, terms, event, {} if term_set is not None else _present(losses, terms))
+    present = {} if term_set is not None else _present(losses, terms)
+    fixed["nonfinite"] = _logged_nonfinite(rows, losses, fixed, terms, present, _apply_flags(rows, fixed, terms))
+    return Rows(fixed, terms, event, present)
 
 
 def _system_rows(rows: list[Ev], event: np.ndarray) -> Rows:

@@ -34,7 +34,7 @@ from traintop.protocol.safefile import atomic_write, open_read
 from traintop.protocol.text import shown
 
 CACHE_FILE = ".events.cache.npz"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the rows' ``nonfinite`` column
 MIN_NEW_BYTES = 16 << 20  # below this, parsing again is as fast as reading a cache: write none
 ALIGN = 64  # bytes: each array's data starts at a multiple of this in the cache file
 PAD_FIELD = 0xD935  # the zip extra field that pads a member's local header (as Android's zipalign)

@@ -108,11 +108,15 @@ class Table:
         self._n = count
 
     def append_batch(self, fixed: dict[str, Sequence], terms: dict[str, Sequence], count: int) -> None:
-        """Append ``count`` rows: every fixed column's list and any term lists (missing → NaN)."""
+        """Append ``count`` rows: fixed columns (a missing one: NaN, or 0 for integers) and any term
+        lists (missing → NaN)."""
         if count == 0:
             return
         for name, col in self._fixed.items():
-            col.extend(fixed[name])
+            if name in fixed:
+                col.extend(fixed[name])
+            else:
+                col.pad(count, 0 if col.values.dtype.kind in "iu" else NAN)
         for name, vals in terms.items():
             col = self._terms.get(name)
             if col is None:

@@ -25,10 +25,11 @@ from traintop.protocol.columns import NAN, Table
 from traintop.protocol.events import SCHEMA_VERSION
 from traintop.protocol.lines import TailNotice
 
+# ``nonfinite``: 1 where the row logged a NaN/Inf loss (NaN in a column also means "not reported")
 _STEP_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32,
                "lr": np.float64, "grad_norm": np.float32, "step_time": np.float32,
-               "loader_time": np.float32}
-_EVAL_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32}
+               "loader_time": np.float32, "nonfinite": np.int8}
+_EVAL_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32, "nonfinite": np.int8}
 _SYSTEM_FIXED = {"t": np.float64, "cpu": np.float32, "rss": np.float64}
 MAX_NOTICES = 200  # keep the first bad-line notices; count the rest
 REVISION_KINDS = ("steps", "evals", "system", "events", "notices")

@@ -21,6 +21,7 @@ from traintop.protocol.tfbulk import Part
 from traintop.protocol.typed import KIND_EVAL, KIND_RARE, KIND_STEP
 
 FIXED_OF = {"train": ("total", "lr", "grad_norm", "step_time", "loader_time"), "eval": ("total",)}
+NOT_LOSSES = frozenset(("lr", "grad_norm", "step_time", "loader_time"))  # a NaN here is no NaN loss
 Columns = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]  # (fixed, terms) of one stream's rows
 Series = tuple[np.ndarray, np.ndarray, np.ndarray]  # (step, wall, value) in file order
 
@@ -105,6 +106,7 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     if n == 0:
         return {}, {}
     t = np.full(n, -np.inf)
+    logged = np.zeros(n, dtype=bool)  # rows that logged a NaN/Inf loss (a NaN placed below is "absent")
     cols: dict[str, np.ndarray] = {}
     for name, (s, w, v) in series.items():
         keep = kept[name]
@@ -113,12 +115,16 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
         if same:
             cols[name] = v[:n]
             np.maximum(t, w[:n], out=t)
+            if name not in NOT_LOSSES:
+                logged |= ~np.isfinite(v[:n])
         else:
             at = np.searchsorted(steps, s[:keep])
             cols[name] = np.full(n, np.nan)
             cols[name][at] = v[:keep]
             t[at] = np.maximum(t[at], w[:keep])
-    return _columns(stream, pending, steps, t, cols)
+            if name not in NOT_LOSSES:
+                logged[at] |= ~np.isfinite(v[:keep])
+    return _columns(stream, pending, steps, t, cols, logged)
 
 
 def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Columns:
@@ -145,13 +151,22 @@ def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Co
         m = code == c
         cols[names[c]] = np.full(len(steps), np.nan)
         cols[names[c]][inv[m]] = value[m]  # a repeated (step, name): the later value wins
-    return _columns(stream, pending, steps, t, cols)
+    logged = np.zeros(len(steps), dtype=bool)
+    for c in np.unique(code).tolist():
+        if names[c] not in NOT_LOSSES:  # the value kept for a row is non-finite, and was logged so
+            m = code == c
+            kept = ~np.isfinite(cols[names[c]][inv[m]]) & ~np.isfinite(value[m])
+            logged[inv[m][kept]] = True
+    return _columns(stream, pending, steps, t, cols, logged)
 
 
-def _columns(stream: str, pending: Pending, steps: np.ndarray, t: np.ndarray, cols: dict[str, np.ndarray]) -> Columns:
-    """The rows' ``(fixed, terms)`` from their steps, times and each name's column; the last step is emitted."""
+def _columns(stream: str, pending: Pending, steps: np.ndarray, t: np.ndarray, cols: dict[str, np.ndarray],
+             logged: np.ndarray) -> Columns:
+    """The rows' ``(fixed, terms)`` from their steps, times, each name's column and which rows logged
+    a NaN/Inf loss; the last step is emitted."""
     n = len(steps)
-    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t}
+    fixed: dict[str, np.ndarray] = {"step": steps, "epoch": np.full(n, -1, dtype=np.int32), "t": t,
+                                    "nonfinite": logged.astype(np.int8)}
     terms: dict[str, np.ndarray] = {}
     for name, col in cols.items():
         (fixed if name in FIXED_OF[stream] else terms)[name] = col

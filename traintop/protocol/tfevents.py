@@ -27,6 +27,7 @@ import numpy as np
 from traintop.protocol.block import Block
 from traintop.protocol.tfbulk import Part
 from traintop.protocol.tfcolumns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
+from traintop.protocol.lines import TailNotice
 from traintop.protocol.tfrecord import Audio, EventRecord
 
 TFEVENTS_MARK = ".tfevents."
@@ -199,6 +200,34 @@ class TagMapper:
         self.tags: set[str] = set()
         self.terms: set[str] = set()
         self._routes: dict[str, tuple[str, str] | None] = {}
+        self.plugins: dict[str, str] = {}  # a tensor tag's plugin, from the first record that named it
+        self.unshown: dict[str, str] = {}  # tags that are no series nor sample: what each is
+        self._told = 0
+
+    def _resolve(self, rec: EventRecord) -> None:
+        """Tensors into scalars (plugin ``scalars``, one value) and samples (plugin ``audio``); the rest,
+        and old-style images and histograms, are listed as not shown (TensorBoard's own rule)."""
+        for tag, plugin, tensor in rec.tensors:
+            if plugin:
+                self.plugins[tag] = plugin
+            plugin = self.plugins.get(tag)
+            if plugin == "scalars" and tensor.size == 1 and tensor.number is not None:
+                rec.scalars.append((tag, tensor.number))
+            elif plugin == "audio" and tensor.strings:
+                clips = tensor.strings[::2] if tensor.size > 1 and len(tensor.strings) > 1 else tensor.strings
+                for i, wav in enumerate(clips):  # [k, 2]: (encoded clip, label) per clip
+                    rec.audio.append((tag if i == 0 else f"{tag}/{i}", Audio(wav, 0.0, "audio/wav")))
+            else:
+                self.unshown.setdefault(tag, plugin or "tensor")
+        for tag, kind in rec.other:
+            self.unshown.setdefault(tag, kind)
+        rec.tensors, rec.other = [], []
+
+    def notices(self) -> list[TailNotice]:
+        """One notice per tag found since the last call that traintop does not show."""
+        tags = list(self.unshown.items())[self._told:]
+        self._told += len(tags)
+        return [TailNotice("not_shown", 0, f"{tag}: a {kind} summary (not shown)") for tag, kind in tags]
 
     def _route(self, tag: str) -> tuple[str, str] | None:
         route = self._routes.get(tag, ())
@@ -212,6 +241,8 @@ class TagMapper:
     def add(self, records: list[EventRecord]) -> list[dict[str, Any]]:
         """Events for ``records``: samples at once, rows for every step before the newest."""
         out: list[dict[str, Any]] = []
+        for rec in records:
+            self._resolve(rec)
         for rec in records:
             for tag, _ in rec.scalars:
                 self._route(tag)  # a coqui scope anywhere in the read decides how every tag reads
@@ -238,6 +269,8 @@ class TagMapper:
         """A ``Block`` for scalars read as arrays (``tfbulk.scan``) plus ``records`` (with their file
         offsets) decoded one by one."""
         loose: dict[str, list[tuple[int, int, float, float]]] = {}
+        for _, rec in records:
+            self._resolve(rec)
         for at, rec in records:  # rare shapes (step 0, tensors): parts of their own
             for t, v in rec.scalars:
                 loose.setdefault(t, []).append((at, rec.step, rec.wall_time, v))

@@ -39,6 +39,7 @@ class _File:
     offset: int = 0
     ino: int = 0
     lost: bool = False
+    told: str | None = None  # the read error last said (said again only when it changes)
 
 
 class TensorBoardReader(Follower):
@@ -126,8 +127,12 @@ class TensorBoardReader(Follower):
                         data = fh.read(want)
             except OSError as exc:
                 f.lost = isinstance(exc, UnsafeFileError)  # a link or FIFO stays one: said once, then left
-                self._apply(update, [TailNotice("unreadable", f.offset, f"{path.name}: {exc.strerror or exc}")])
+                why = f"{path.name}: {exc.strerror or exc}"
+                if why != f.told:
+                    f.told = why
+                    self._apply(update, [TailNotice("unreadable", f.offset, why)])
                 continue
+            f.told = None
             start = f.offset
             if len(data) >= BULK_BYTES:
                 scan = tfbulk.scan(data, start)
@@ -147,9 +152,11 @@ class TensorBoardReader(Follower):
             self._pending_read |= st.st_size > start + len(data) and end > start
             got |= bool(records) or (scan is not None and bool(scan.parts))
             if scan is not None:
-                self._apply(update, notices, block=self._mapper.add_bulk(scan.parts, records))
+                block = self._mapper.add_bulk(scan.parts, records)
+                self._apply(update, notices + self._mapper.notices(), block=block)
             else:
-                self._apply(update, notices, self._mapper.add([r for _, r in records]) if records else [])
+                events = self._mapper.add([r for _, r in records]) if records else []
+                self._apply(update, notices + self._mapper.notices(), events)
         if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
             self._apply(update, [], self._mapper.flush())
         return update

@@ -153,26 +153,49 @@ class Audio:
 
 
 @dataclass
+class Tensor:
+    """What a ``TensorProto`` holds, as far as a summary needs: its type, its size, its first number, its strings."""
+
+    dtype: int = 0
+    size: int = 1  # the product of its shape's dims (1 for a rank-0 tensor)
+    number: float | None = None
+    strings: list[bytes] = field(default_factory=list)
+
+
+@dataclass
 class EventRecord:
-    """What we read of one ``Event``: its time and step, and its summary values by tag."""
+    """What we read of one ``Event``: its time and step, and its summary values by tag.
+
+    ``tensors`` keep their plugin name (``None`` when this record carries no metadata: writers send
+    it with a tag's first value only) for the reader to decide what they are; ``other`` names the
+    old-style summaries traintop does not show (``image``, ``histogram``).
+    """
 
     wall_time: float = 0.0
     step: int = 0
     scalars: list[tuple[str, float]] = field(default_factory=list)
     audio: list[tuple[str, Audio]] = field(default_factory=list)
-    texts: list[tuple[str, str]] = field(default_factory=list)
+    tensors: list[tuple[str, str | None, Tensor]] = field(default_factory=list)
+    other: list[tuple[str, str]] = field(default_factory=list)
     file_version: str | None = None
 
 
 _DT_FLOAT, _DT_DOUBLE, _DT_HALF, _DT_STRING = 1, 2, 19, 7
 
 
-def _tensor_scalar(b: bytes) -> float | str | None:
-    """A rank-0 ``TensorProto``'s value (the TF2 / new-style scalar and text summaries)."""
-    dtype, content, floats, doubles, strings = 0, b"", [], [], []
+def _tensor(b: bytes) -> Tensor:
+    """A ``TensorProto``: dtype (1), shape (2: dims (2) of size (1)), content (4), float (5), double (6),
+    string (8) values, half values (13)."""
+    out = Tensor()
+    content, floats, doubles = b"", [], []
     for num, wt, v in fields(b):
         if num == 1 and wt == 0:
-            dtype = v
+            out.dtype = v
+        elif num == 2 and wt == 2:
+            for dnum, dwt, dim in fields(v):
+                if dnum == 2 and dwt == 2:
+                    size = next((x for n, w, x in fields(dim) if n == 1 and w == 0), 0)
+                    out.size *= size - (1 << 64) if size >= 1 << 63 else size
         elif num == 4 and wt == 2:
             content = v
         elif num == 5:
@@ -180,29 +203,43 @@ def _tensor_scalar(b: bytes) -> float | str | None:
         elif num == 6:
             doubles.extend(struct.unpack(f"<{len(v) // 8}d", v) if wt == 2 else struct.unpack("<d", v))
         elif num == 8 and wt == 2:
-            strings.append(v)
-    if dtype == _DT_FLOAT:
-        return floats[0] if floats else (struct.unpack_from("<f", content)[0] if len(content) >= 4 else None)
-    if dtype == _DT_DOUBLE:
-        return doubles[0] if doubles else (struct.unpack_from("<d", content)[0] if len(content) >= 8 else None)
-    if dtype == _DT_HALF and len(content) >= 2:
-        return float(np.frombuffer(content[:2], dtype="<f2")[0])
-    if dtype == _DT_STRING and strings:
-        return strings[0].decode("utf-8", "replace")
+            out.strings.append(v)
+    if out.dtype == _DT_FLOAT:
+        out.number = floats[0] if floats else (struct.unpack_from("<f", content)[0] if len(content) >= 4 else None)
+    elif out.dtype == _DT_DOUBLE:
+        out.number = doubles[0] if doubles else (struct.unpack_from("<d", content)[0] if len(content) >= 8 else None)
+    elif out.dtype == _DT_HALF and len(content) >= 2:
+        out.number = float(np.frombuffer(content[:2], dtype="<f2")[0])
+    return out
+
+
+def _plugin(b: bytes) -> str | None:
+    """The plugin name of a ``SummaryMetadata`` (plugin_data (1) → plugin_name (1))."""
+    for num, wt, v in fields(b):
+        if num == 1 and wt == 2:
+            for pnum, pwt, pv in fields(v):
+                if pnum == 1 and pwt == 2:
+                    return pv.decode("utf-8", "replace")
     return None
 
 
 def _value(b: bytes, rec: EventRecord) -> None:
-    tag, simple, audio, tensor = "", None, None, None
+    tag, simple, audio, tensor, plugin, other = "", None, None, None, None, None
     for num, wt, v in fields(b):
         if num == 1 and wt == 2:
             tag = v.decode("utf-8", "replace")
         elif num == 2 and wt == 5:
             simple = struct.unpack("<f", v)[0]
+        elif num == 4 and wt == 2:
+            other = "image"
+        elif num == 5 and wt == 2:
+            other = "histogram"
         elif num == 6 and wt == 2:
             audio = v
         elif num == 8 and wt == 2:
             tensor = v
+        elif num == 9 and wt == 2:
+            plugin = _plugin(v)
     if simple is not None:
         rec.scalars.append((tag, simple))
     elif audio is not None:
@@ -216,11 +253,9 @@ def _value(b: bytes, rec: EventRecord) -> None:
                 a.content_type = v.decode("utf-8", "replace")
         rec.audio.append((tag, a))
     elif tensor is not None:
-        value = _tensor_scalar(tensor)
-        if isinstance(value, float):
-            rec.scalars.append((tag, value))
-        elif isinstance(value, str):
-            rec.texts.append((tag, value))
+        rec.tensors.append((tag, plugin, _tensor(tensor)))
+    elif other is not None:
+        rec.other.append((tag, other))
 
 
 def decode_event(data: bytes) -> EventRecord:
