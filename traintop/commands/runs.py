@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from traintop.protocol import RunReader
-from traintop.protocol.rundir import EVENTS_FILE, find_runs, unreadable
+from traintop.protocol.rundir import EVENTS_FILE, find_runs, run_name, unreadable
 from traintop.protocol.runs import run_status, speed
 from traintop.protocol.text import shown
 
@@ -30,13 +30,14 @@ class RunSummary:
     last_event_age_s: float | None
 
 
-def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
-    """Peek at a run (its head and last MiB, as the runs screen does) and summarize it."""
+def summarize(run_dir: Path, now: float | None = None, root: Path | None = None) -> RunSummary:
+    """Peek at a run (its head and last MiB, as the runs screen does) and summarize it; named by its
+    path from ``root``."""
     now = time.time() if now is None else now
     history = RunReader.peek(run_dir)
     start = history.run_start or {}
     age = now - history.last_t if history.last_t is not None else None
-    return RunSummary(path=str(run_dir), name=run_dir.name, recipe=str(start.get("recipe") or "?"),
+    return RunSummary(path=str(run_dir), name=run_name(root, run_dir) if root is not None else run_dir.name, recipe=str(start.get("recipe") or "?"),
                       status=run_status(history, now), step=history.last_step, epoch=history.last_epoch,
                       steps_per_s=speed(history), last_event_age_s=age)
 
@@ -57,7 +58,7 @@ def run_runs(args: argparse.Namespace) -> int:
     summaries = []
     for run_dir in find_runs(root):
         try:
-            summaries.append(summarize(run_dir))
+            summaries.append(summarize(run_dir, root=root))
         except OSError as exc:
             print(f"traintop runs: {shown(run_dir / EVENTS_FILE)}: {shown(exc.strerror)}", file=sys.stderr)
     hidden = unreadable(root)

@@ -18,7 +18,10 @@ EXIT_UNREADABLE = 3
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``report`` subcommand's arguments to ``parser``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holding events.jsonl)")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="the run directory (holding events.jsonl or TensorBoard event files), or a folder "
+                             "of runs: one line per run")
+    parser.add_argument("--all", action="store_true", help="on a folder of runs: every run's whole report")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="health profile: a built-in name (seed-six-term, vits, xtts-gpt) or a YAML file; "
                              "default: the one the run names, else the best match by term names")
@@ -77,6 +80,15 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``traintop report``; return the exit code."""
+    from traintop.protocol.rundir import find_runs, is_run_dir
+
+    root = Path(args.run_dir)
+    if root.is_dir() and not is_run_dir(root) and not args.follow:
+        runs = find_runs(root)
+        if len(runs) > 1:
+            from traintop.health.folder import report_folder
+
+            return report_folder(root, runs, args)
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded

@@ -352,4 +352,7 @@ def choose_profile(history: Any, override: str | Path | None = None) -> HealthPr
         score = profile.matches(terms)
         if score > best[0]:
             best = (score, profile)
+    own = [t for t in terms if t != "total"]
+    if best[0] < 2 and best[0] * 2 <= len(own):  # one shared name (``loss_mel``) is no evidence of a model
+        return generic_profile()
     return best[1] if best[1] is not None else generic_profile()

@@ -104,6 +104,8 @@ def _print_data(data: dict[str, Any], console: Console) -> None:
         parts.append(f"the events file was truncated or replaced {data['restarted']} time(s)")
     if data.get("unreadable"):
         parts.append(f"{len(data['unreadable'])} file(s) could not be read")
+    if data.get("torn"):
+        parts.append(f"{data['torn']} file(s) end inside a record (a writer stopped mid-write)")
     unshown = data.get("not_shown") or []
     if not parts:
         console.print("Data: every event line was read.")

@@ -53,6 +53,7 @@ def data_issues(history: Any) -> dict[str, Any]:
             "duplicates": int(getattr(history, "duplicates", 0)),
             "restarted": sum(1 for n in notices if n.kind in ("truncated", "replaced")),
             "unreadable": sorted({n.message for n in notices if n.kind == "unreadable"}),
+            "torn": sum(1 for n in notices if n.kind == "torn"),
             "not_shown": [n.message for n in notices if n.kind == "not_shown"],
             "notices": [{"kind": n.kind, "offset": n.offset, "message": n.message} for n in notices[:20]
                         if n.kind != "not_shown"]}

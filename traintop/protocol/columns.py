@@ -57,6 +57,10 @@ class Column:
         self._buf[self._n: self._n + count] = fill
         self._n += count
 
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` values."""
+        self._n = min(self._n, n)
+
     def compact(self, headroom: float = 0.1) -> None:
         """Drop spare capacity beyond ``headroom`` (after a cold open)."""
         keep = self._n + (max(16, int(self._n * headroom)) if headroom > 0 else 0)
@@ -134,6 +138,12 @@ class Table:
             return
         self.append_batch({k: other[k] for k in self._fixed},
                           {t: other.term(t) for t in other.terms}, len(other))
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` rows."""
+        for col in [*self._fixed.values(), *self._terms.values()]:
+            col.truncate(n)
+        self._n = min(self._n, n)
 
     def reserve(self, extra: int) -> None:
         """Pre-size every column for ``extra`` more rows."""

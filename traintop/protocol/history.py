@@ -112,6 +112,7 @@ class RunHistory:
         self.seq_gaps = 0
         self.duplicates = 0
         self.bad_lines = 0
+        self.purged = 0  # times ``purge_from`` dropped rows
         self.notices: list[TailNotice] = []
         self.generation += 1  # bumps on every reset
         # per kind: bumps whenever that part changed ("steps", "evals", "system", "events", "notices")
@@ -169,6 +170,20 @@ class RunHistory:
             self.seq_gaps += int(np.count_nonzero(np.diff(chain) != 1))
             self.last_seq = int(kept_seq[-1])
         return ~dup if dup.any() else None
+
+    def purge_from(self, step: int) -> None:
+        """Drop the train and eval rows at and after ``step``: a new writer went back to it (a resumed
+        TensorBoard run), and its values replace those, as TensorBoard's purge does."""
+        if not any(len(t) and int(t["step"][-1]) >= step for t in (self.steps, self.evals)):
+            return
+        for table, kind in ((self.steps, "steps"), (self.evals, "evals")):
+            order = np.flatnonzero(table["step"] >= step)
+            table.truncate(int(order[0]) if len(order) else len(table))
+            self.revisions[kind] += 1
+        self.segments = [r for r in self.segments if r < len(self.steps)] or [0]
+        self._last_step = int(self.steps["step"][-1]) if len(self.steps) else None
+        self.purged += 1
+        self.generation += 1  # what was judged or drawn from the dropped rows starts over
 
     def _extend_steps(self, block: Block, keep: np.ndarray | None) -> None:
         rows = block.steps

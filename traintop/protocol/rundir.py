@@ -90,6 +90,16 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted(runs, key=_mtime, reverse=True)
 
 
+def run_name(root: Path, run: Path) -> str:
+    """A run's name in the list of runs under ``root``: its path from there (``tf/keras/version_0``), so
+    two ``train`` folders never look alike; its folder's name when it is ``root`` itself."""
+    try:
+        rel = run.relative_to(root)
+    except ValueError:
+        return run.name
+    return str(rel) if rel.parts else (run.name or str(run))
+
+
 def resolve_run_dir(path: str | Path) -> Path:
     """Return ``path`` as a run directory, or raise ``RunDirError`` saying what is wrong with it."""
     p = Path(path)

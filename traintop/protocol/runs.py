@@ -6,10 +6,13 @@ import math
 import os
 import socket
 
+import numpy as np
+
 from traintop.protocol.history import RunHistory
 
 STALL_SECONDS = 120.0  # no event (not even a `system` heartbeat, sent every ~5 s) for this long
 SPEED_WINDOW = 50  # recent steps the it/s figure averages over
+JUMP = 1000  # a step gap this many times the usual one is a jump of the counter, not progress
 
 
 def process_alive(pid: int) -> bool:
@@ -62,6 +65,13 @@ def speed(history: RunHistory, window: int = SPEED_WINDOW) -> float | None:
     lo = max(start, n - window)
     steps = history.steps["step"]
     t = history.steps["t"]
+    gaps = np.diff(steps[lo:n])
+    moved = gaps[gaps > 0]
+    if len(moved):  # a step counter that jumped (to 2**40, say) is no speed: measure after the jump
+        jumps = np.flatnonzero(gaps > JUMP * max(1.0, float(np.median(moved))))
+        lo += int(jumps[-1]) + 1 if len(jumps) else 0
+    if n - lo < 2:
+        return None
     dt = float(t[n - 1] - t[lo])
     ds = float(steps[n - 1] - steps[lo])
     if not (dt > 0 and math.isfinite(dt)) or ds <= 0:

@@ -24,12 +24,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from traintop.protocol.tfrecord import CRC_TABLE, FOOTER, HEADER, MASK_DELTA, MAX_RECORD, masked_crc
+from traintop.protocol.tfrecord import CRC_TABLE, FOOTER, HEADER, MASK_DELTA, length_problem, masked_crc
 
 WALK = 48  # records walked one by one before predicting
 MAX_PERIOD = 24
 FIRST_CHECK = 1024  # rows of a predicted run checked first; then 4× more each time (an early miss costs little)
-LOST = "record length fails its CRC; the rest of the file is unreadable"
 Buf = bytes | memoryview  # a read: its own bytes, or a view of the reader's buffer (nothing here keeps it)
 
 
@@ -151,9 +150,10 @@ def frame(buf: Buf) -> tuple[list[np.ndarray | Run], int, str | None]:
         sizes: list[int] = []
         while n - pos >= HEADER and len(sizes) < WALK:
             (length,) = struct.unpack_from("<Q", buf, pos)
-            if length > MAX_RECORD or masked_crc(buf[pos:pos + 8]) != struct.unpack_from("<I", buf, pos + 8)[0]:
+            why = length_problem(length, masked_crc(buf[pos:pos + 8]) == struct.unpack_from("<I", buf, pos + 8)[0])
+            if why:
                 flush()
-                return segments, pos, LOST
+                return segments, pos, why
             if pos + HEADER + length + FOOTER > n:
                 flush()
                 return segments, pos, None  # torn

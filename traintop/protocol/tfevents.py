@@ -39,6 +39,13 @@ GRAD_NAMES = {"grad_norm", "grad_norm_0", "gradient_norm"}
 FIXED_NAMES = {"step_time": "step_time", "loader_time": "loader_time"}
 SKIP_NAMES = {"grad_norm_1", "current_lr_1", "loss_1"}  # the discriminator's optimizer (coqui VITS)
 TOTAL_NAMES = {"loss", "loss_0"}  # in coqui's scopes: the summed objective
+# counters and run summaries, no loss: Lightning's epoch and hp_metric, HF Trainer's speed and flops
+BOOKKEEPING = {"epoch", "hp_metric", "global_step", "step", "time", "walltime", "runtime", "samples_per_second",
+               "steps_per_second", "total_flos", "epoch_time", "iteration", "iterations"}
+SUMMARIES = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss"}  # HF, at the end
+_BOOK_PATTERN = re.compile(r"^(momentum-|evaluation_.*_vs_iterations$)")  # Lightning's momentum; Keras's 2nd axis
+_LR_GROUP = re.compile(r"^lr-[^/]+(/pg\d+)?$")  # Lightning's LearningRateMonitor: lr-Adam, lr-Adam/pg2
+_GRAD_NORM = re.compile(r"^grad_[\d.]+_norm_total$")  # Lightning's grad_norm() total
 _LAYER_STATS = re.compile(r"^layer\d+-")  # coqui's model_weights(): parameter statistics
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 PROFILE_MARKERS = (("xtts-gpt", {"loss_text_ce", "loss_mel_ce"}),
@@ -50,22 +57,48 @@ def is_event_file(path: Path) -> bool:
     return TFEVENTS_MARK in path.name and path.name.startswith("events.out") and path.is_file()
 
 
-def event_files(run_dir: Path) -> list[Path]:
-    """The event files directly in ``run_dir``, oldest first (their names start with the time)."""
+def _own_event_files(folder: Path) -> list[Path]:
+    """The event files directly in ``folder``, oldest first (their names start with the time)."""
     try:
-        found = [p for p in run_dir.iterdir() if is_event_file(p)]
+        found = [p for p in folder.iterdir() if is_event_file(p)]
     except OSError:
         return []
     return sorted(found, key=lambda p: (p.name.split(TFEVENTS_MARK, 1)[1].split(".", 1)[0], p.name))
 
 
+def split_folders(run_dir: Path) -> list[Path]:
+    """The ``train/`` and ``validation/`` (or ``eval/``, ``val/``) sub-folders of a run written as
+    siblings (Keras's ``TensorBoard`` callback, TF Estimator's ``eval/``): one run to the user. Empty
+    unless an eval folder with event files sits beside a train folder or the run's own files."""
+    try:
+        subs = [d for d in run_dir.iterdir() if d.is_dir() and not d.is_symlink()
+                and d.name.lower() in TRAIN_WORDS | EVAL_WORDS]
+    except OSError:
+        return []
+    subs = [d for d in subs if _own_event_files(d)]
+    evals = [d for d in subs if d.name.lower() in EVAL_WORDS]
+    trains = [d for d in subs if d.name.lower() in TRAIN_WORDS]
+    if evals and (trains or _own_event_files(run_dir)):
+        return sorted(subs)
+    return []
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    """The run's event files, oldest first: those directly in ``run_dir``, then its split folders'."""
+    files = _own_event_files(run_dir)
+    for sub in split_folders(run_dir):
+        files += _own_event_files(sub)
+    return files
+
+
 def is_tensorboard_run(path: Path) -> bool:
-    """True when ``path`` is a directory holding at least one event file."""
+    """True when ``path`` is a directory holding at least one event file (itself or its split folders)."""
     return path.is_dir() and bool(event_files(path))
 
 
 def find_tensorboard_runs(root: Path, max_depth: int = 4) -> list[Path]:
-    """Directories under ``root`` (itself included, to ``max_depth`` levels) that hold event files."""
+    """Directories under ``root`` (itself included, to ``max_depth`` levels) that hold event files;
+    split folders count as their parent."""
     out: list[Path] = []
     root_depth = len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -73,16 +106,42 @@ def find_tensorboard_runs(root: Path, max_depth: int = 4) -> list[Path]:
         if len(here.parts) - root_depth >= max_depth:
             dirnames[:] = []
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(TFEVENTS_MARK in f and f.startswith("events.out") for f in filenames):
+        split = split_folders(here) if any(d.lower() in EVAL_WORDS for d in dirnames) else []
+        if split:
+            out.append(here)
+            dirnames[:] = [d for d in dirnames if here / d not in split]
+        elif any(TFEVENTS_MARK in f and f.startswith("events.out") for f in filenames):
             out.append(here)
     return out
 
 
+def tag_prefix(run_dir: Path, path: Path) -> str:
+    """What the tags of an event file in a split folder are read under (``validation/``), else ``""``."""
+    return "" if path.parent == run_dir else f"{path.parent.name}/"
+
+
+def retag(prefix: str, parts: list[Part], records: list[tuple[int, EventRecord]]) -> None:
+    """Put the tags of one split folder's file under ``prefix`` (its scope: train or eval)."""
+    if not prefix:
+        return
+    for p in parts:
+        p.tag = prefix + p.tag
+    for _, rec in records:
+        rec.scalars = [(prefix + t, v) for t, v in rec.scalars]
+        rec.audio = [(prefix + t, a) for t, a in rec.audio]
+        rec.tensors = [(prefix + t, pl, x) for t, pl, x in rec.tensors]
+        rec.other = [(prefix + t, k) for t, k in rec.other]
+
+
 def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
     """Where a scalar tag goes: ``(stream, name)`` with stream ``train`` / ``eval`` and name a term
-    or one of ``lr`` / ``grad_norm`` / ``step_time`` / ``loader_time`` / ``total``; None to skip.
+    or one of ``lr`` / ``grad_norm`` / ``step_time`` / ``loader_time`` / ``total``; ``("bookkeeping",
+    tag)`` for a counter or a summary that is no loss (listed, not judged); None to skip.
 
-    ``coqui``: the run writes coqui's scopes, where ``loss`` is the total, not a term.
+    ``coqui``: the run writes coqui's scopes, where ``loss`` is the total, not a term. The writers'
+    conventions: scopes (``train/``, ``eval/``, ``val/``, coqui's ``EvalStats/avg_``), Lightning's
+    ``val_loss`` / ``train_loss_step`` / ``lr-Adam`` / ``hp_metric`` / ``epoch``, Keras's ``epoch_loss``
+    / ``epoch_learning_rate``, HF Trainer's ``train/learning_rate`` and its run summaries.
     """
     parts = tag.split("/")
     low = [p.lower() for p in parts]
@@ -91,14 +150,29 @@ def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
     stream = "eval" if any(p in EVAL_WORDS for p in low) else "train"
     rest = [p for p, q in zip(parts, low) if q not in EVAL_WORDS and q not in TRAIN_WORDS] or parts[-1:]
     name = "/".join(rest)
+    if len(parts) == 1:  # one flat name (Lightning's ``self.log``): its prefix says train or eval
+        head, _, tail = name.partition("_")
+        if tail and head.lower() in EVAL_WORDS | {"test"}:
+            stream, name = "eval", tail
+        elif tail and head.lower() in TRAIN_WORDS:
+            name = tail
     if stream == "eval" and name.startswith("avg_"):
         name = name[4:]
     key = name.lower()
     if key in SKIP_NAMES or key.startswith("avg_"):
         return None
-    if key in LR_NAMES:
+    if key in BOOKKEEPING or key.endswith("_epoch") or _BOOK_PATTERN.match(key) or (len(parts) > 1 and key in SUMMARIES):
+        return "bookkeeping", tag
+    if key.endswith("_step") and len(parts) == 1:
+        name, key = name[:-5], key[:-5]  # Lightning's on_step copy of a metric (its ``_epoch`` mean is left out)
+    if key.startswith("epoch_"):
+        name, key = name[6:], key[6:]  # Keras logs each metric per epoch as ``epoch_<name>``
+    lr_group = _LR_GROUP.match(key)
+    if key in LR_NAMES or key.endswith("learning_rate") or lr_group:
+        if lr_group and lr_group.group(1) not in (None, "/pg1"):
+            return None  # another parameter group's rate: the first one is the lr shown
         return (stream, "lr") if stream == "train" else None
-    if key in GRAD_NAMES:
+    if key in GRAD_NAMES or _GRAD_NORM.match(key):
         return (stream, "grad_norm") if stream == "train" else None
     if key in FIXED_NAMES:
         return (stream, FIXED_NAMES[key]) if stream == "train" else None
@@ -107,13 +181,13 @@ def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
     return stream, name
 
 
-def guess_profile(terms: set[str]) -> str | None:
-    """The health profile a run's term names suggest (XTTS GPT, VITS, F5), None when unsure."""
+def guess_profile(terms: set[str], tags: set[str] = frozenset()) -> str | None:
+    """The health profile a run's term names (and raw ``tags``) suggest (XTTS GPT, VITS, F5), None when unsure."""
     for name, markers in PROFILE_MARKERS:
         if terms & markers:
             return name
-    if terms == {"loss"}:
-        return "f5"  # F5-TTS logs one flow-matching loss (and lr)
+    if terms == {"loss"} and "loss" in tags and tags <= {"loss", "lr"}:
+        return "f5"  # F5-TTS logs exactly ``loss`` and ``lr`` (Keras's ``epoch_loss`` is no F5 run)
     return None
 
 
@@ -227,7 +301,8 @@ class TagMapper:
         """One notice per tag found since the last call that traintop does not show."""
         tags = list(self.unshown.items())[self._told:]
         self._told += len(tags)
-        return [TailNotice("not_shown", 0, f"{tag}: a {kind} summary (not shown)") for tag, kind in tags]
+        return [TailNotice("not_shown", 0, f"{tag}: a counter or run summary, no loss (not judged)"
+                           if kind == "bookkeeping" else f"{tag}: a {kind} summary (not shown)") for tag, kind in tags]
 
     def _route(self, tag: str) -> tuple[str, str] | None:
         route = self._routes.get(tag, ())
@@ -236,6 +311,8 @@ class TagMapper:
                 self.coqui = True
                 self._routes.clear()  # earlier tags may read differently in coqui's scopes
             route = self._routes[tag] = classify(tag, self.coqui)
+            if route is not None and route[0] == "bookkeeping":
+                self.unshown.setdefault(tag, "bookkeeping")
         return route  # type: ignore[return-value]
 
     def add(self, records: list[EventRecord]) -> list[dict[str, Any]]:
@@ -249,7 +326,7 @@ class TagMapper:
         for rec in records:
             for tag, value in rec.scalars:
                 route = self._route(tag)
-                if route is None:
+                if route is None or route[0] == "bookkeeping":
                     continue
                 stream, name = route
                 self.tags.add(tag)
@@ -283,7 +360,7 @@ class TagMapper:
         by_name: dict[str, dict[str, list[Part]]] = {"train": {}, "eval": {}}
         for p in sorted(parts, key=lambda p: p.first):
             route = self._route(p.tag)
-            if route is None:
+            if route is None or route[0] == "bookkeeping":
                 continue
             stream, name = route
             self.tags.add(p.tag)
@@ -323,6 +400,6 @@ class TagMapper:
     def run_start(self, t: float) -> dict[str, Any]:
         """The ``run_start`` a TensorBoard run never wrote: read-only, profile guessed from its tags."""
         return {"v": 1, "type": "run_start", "t": t, "run": self.run_dir.name, "recipe": "tensorboard",
-                "profile": guess_profile(self.terms), "terms": {}, "planned_steps": None,
+                "profile": guess_profile(self.terms, self.tags), "terms": {}, "planned_steps": None,
                 "planned_epochs": None, "host": None, "pid": None, "versions": {}, "resumed_from": None,
                 "source": "tensorboard", "read_only": True}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,12 @@ from traintop.protocol.lines import TailNotice
 from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker
-from traintop.protocol.tfevents import TagMapper, event_files
-from traintop.protocol.tfrecord import WireError, decode_event, frame
+from traintop.protocol.tfevents import TagMapper, event_files, retag, tag_prefix
+from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
 BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
+TORN_GRACE = 5.0  # seconds: a torn last record older than this is a writer that stopped, not one mid-write
 HELD_RECHECK = 0.02  # seconds: how soon to look again while a newest step is held back
 READ_ONLY_REASON = ("a TensorBoard run is read-only: to steer a coqui script, add "
                     "`import traintop` and `traintop.attach(trainer, logs=\"logs\")`")
@@ -40,6 +42,7 @@ class _File:
     ino: int = 0
     lost: bool = False
     told: str | None = None  # the read error last said (said again only when it changes)
+    torn_told: int | None = None  # where a torn end was said to be (once per place)
 
 
 class TensorBoardReader(Follower):
@@ -147,10 +150,19 @@ class TensorBoardReader(Follower):
                     records.append((at, decode_event(rec)))
                 except WireError as exc:
                     notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: not an Event ({exc}); skipped"))
+            retag(tag_prefix(self.run_dir, path), scan.parts if scan is not None else [], records)
             f.offset, f.lost = end, lost
-            torn |= not lost and end < start + len(data)
+            if not lost and end < start + len(data):  # a torn record at the end
+                if time.time() - st.st_mtime < TORN_GRACE:
+                    torn = True  # the writer is mid-record: its step may still get values
+                elif f.torn_told != end:
+                    f.torn_told = end
+                    notices.append(TailNotice("torn", end, f"{path.name} byte {end}: the file ends inside a "
+                                              "record (its writer stopped mid-write); what came before is read"))
             self._pending_read |= st.st_size > start + len(data) and end > start
             got |= bool(records) or (scan is not None and bool(scan.parts))
+            if start == 0 and any(g.path.parent == path.parent and g.offset for g in self._files.values() if g is not f):
+                self._purge(scan.parts if scan is not None else [], records)  # the folder's next writer
             if scan is not None:
                 block = self._mapper.add_bulk(scan.parts, records)
                 self._apply(update, notices + self._mapper.notices(), block=block)
@@ -160,6 +172,15 @@ class TensorBoardReader(Follower):
         if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
             self._apply(update, [], self._mapper.flush())
         return update
+
+    def _purge(self, parts: list[tfbulk.Part], records: list[tuple[int, EventRecord]]) -> None:
+        """A new event file that starts at or before steps already read (a resumed writer): from its
+        first step on, its values replace the earlier file's (TensorBoard's purge)."""
+        steps = [int(p.step.min()) for p in parts if len(p.step)]
+        steps += [rec.step for _, rec in records if rec.scalars or rec.tensors]
+        if steps:
+            with self.lock:
+                self.history.purge_from(min(steps))
 
     def _apply(self, update: ReadUpdate, notices: list[TailNotice], events: list[dict[str, Any]] | None = None,
                block: Block | None = None) -> None:

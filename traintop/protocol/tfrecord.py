@@ -55,6 +55,16 @@ def masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
+def length_problem(length: int, crc_ok: bool) -> str | None:
+    """Why a record's length cannot be used (the framing is lost from there), or None."""
+    if not crc_ok:
+        return "record length fails its CRC; the rest of the file is unreadable"
+    if length > MAX_RECORD:
+        return (f"a record claims {length} bytes, more than the {MAX_RECORD >> 20} MiB one may hold; "
+                "the rest of the file is unreadable")
+    return None
+
+
 @dataclass
 class Framed:
     """Records found in a byte range: their data, where each began, and what was wrong."""
@@ -78,8 +88,9 @@ def frame(buf: bytes | memoryview, offset: int) -> Framed:
     while n - pos >= HEADER:
         (length,) = struct.unpack_from("<Q", mv, pos)
         (len_crc,) = struct.unpack_from("<I", mv, pos + 8)
-        if masked_crc(bytes(mv[pos:pos + 8])) != len_crc or length > MAX_RECORD:
-            out.corrupt.append((offset + pos, "record length fails its CRC; the rest of the file is unreadable"))
+        why = length_problem(length, masked_crc(bytes(mv[pos:pos + 8])) == len_crc)
+        if why:
+            out.corrupt.append((offset + pos, why))
             out.lost = True
             break
         stop = pos + HEADER + length + FOOTER

@@ -37,6 +37,7 @@ PANES = ("charts", "alerts", "weights", "system", "samples", "log")
 PANE_TITLES = ("Charts", "Alerts", "Weights", "System", "Samples", "Log")
 SHORT_TITLES = ("Chart", "Alert", "Wts", "Sys", "Smpl", "Log")
 REFRESH_EVERY = 3.0  # seconds: like top (its default delay), new steps are drawn every 3 s however fast they arrive
+CLOCK_EVERY = 5.0  # seconds: the header's clock (elapsed, and idle / stalled once the files go quiet) moves alone
 WIDE = (140, 40)  # from this size up, every pane is on screen at once
 
 
@@ -109,6 +110,15 @@ class RunScreen(RunControl, Screen[None]):
         self.query_one("#body").display = False
         self._layout(self.size.width, self.size.height)
         self._read_run()
+        self.set_interval(CLOCK_EVERY, self._tick_clock)
+
+    def _tick_clock(self) -> None:
+        """The header by the wall clock: a run whose files went quiet turns IDLE / STALLED by the same
+        rule as the runs list, with no event to wake the screen."""
+        if self.loaded:
+            with self.live.lock:
+                summary = summarize(self.live.run_dir.name, self.live.history, self.clock(), self.live.alerts)
+            self.query_one(RunHeader).show(summary)
 
     def on_unmount(self) -> None:
         """Stop the reader (the trainer is never touched)."""

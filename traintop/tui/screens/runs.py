@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from traintop.protocol import find_runs
+from traintop.protocol.rundir import run_name
 from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.messages import RunsScanned
@@ -52,7 +53,7 @@ def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path,
                     alerts.insert(0, worst)
         except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
             alerts = []
-        out.append((run, summarize(run.name, history, now, alerts)))
+        out.append((run, summarize(run_name(root, run), history, now, alerts)))
     out.sort(key=lambda p: attention_order(p[1]))
     note = "" if out else f"no runs in {root} yet (a run is a folder holding events.jsonl); waiting"
     return out, note

@@ -1,0 +1,77 @@
+"""``traintop report DIR`` on a folder of runs: one line per run with its verdict (``--all``: every
+run's whole report), worst first; the exit code is the worst verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from traintop.health.loader import choose_profile
+from traintop.health.profile import ProfileError
+from traintop.health.report import build_report
+from traintop.health.snapshot import judge
+from traintop.protocol import RunDirError, open_reader
+from traintop.protocol.rundir import run_name
+from traintop.protocol.text import MESSAGE_MAX, shown
+
+EXIT_CODES = {"healthy": 0, "warning": 1, "critical": 2}
+EXIT_UNREADABLE = 3
+RANK = {"critical": 0, "warning": 1, "healthy": 2}
+
+
+def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
+    """The report of one run, or why it could not be read."""
+    try:
+        reader = open_reader(run_dir, use_watchdog=False)
+        reader.open()
+    except (RunDirError, OSError) as exc:
+        return str(exc)
+    history = reader.history
+    if history.events == 0:
+        why = next((n.message for n in history.notices if n.kind == "unreadable"), None)
+        return why or f"{reader.path}: no readable event"
+    try:
+        profile = choose_profile(history, profile_name)
+    except ProfileError as exc:
+        return str(exc)
+    events = None if getattr(reader, "read_only", False) else reader.path
+    mon = judge(history, profile, events, reader.offset, None, background=False)
+    mon.update(history)  # the stall check on the wall clock
+    return build_report(history, profile, monitor=mon)
+
+
+def report_folder(root: Path, runs: list[Path], args: Any) -> int:
+    """Judge every run under ``root``; print a table (or each report with ``--all``); return the worst code."""
+    judged = [(run_name(root, run), run, judge_run(run, args.profile)) for run in runs]
+    judged.sort(key=lambda j: (RANK.get(j[2]["verdict"], -1) if isinstance(j[2], dict) else -1, j[0]))
+    codes = [EXIT_CODES[r["verdict"]] if isinstance(r, dict) else EXIT_UNREADABLE for _, _, r in judged]
+    if args.json:
+        print(json.dumps([{"run": name, "path": str(run), **({"report": r} if isinstance(r, dict) else {"error": r})}
+                          for name, run, r in judged], indent=2, default=str))
+        return max(codes, default=0)
+    if getattr(args, "all", False):
+        from traintop.health.render import print_report
+
+        for _name, run, r in judged:
+            if isinstance(r, dict):
+                print_report(r, run)
+            else:
+                print(f"{shown(run, MESSAGE_MAX)}: {shown(r, MESSAGE_MAX)}")
+            print()
+        return max(codes, default=0)
+    width = min(60, max([len(shown(n)) for n, _, _ in judged] + [3]))
+    print(f"{'RUN':<{width}} {'VERDICT':<8} {'STATUS':<10} {'STEP':>8}  WORST ALERT")
+    for name, _run, r in judged:
+        if not isinstance(r, dict):
+            print(f"{shown(name)[:width]:<{width}} {'?':<8} {'unread':<10} {'-':>8}  {shown(r, 80)}")
+            continue
+        worst = r.get("worst_so_far") or {}
+        alert = f"{worst['severity']}: {worst.get('message', '')}" if worst.get("severity") in EXIT_CODES else ""
+        step = r.get("step")
+        print(f"{shown(name)[:width]:<{width}} {shown(r['verdict']).upper():<8} {shown(r.get('status')):<10} "
+              f"{shown(step if step is not None else '-'):>8}  {shown(alert, 80)}")
+    print(f"{len(judged)} run(s) under {shown(root, MESSAGE_MAX)}; `traintop report RUN` for one, "
+          "`--all` for every report", file=sys.stderr)
+    return max(codes, default=0)
