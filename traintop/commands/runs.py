@@ -37,7 +37,8 @@ def summarize(run_dir: Path, now: float | None = None, root: Path | None = None)
     history = RunReader.peek(run_dir)
     start = history.run_start or {}
     age = now - history.last_t if history.last_t is not None else None
-    return RunSummary(path=str(run_dir), name=run_name(root, run_dir) if root is not None else run_dir.name, recipe=str(start.get("recipe") or "?"),
+    name = run_name(root, run_dir) if root is not None else run_dir.name
+    return RunSummary(path=str(run_dir), name=name, recipe=str(start.get("recipe") or "?"),
                       status=run_status(history, now), step=history.last_step, epoch=history.last_epoch,
                       steps_per_s=speed(history), last_event_age_s=age)
 

@@ -82,7 +82,8 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     ``series``: each name's values in file order; a repeated (step, name) keeps the later value."""
     if pending.rows:
         series = _with_held(pending, series)
-    if pending.last_emitted is not None and any(len(s) and s.min() < pending.last_emitted for s, _, _ in series.values()):
+    last = pending.last_emitted
+    if last is not None and any(len(s) and s.min() < last for s, _, _ in series.values()):
         pending.last_emitted = None  # the writer went back (a resume): its steps come again, later values win
     if pending.last_emitted is not None:  # a value for a row already made is dropped
         for name, (s, w, v) in list(series.items()):

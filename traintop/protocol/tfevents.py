@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from traintop.protocol.block import Block
+from traintop.protocol.lines import TailNotice
 from traintop.protocol.tfbulk import Part
 from traintop.protocol.tfcolumns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
-from traintop.protocol.lines import TailNotice
 from traintop.protocol.tfrecord import Audio, EventRecord
 
 TFEVENTS_MARK = ".tfevents."
@@ -161,7 +161,8 @@ def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
     key = name.lower()
     if key in SKIP_NAMES or key.startswith("avg_"):
         return None
-    if key in BOOKKEEPING or key.endswith("_epoch") or _BOOK_PATTERN.match(key) or (len(parts) > 1 and key in SUMMARIES):
+    if key in BOOKKEEPING or key.endswith("_epoch") or _BOOK_PATTERN.match(key) or (
+            len(parts) > 1 and key in SUMMARIES):
         return "bookkeeping", tag
     if key.endswith("_step") and len(parts) == 1:
         name, key = name[:-5], key[:-5]  # Lightning's on_step copy of a metric (its ``_epoch`` mean is left out)

@@ -161,8 +161,9 @@ class TensorBoardReader(Follower):
                                               "record (its writer stopped mid-write); what came before is read"))
             self._pending_read |= st.st_size > start + len(data) and end > start
             got |= bool(records) or (scan is not None and bool(scan.parts))
-            if start == 0 and any(g.path.parent == path.parent and g.offset for g in self._files.values() if g is not f):
-                self._purge(scan.parts if scan is not None else [], records)  # the folder's next writer
+            earlier = any(g.path.parent == path.parent and g.offset for g in self._files.values() if g is not f)
+            if start == 0 and earlier:  # the folder's next writer: it may go back to steps already read
+                self._purge(scan.parts if scan is not None else [], records)
             if scan is not None:
                 block = self._mapper.add_bulk(scan.parts, records)
                 self._apply(update, notices + self._mapper.notices(), block=block)

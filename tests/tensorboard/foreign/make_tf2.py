@@ -1,7 +1,8 @@
 """Writes the TensorFlow 2 / Keras 3 event files under ``tf2/`` (TensorFlow is too heavy for CI: the
 files are committed, this script is how they were made).
 
-    python3 -m venv /tmp/tfv && /tmp/tfv/bin/pip install "tensorflow-cpu==2.21.*" tensorboard   # Keras 3.15 comes with it
+    python3 -m venv /tmp/tfv
+    /tmp/tfv/bin/pip install "tensorflow-cpu==2.21.*" tensorboard   # Keras 3.15 comes with it
     /tmp/tfv/bin/python tests/tensorboard/foreign/make_tf2.py
 
 - ``tf2/keras/``: ``model.fit`` with the ``TensorBoard`` callback (``histogram_freq=1``) and validation
