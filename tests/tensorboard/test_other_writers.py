@@ -355,3 +355,54 @@ def test_an_unreadable_event_file_is_said_in_the_report(tmp_path: Path) -> None:
         first.chmod(0o600)
         alone = as_other(argv)
         assert alone.returncode == 3 and "Permission denied" in alone.stderr, alone
+
+
+# -- 5. a folder of many runs ----------------------------------------------------------------------------------
+
+
+def test_peek_reads_a_bounded_head_and_tail(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "long"
+    w = SummaryWriter(str(run))
+    for s in range(1, 30_001):
+        w.add_scalar("train/loss_mel", 5 / s ** 0.3, s, walltime=1_700_000_000 + s * 0.1)
+        w.add_scalar("train/lr", 1e-4, s, walltime=1_700_000_000 + s * 0.1)
+    w.close()
+    whole = read(run).history
+    peeked = TensorBoardReader.peek(run, tail_bytes=64 << 10)
+    assert event_files(run)[0].stat().st_size > 1 << 20
+    assert len(peeked.steps) < len(whole.steps) // 5  # the head and the tail, not the whole file
+    assert (peeked.first_t, peeked.last_t, peeked.last_step) == (whole.first_t, whole.last_t, 30_000)
+    assert peeked.steps["step"][0] == 1 and (np.diff(peeked.steps["step"]) > 0).all()
+    from traintop.protocol.runs import speed
+
+    assert speed(peeked) == pytest.approx(speed(whole)) == pytest.approx(10.0)
+    assert not peeked.notices
+
+
+def test_the_runs_list_reads_and_judges_only_runs_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              cache_home: Path) -> None:
+    from traintop.tui.live import default_monitor_factory
+    from traintop.tui.screens import runs as runs_screen
+
+    root = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        write_cadences(root / name)
+    peeks: list[str] = []
+    real_peek = runs_screen.peek_run
+    monkeypatch.setattr(runs_screen, "peek_run", lambda run: peeks.append(run.name) or real_peek(run))
+    scanner = runs_screen.RunsScanner(root, default_monitor_factory)
+    now = time.time()
+    first, _ = scanner.scan(now)
+    assert sorted(peeks) == ["a", "b", "c"] and {s.status for _, s in first} == {"running"}
+    peeks.clear()
+    again, _ = scanner.scan(now + 1000)  # nothing changed: nothing read, but the clock moves the status
+    assert peeks == [] and {s.status for _, s in again} == {"idle"}
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(str(root / "b"))
+    w.add_scalar("train/loss_mel", 0.5, 401)
+    w.close()
+    scanner.scan(now + 1001)
+    assert peeks == ["b"]

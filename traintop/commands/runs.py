@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -14,6 +15,9 @@ from traintop.protocol import RunReader
 from traintop.protocol.rundir import EVENTS_FILE, find_runs, run_name, unreadable
 from traintop.protocol.runs import run_status, speed
 from traintop.protocol.text import shown
+
+PARALLEL_FROM = 16  # runs: from this many on, peeks are spread over the cores
+MAX_WORKERS = 8
 
 
 @dataclass
@@ -43,6 +47,28 @@ def summarize(run_dir: Path, now: float | None = None, root: Path | None = None)
                       steps_per_s=speed(history), last_event_age_s=age)
 
 
+def _summary_or_why(run_dir: Path, root: Path, now: float) -> RunSummary | str:
+    try:
+        return summarize(run_dir, now, root)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+
+
+def summarize_all(runs: list[Path], root: Path) -> list[RunSummary | str]:
+    """Every run's summary (or why it could not be read), in ``runs``' order; many runs are read by
+    a process per core (each peek is numpy and Python, one core apiece)."""
+    now = time.time()
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(runs) < PARALLEL_FROM or workers < 2:
+        return [_summary_or_why(r, root, now) for r in runs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:  # fork: the imports are done
+        return list(pool.map(_summary_or_why, runs, [root] * len(runs), [now] * len(runs),
+                             chunksize=max(1, len(runs) // (workers * 4))))
+
+
 def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``traintop runs``."""
     parser.add_argument("root", nargs="?", default="logs", metavar="ROOT",
@@ -57,11 +83,11 @@ def run_runs(args: argparse.Namespace) -> int:
         print(f"traintop runs: {shown(root)}: no such folder", file=sys.stderr)
         return 2
     summaries = []
-    for run_dir in find_runs(root):
-        try:
-            summaries.append(summarize(run_dir, root=root))
-        except OSError as exc:
-            print(f"traintop runs: {shown(run_dir / EVENTS_FILE)}: {shown(exc.strerror)}", file=sys.stderr)
+    for run_dir, got in zip(runs := find_runs(root), summarize_all(runs, root), strict=True):
+        if isinstance(got, RunSummary):
+            summaries.append(got)
+        else:
+            print(f"traintop runs: {shown(run_dir / EVENTS_FILE)}: {shown(got)}", file=sys.stderr)
     hidden = unreadable(root)
     if hidden:  # other accounts' private runs: said in one line, never a traceback
         more = f" and {len(hidden) - 5} more" if len(hidden) > 5 else ""

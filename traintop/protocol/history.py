@@ -171,11 +171,11 @@ class RunHistory:
             self.last_seq = int(kept_seq[-1])
         return ~dup if dup.any() else None
 
-    def purge_from(self, step: int) -> None:
+    def purge_from(self, step: int) -> bool:
         """Drop the train and eval rows at and after ``step``: a new writer went back to it (a resumed
-        TensorBoard run), and its values replace those, as TensorBoard's purge does."""
+        TensorBoard run), and its values replace those, as TensorBoard's purge does. True if any went."""
         if not any(len(t) and int(t["step"][-1]) >= step for t in (self.steps, self.evals)):
-            return
+            return False
         for table, kind in ((self.steps, "steps"), (self.evals, "evals")):
             order = np.flatnonzero(table["step"] >= step)
             table.truncate(int(order[0]) if len(order) else len(table))
@@ -184,6 +184,7 @@ class RunHistory:
         self._last_step = int(self.steps["step"][-1]) if len(self.steps) else None
         self.purged += 1
         self.generation += 1  # what was judged or drawn from the dropped rows starts over
+        return True
 
     def _extend_steps(self, block: Block, keep: np.ndarray | None) -> None:
         rows = block.steps

@@ -206,7 +206,7 @@ class RunReader(Follower):
         if not path.is_file() and is_tensorboard_run(Path(run_dir)):
             from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
 
-            return TensorBoardReader.peek(run_dir)
+            return TensorBoardReader.peek(run_dir, tail_bytes)
         try:
             with open_read(path) as fh:
                 head = fh.readline(1 << 20)

@@ -75,6 +75,19 @@ def _mtime(run: Path) -> float:
         return 0.0
 
 
+def fingerprint(run: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when a run's events do: name, size, mtime and inode of its event file(s)."""
+    files = [run / EVENTS_FILE] if has_events(run) else event_files(run)
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f, follow_symlinks=False)
+        except OSError:
+            continue
+        out.append((f.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
+
+
 def find_runs(root: str | Path) -> list[Path]:
     """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first.
 

@@ -37,8 +37,6 @@ class Pending:
 
     def add(self, step: int, wall: float, name: str, value: float) -> None:
         """Record one value (a later value for the same step and name replaces it)."""
-        if self.last_emitted is not None and step < self.last_emitted:
-            self.last_emitted = None  # the writer went back (a resume): its steps come again
         if step == self.last_emitted:
             self.late += 1
             return
@@ -82,9 +80,6 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     ``series``: each name's values in file order; a repeated (step, name) keeps the later value."""
     if pending.rows:
         series = _with_held(pending, series)
-    last = pending.last_emitted
-    if last is not None and any(len(s) and s.min() < last for s, _, _ in series.values()):
-        pending.last_emitted = None  # the writer went back (a resume): its steps come again, later values win
     if pending.last_emitted is not None:  # a value for a row already made is dropped
         for name, (s, w, v) in list(series.items()):
             late = s == pending.last_emitted

@@ -379,6 +379,12 @@ class TagMapper:
             rare.insert(0, self.run_start(float(min(first)) if first else rare[0]["t"]))
         return make_block(out["train"], out["eval"], rare)
 
+    def went_back(self) -> None:
+        """A new writer starts again at an earlier step (the rows from there were purged): its values
+        for the last step already made into a row are no late arrivals."""
+        for p in self.pending.values():
+            p.last_emitted = None
+
     def holding(self) -> bool:
         """Whether a newest step is held back (``flush`` would release it)."""
         return any(p.rows for p in self.pending.values())

@@ -25,11 +25,15 @@ from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker
 from traintop.protocol.tfevents import TagMapper, event_files, retag, tag_prefix
-from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame
+from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame, resync
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
 BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
+COLD_BULK = 16  # a cold open (a whole small file: the runs list's peek) takes arrays from BULK_BYTES / 16 up
 TORN_GRACE = 5.0  # seconds: a torn last record older than this is a writer that stopped, not one mid-write
+PEEK_HEAD = 64 << 10  # the runs list reads this much of a TensorBoard run's first file ...
+PEEK_TAIL = 1 << 20  # ... and this much of the end of its newest
+RESYNC_BYTES = 4 << 20  # a record starts within this much of where a tail read begins (audio records are big)
 HELD_RECHECK = 0.02  # seconds: how soon to look again while a newest step is held back
 READ_ONLY_REASON = ("a TensorBoard run is read-only: to steer a coqui script, add "
                     "`import traintop` and `traintop.attach(trainer, logs=\"logs\")`")
@@ -137,7 +141,7 @@ class TensorBoardReader(Follower):
                 continue
             f.told = None
             start = f.offset
-            if len(data) >= BULK_BYTES:
+            if len(data) >= (BULK_BYTES // COLD_BULK if self._scratch is not None else BULK_BYTES):
                 scan = tfbulk.scan(data, start)
                 corrupt, end, lost, others = scan.corrupt, scan.end, scan.lost, scan.others
             else:
@@ -152,7 +156,7 @@ class TensorBoardReader(Follower):
                     notices.append(TailNotice("bad_line", at, f"{path.name} byte {at}: not an Event ({exc}); skipped"))
             retag(tag_prefix(self.run_dir, path), scan.parts if scan is not None else [], records)
             f.offset, f.lost = end, lost
-            if not lost and end < start + len(data):  # a torn record at the end
+            if not lost and end < start + len(data) >= st.st_size:  # a torn record at the end of the file
                 if time.time() - st.st_mtime < TORN_GRACE:
                     torn = True  # the writer is mid-record: its step may still get values
                 elif f.torn_told != end:
@@ -181,7 +185,8 @@ class TensorBoardReader(Follower):
         steps += [rec.step for _, rec in records if rec.scalars or rec.tensors]
         if steps:
             with self.lock:
-                self.history.purge_from(min(steps))
+                if self.history.purge_from(min(steps)):
+                    self._mapper.went_back()
 
     def _apply(self, update: ReadUpdate, notices: list[TailNotice], events: list[dict[str, Any]] | None = None,
                block: Block | None = None) -> None:
@@ -216,8 +221,44 @@ class TensorBoardReader(Follower):
         """Nothing stays open between reads."""
 
     @staticmethod
-    def peek(run_dir: str | Path, tail_bytes: int = 0) -> RunHistory:
-        """The runs list's view: the whole run (event files hold no fixed head to read)."""
+    def peek(run_dir: str | Path, tail_bytes: int = PEEK_TAIL) -> RunHistory:
+        """The runs list's view, bounded: the head of the first event file (when the run started) and
+        the last ``tail_bytes`` of the newest (where it is now); the whole run when it is that small."""
         reader = TensorBoardReader(run_dir, use_watchdog=False)
-        reader.open()
+        files = event_files(reader.run_dir)
+        try:
+            sizes = [os.stat(p, follow_symlinks=False) for p in files]
+        except OSError:
+            sizes = []
+        if len(sizes) != len(files) or sum(st.st_size for st in sizes) <= PEEK_HEAD + tail_bytes:
+            reader.open()
+            return reader.history
+        first, last = files[0], files[-1]
+        for path, st in zip(files, sizes, strict=True):  # every file skipped but the two ends
+            reader._files[path] = _File(path, offset=0 if path == first else st.st_size, ino=st.st_ino)
+        at = reader._tail_start(last, sizes[-1].st_size - tail_bytes)
+        reader._scratch = bytearray()  # a cold read: arrays pay off on small reads too
+        reader.poll(max_bytes=PEEK_HEAD, flush=False)  # the head (and a first piece of the tail)
+        head = reader._files[first]
+        if first != last:
+            head.offset = sizes[0].st_size
+        if at is not None:
+            tail = reader._files[last]
+            tail.offset = max(tail.offset, at) if first == last else at
+        while True:
+            reader.poll(flush=False)
+            if not reader._pending_read:
+                break
+        reader._scratch = None
+        reader.poll()
         return reader.history
+
+    def _tail_start(self, path: Path, near: int) -> int | None:
+        """Where the first whole record after byte ``near`` of ``path`` starts (None: none found)."""
+        try:
+            with open_read(path) as fh:
+                fh.seek(max(0, near))
+                found = resync(fh.read(RESYNC_BYTES))
+        except OSError:
+            return None
+        return None if found is None else max(0, near) + found

@@ -107,6 +107,23 @@ def frame(buf: bytes | memoryview, offset: int) -> Framed:
     return out
 
 
+def resync(buf: bytes | memoryview, limit: int = 1 << 20) -> int | None:
+    """The offset of the first whole record in ``buf`` (read from the middle of a file): a length
+    whose CRC holds, followed by data whose CRC holds; None when the first ``limit`` bytes hold none."""
+    mv = memoryview(buf)
+    n = len(mv)
+    for pos in range(min(limit, max(0, n - HEADER - FOOTER))):
+        (length,) = struct.unpack_from("<Q", mv, pos)
+        if length > MAX_RECORD or pos + HEADER + length + FOOTER > n:
+            continue
+        if masked_crc(bytes(mv[pos:pos + 8])) != struct.unpack_from("<I", mv, pos + 8)[0]:
+            continue
+        if masked_crc(bytes(mv[pos + HEADER:pos + HEADER + length])) == struct.unpack_from(
+                "<I", mv, pos + HEADER + length)[0]:
+            return pos
+    return None
+
+
 # -- protobuf wire format ----------------------------------------------------------------------
 
 class WireError(ValueError):

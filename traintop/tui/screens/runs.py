@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from traintop.protocol import find_runs
-from traintop.protocol.rundir import run_name
+from traintop.protocol.history import RunHistory
+from traintop.protocol.rundir import fingerprint, run_name
 from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.messages import RunsScanned
@@ -22,6 +24,7 @@ from traintop.tui.summary import RunSummary, peek_run, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
 
 SCAN_EVERY = 2.0  # seconds between rescans of the folder
+PART_EVERY = 0.5  # seconds: a long first scan shows the runs read so far this often
 STATUS_RANK = {"failed": 0, "stalled": 1, "paused": 2, "stopping": 3, "running": 4, "unknown": 5,
                "idle": 6, "stopped": 6, "completed": 7}
 
@@ -31,20 +34,52 @@ def attention_order(s: RunSummary) -> tuple:
     return (-s.worst_rank, STATUS_RANK.get(s.status, 5), s.name)
 
 
-def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path, RunSummary]], str]:
-    """Summaries of the runs under ``root`` and a note on what the folder is (plain words)."""
-    if not root.exists():
-        return [], f"{root} does not exist yet; waiting for a run to appear there"
-    if not root.is_dir():
-        return [], f"{root} is a file, not a folder of runs or a run directory"
-    out = []
-    for run in find_runs(root):
-        history = peek_run(run)
+class RunsScanner:
+    """Summaries of the runs under a folder, kept between scans: a run whose files did not change is
+    not read nor judged again (its status still moves with the clock), so an open list of hundreds
+    of quiet runs costs a ``stat`` per file every few seconds."""
+
+    def __init__(self, root: Path, monitor_factory: Any) -> None:
+        self.root = root
+        self.monitor_factory = monitor_factory
+        self._known: dict[Path, tuple[Any, RunHistory, Any]] = {}  # run → (fingerprint, history, monitor)
+
+    def scan(self, now: float, on_part: Any = None, part_every: float = PART_EVERY) -> tuple[list, str]:
+        """``(run, summary)`` pairs, the ones needing attention first, and a note on the folder;
+        ``on_part(pairs, note)`` gets the list so far every ``part_every`` seconds of a long scan."""
+        root = self.root
+        if not root.exists():
+            return [], f"{root} does not exist yet; waiting for a run to appear there"
+        if not root.is_dir():
+            return [], f"{root} is a file, not a folder of runs or a run directory"
+        runs = find_runs(root)
+        out = []
+        last_part = time.monotonic()
+        for i, run in enumerate(runs):
+            out.append((run, self._summary(run, now)))
+            if on_part is not None and time.monotonic() - last_part > part_every:
+                last_part = time.monotonic()
+                on_part(sorted(out, key=lambda p: attention_order(p[1])), f"reading runs: {i + 1} of {len(runs)}")
+        self._known = {run: self._known[run] for run in runs if run in self._known}
+        out.sort(key=lambda p: attention_order(p[1]))
+        note = "" if out else f"no runs in {root} yet (a run is a folder holding events.jsonl); waiting"
+        return out, note
+
+    def _summary(self, run: Path, now: float) -> RunSummary:
+        key = fingerprint(run)
+        known = self._known.get(run)
+        if known is None or known[0] != key:
+            history = peek_run(run)
+            try:
+                monitor = self.monitor_factory(history) if history.events else None
+            except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
+                monitor = None
+            known = self._known[run] = (key, history, monitor)
+        _, history, monitor = known
         alerts: list[Any] = []
         try:
-            monitor = monitor_factory(history) if history.events else None
             if monitor is not None:
-                monitor.update(history, now)
+                monitor.update(history, now)  # nothing new to judge: the stall check on the clock alone
                 alerts = list(monitor.active_alerts())
                 worst = monitor.worst
                 # an ended run is judged over all of it: a critical that ended before the end still shows
@@ -53,10 +88,12 @@ def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path,
                     alerts.insert(0, worst)
         except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
             alerts = []
-        out.append((run, summarize(run_name(root, run), history, now, alerts)))
-    out.sort(key=lambda p: attention_order(p[1]))
-    note = "" if out else f"no runs in {root} yet (a run is a folder holding events.jsonl); waiting"
-    return out, note
+        return summarize(run_name(self.root, run), history, now, alerts)
+
+
+def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path, RunSummary]], str]:
+    """Summaries of the runs under ``root`` and a note on what the folder is (one scan, nothing kept)."""
+    return RunsScanner(root, monitor_factory).scan(now)
 
 
 class RunsScreen(Screen[None]):
@@ -71,6 +108,8 @@ class RunsScreen(Screen[None]):
         self.clock = clock
         self.monitor_factory = monitor_factory
         self.paths: list[Path] = []
+        self._scanner: RunsScanner | None = None
+        self._scanning = threading.Event()  # a scan is running (the next tick waits for it)
 
     def compose(self) -> ComposeResult:
         """Title, note, table, footer."""
@@ -88,15 +127,23 @@ class RunsScreen(Screen[None]):
         self.set_interval(SCAN_EVERY, self.action_rescan)
 
     def action_rescan(self) -> None:
-        """Scan the folder again (off the UI thread)."""
-        self._scan()
+        """Scan the folder again (off the UI thread); a scan still running is not doubled."""
+        if not self._scanning.is_set():
+            self._scanning.set()
+            self._scan()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="scan")
+    @work(thread=True, exit_on_error=False, group="scan")
     def _scan(self) -> None:
         from traintop.tui.live import default_monitor_factory
 
-        found, note = scan(self.root, self.clock(), self.monitor_factory or default_monitor_factory)
-        self.post_message(RunsScanned(found, note))
+        try:
+            if self._scanner is None:
+                self._scanner = RunsScanner(self.root, self.monitor_factory or default_monitor_factory)
+            found, note = self._scanner.scan(self.clock(),
+                                             lambda part, why: self.post_message(RunsScanned(part, why)))
+            self.post_message(RunsScanned(found, note))
+        finally:
+            self._scanning.clear()
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
         """Redraw the table, keeping the cursor on the same run."""
