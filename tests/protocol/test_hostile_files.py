@@ -218,7 +218,7 @@ def test_a_tensorboard_record_too_big_for_one_read_is_told_once_not_reread(tmp_p
     reader.open()
     for _ in range(3):
         in_thread(reader.poll)
-    told = [n for n in reader.history.notices if "length" in n.message]
+    told = [n for n in reader.history.notices if f"claims {length} bytes" in n.message]
     assert len(told) == 1, reader.history.notices
     assert reader.history.last_step == 49
     reader.close()

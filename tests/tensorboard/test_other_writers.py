@@ -406,3 +406,36 @@ def test_the_runs_list_reads_and_judges_only_runs_that_changed(tmp_path: Path, m
     w.close()
     scanner.scan(now + 1001)
     assert peeks == ["b"]
+
+
+# -- 4. what no rule knows: the profile's ``tags:`` --------------------------------------------------------------
+
+
+def test_a_profile_says_what_tags_no_rule_knows_are(tmp_path: Path, cache_home: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "custom"
+    w = SummaryWriter(str(run))
+    for s in range(1, 201):
+        w.add_scalar("mel_l1", 3 / s ** 0.3, s)
+        w.add_scalar("scratch/debug_norm", float(s), s)
+        if s % 20 == 0:
+            w.add_scalar("dev_mel_l1", 3.3 / s ** 0.3, s)
+    w.close()
+    rc, rep = report(run, cache_home)
+    assert set(rep["terms"]) == {"mel_l1", "scratch/debug_norm", "dev_mel_l1", "total"}
+    profile = tmp_path / "mine.yaml"
+    profile.write_text('name: mine\ntags:\n  "^dev_": eval\n  "^scratch/": ignore\n')
+    proc = traintop("report", str(run), "--json", "--profile", str(profile), cache=cache_home)
+    rep = json.loads(proc.stdout)
+    assert set(rep["terms"]) == {"mel_l1", "dev_mel_l1", "total"} and rep["profile"] == "mine"
+    h = TensorBoardReader(run, use_watchdog=False, tag_rules=(("^dev_", "eval"), ("^scratch/", "ignore")))
+    h.open()
+    assert len(h.history.evals) == 10 and "dev_mel_l1" in h.history.evals.terms
+    assert "dev_mel_l1" not in h.history.steps.terms and "scratch/debug_norm" not in h.history.steps.terms
+    profile.write_text('name: mine\ntags:\n  "^dev_(": eval\n')
+    bad = traintop("report", str(run), "--profile", str(profile), cache=cache_home)
+    assert bad.returncode == 3 and "tags.^dev_(" in bad.stderr and "regular expression" in bad.stderr
+    profile.write_text('name: mine\ntags:\n  "^dev_": validation\n')
+    bad = traintop("report", str(run), "--profile", str(profile), cache=cache_home)
+    assert bad.returncode == 3 and "one of train, eval" in bad.stderr and "mine.yaml" in bad.stderr

@@ -35,7 +35,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
-    from traintop.health.loader import choose_profile
+    from traintop.health.loader import choose_profile, load_profile
     from traintop.health.monitor import HealthMonitor
     from traintop.health.profile import ProfileError
     from traintop.protocol import RunDirError, open_reader, resolve_run_dir
@@ -57,9 +57,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
         mon.update(part, now=part.last_t)
         early.append((prof, mon))
 
+    try:  # a profile file's ``tags:`` rules tell the reader what a TensorBoard run's tags are
+        rules = load_profile(args.profile).tags if args.profile is not None else ()
+    except ProfileError as exc:
+        print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
+        return EXIT_UNREADABLE
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False))
+        reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False), tag_rules=rules)
         reader.open(on_part=None if args.follow else judge_first_part)
         history = reader.history
     except (RunDirError, OSError) as exc:

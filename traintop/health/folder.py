@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from traintop.health.loader import choose_profile
+from traintop.health.loader import choose_profile, load_profile
 from traintop.health.profile import ProfileError
 from traintop.health.report import build_report
 from traintop.health.snapshot import judge
@@ -24,9 +24,10 @@ RANK = {"critical": 0, "warning": 1, "healthy": 2}
 def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
     """The report of one run, or why it could not be read."""
     try:
-        reader = open_reader(run_dir, use_watchdog=False)
+        rules = load_profile(profile_name).tags if profile_name is not None else ()
+        reader = open_reader(run_dir, use_watchdog=False, tag_rules=rules)
         reader.open()
-    except (RunDirError, OSError) as exc:
+    except (RunDirError, OSError, ProfileError) as exc:
         return str(exc)
     history = reader.history
     if history.events == 0:

@@ -21,6 +21,8 @@ The format (see ``traintop/configs/health/seed-six-term.yaml`` for a full one)::
           spike: false
     checklist:
       - {item: "speaker < 0.2 at the end", role: speaker, below: 0.2}
+    tags:                         # TensorBoard tags no built-in rule knows (regex: the first match wins)
+      "^dev_": eval               # train | eval | lr | grad_norm | total | bookkeeping | ignore
 
 Suggestions are commands as typed: ``pause``, ``scale_lr 0.8``, ``set_lr 3e-6``, ``set_weight ROLE 1.2``
 (the role resolves to the run's own term names), ``set_weight ROLE x1.5`` (× the current weight) and
@@ -30,6 +32,7 @@ Suggestions are commands as typed: ``pause``, ``scale_lr 0.8``, ``set_lr 3e-6``,
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +53,14 @@ from traintop.health.profile import (
     ZoneRule,
 )
 from traintop.protocol.control import COMMANDS
+from traintop.protocol.tfevents import TAG_ACTIONS
 
 CHOICES = {"severity": SEVERITIES, "mode": ("min", "max"), "threshold_mode": ("rel", "abs"),
            "source": ("auto", "eval", "epoch"), "direction": ("up", "down", "both")}
 OPTIONAL_NUMBERS = {"near_zero", "rel_std"}
 INT_KEYS = {"patience", "cooldown", "consecutive", "points", "window", "warmup", "refresh", "max_run"}
 TOP_KEYS = {"name", "description", "source", "ema_smoothing", "zone_points", "stall", "defaults", "roles",
-            "aliases", "checklist"}
+            "aliases", "checklist", "tags"}
 
 
 class _Ctx:
@@ -286,8 +290,17 @@ def parse_profile(data: Any, path: str) -> HealthProfile:
             ctx.text(item.get("item", ""), f"{k}.item"), item["role"],
             None if item.get("below") is None else ctx.number(item["below"], f"{k}.below"),
             None if item.get("above") is None else ctx.number(item["above"], f"{k}.above")))
+    tags = []
+    for pattern, action in ctx.mapping(d.get("tags", {}) or {}, "tags").items():
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise ctx.fail(f"tags.{pattern}", f"a regular expression ({exc})", pattern) from None
+        if action not in TAG_ACTIONS:
+            raise ctx.fail(f"tags.{pattern}", f"one of {', '.join(TAG_ACTIONS)}", action)
+        tags.append((str(pattern), action))
     return HealthProfile(
-        name=ctx.text(d.get("name", Path(path).stem), "name"), path=path,
+        name=ctx.text(d.get("name", Path(path).stem), "name"), path=path, tags=tuple(tags),
         description=ctx.text(d.get("description", ""), "description"), ema_smoothing=smoothing,
         zone_points=zone_points, heartbeat=ctx.number(stall.get("heartbeat", 120.0), "stall.heartbeat", positive=True),
         stall_severity=stall_sev, defaults=defaults, roles=roles, aliases=aliases, checklist=tuple(checklist))

@@ -148,6 +148,7 @@ class HealthProfile:
     roles: dict[str, RoleSpec] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
     checklist: tuple[ChecklistItem, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()  # TensorBoard tag (regex) → train / eval / lr / ... / ignore
 
     def role_of(self, term: str) -> str | None:
         """The role a run term plays: its alias, or its own name when that is a role of this profile."""

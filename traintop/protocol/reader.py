@@ -234,4 +234,5 @@ def open_reader(run_dir: str | Path, **options: Any) -> RunReader | Any:
         from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
 
         return TensorBoardReader(path, **options)
+    options.pop("tag_rules", None)  # a TensorBoard tag's override: events.jsonl names its own terms
     return RunReader(path, **options)

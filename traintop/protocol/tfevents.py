@@ -48,6 +48,9 @@ _LR_GROUP = re.compile(r"^lr-[^/]+(/pg\d+)?$")  # Lightning's LearningRateMonito
 _GRAD_NORM = re.compile(r"^grad_[\d.]+_norm_total$")  # Lightning's grad_norm() total
 _LAYER_STATS = re.compile(r"^layer\d+-")  # coqui's model_weights(): parameter statistics
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# what a user's ``tags:`` rule may say a tag is (a health profile's override of the rules above)
+TAG_ACTIONS = ("train", "eval", "lr", "grad_norm", "total", "bookkeeping", "ignore")
+TagRules = tuple[tuple[str, str], ...]  # (regular expression searched in the tag, action), first match wins
 PROFILE_MARKERS = (("xtts-gpt", {"loss_text_ce", "loss_mel_ce"}),
                    ("vits", {"loss_kl", "loss_feat", "loss_gen", "loss_disc", "loss_duration"}))
 
@@ -267,8 +270,9 @@ class TagMapper:
     """Turns decoded event records into traintop events, holding back the newest step of each
     stream until it is complete (a later step arrived, or a read found nothing new)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, rules: TagRules = ()) -> None:
         self.run_dir = run_dir
+        self.rules = [(re.compile(pattern), action) for pattern, action in rules]
         self.pending = {"train": Pending(), "eval": Pending()}
         self.started = False
         self.coqui = False
@@ -278,6 +282,19 @@ class TagMapper:
         self.plugins: dict[str, str] = {}  # a tensor tag's plugin, from the first record that named it
         self.unshown: dict[str, str] = {}  # tags that are no series nor sample: what each is
         self._told = 0
+
+    def _ruled(self, tag: str) -> tuple[str, str] | None:
+        """The route a user's rule gives ``tag`` (``("ignore", tag)`` to leave it out), else None."""
+        action = next((a for pattern, a in self.rules if pattern.search(tag)), None)
+        if action is None:
+            return None
+        if action in ("train", "eval"):
+            known = classify(tag, self.coqui)
+            name = known[1] if known is not None and known[0] in ("train", "eval") else tag.rsplit("/", 1)[-1]
+            return action, name if name not in ("lr", "grad_norm", "step_time", "loader_time", "total") else tag
+        if action in ("bookkeeping", "ignore"):
+            return action, tag
+        return "train", action  # lr, grad_norm, total
 
     def _resolve(self, rec: EventRecord) -> None:
         """Tensors into scalars (plugin ``scalars``, one value) and samples (plugin ``audio``); the rest,
@@ -311,7 +328,7 @@ class TagMapper:
             if not self.coqui and tag.split("/")[0] in ("TrainIterStats", "EvalStats"):
                 self.coqui = True
                 self._routes.clear()  # earlier tags may read differently in coqui's scopes
-            route = self._routes[tag] = classify(tag, self.coqui)
+            route = self._routes[tag] = self._ruled(tag) or classify(tag, self.coqui)
             if route is not None and route[0] == "bookkeeping":
                 self.unshown.setdefault(tag, "bookkeeping")
         return route  # type: ignore[return-value]
@@ -327,7 +344,7 @@ class TagMapper:
         for rec in records:
             for tag, value in rec.scalars:
                 route = self._route(tag)
-                if route is None or route[0] == "bookkeeping":
+                if route is None or route[0] in ("bookkeeping", "ignore"):
                     continue
                 stream, name = route
                 self.tags.add(tag)
@@ -361,7 +378,7 @@ class TagMapper:
         by_name: dict[str, dict[str, list[Part]]] = {"train": {}, "eval": {}}
         for p in sorted(parts, key=lambda p: p.first):
             route = self._route(p.tag)
-            if route is None or route[0] == "bookkeeping":
+            if route is None or route[0] in ("bookkeeping", "ignore"):
                 continue
             stream, name = route
             self.tags.add(p.tag)

@@ -24,7 +24,7 @@ from traintop.protocol.lines import TailNotice
 from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker
-from traintop.protocol.tfevents import TagMapper, event_files, retag, tag_prefix
+from traintop.protocol.tfevents import TagMapper, TagRules, event_files, retag, tag_prefix
 from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame, resync
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
@@ -55,14 +55,16 @@ class TensorBoardReader(Follower):
     read_only = True
     read_only_reason = READ_ONLY_REASON
 
-    def __init__(self, run_dir: str | Path, *, use_watchdog: bool = True, **_ignored: Any) -> None:
+    def __init__(self, run_dir: str | Path, *, use_watchdog: bool = True, tag_rules: TagRules = (),
+                 **_ignored: Any) -> None:
         self.run_dir = Path(run_dir)
         self.history = RunHistory()
         self.lock = threading.RLock()
         self.use_watchdog = use_watchdog
+        self.tag_rules = tag_rules  # a profile's ``tags:`` overrides
         self.cache_used = False
         self._files: dict[Path, _File] = {}
-        self._mapper = TagMapper(self.run_dir)
+        self._mapper = TagMapper(self.run_dir, self.tag_rules)
 
     @property
     def path(self) -> Path:
@@ -84,7 +86,7 @@ class TensorBoardReader(Follower):
         with self.lock:
             self.history = RunHistory()
             self._files.clear()
-            self._mapper = TagMapper(self.run_dir)
+            self._mapper = TagMapper(self.run_dir, self.tag_rules)
         update = ReadUpdate()
         self._scratch = bytearray()  # one buffer for the reads of the open (fresh pages cost as much as a read)
         try:
@@ -236,7 +238,7 @@ class TensorBoardReader(Follower):
         first, last = files[0], files[-1]
         for path, st in zip(files, sizes, strict=True):  # every file skipped but the two ends
             reader._files[path] = _File(path, offset=0 if path == first else st.st_size, ino=st.st_ino)
-        at = reader._tail_start(last, sizes[-1].st_size - tail_bytes)
+        at = _tail_start(last, sizes[-1].st_size - tail_bytes)
         reader._scratch = bytearray()  # a cold read: arrays pay off on small reads too
         reader.poll(max_bytes=PEEK_HEAD, flush=False)  # the head (and a first piece of the tail)
         head = reader._files[first]
@@ -253,12 +255,13 @@ class TensorBoardReader(Follower):
         reader.poll()
         return reader.history
 
-    def _tail_start(self, path: Path, near: int) -> int | None:
-        """Where the first whole record after byte ``near`` of ``path`` starts (None: none found)."""
-        try:
-            with open_read(path) as fh:
-                fh.seek(max(0, near))
-                found = resync(fh.read(RESYNC_BYTES))
-        except OSError:
-            return None
-        return None if found is None else max(0, near) + found
+
+def _tail_start(path: Path, near: int) -> int | None:
+    """Where the first whole record after byte ``near`` of ``path`` starts (None: none found)."""
+    try:
+        with open_read(path) as fh:
+            fh.seek(max(0, near))
+            found = resync(fh.read(RESYNC_BYTES))
+    except OSError:
+        return None
+    return None if found is None else max(0, near) + found

@@ -60,7 +60,8 @@ class TraintopApp(App[int]):
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False)]
 
     def __init__(self, path: str | Path, *, use_watchdog: bool = True, clock: Callable[[], float] = time.time,
-                 monitor_factory: Callable[[Any], Any] = default_monitor_factory, live: LiveRun | None = None) -> None:
+                 monitor_factory: Callable[[Any], Any] = default_monitor_factory, live: LiveRun | None = None,
+                 tag_rules: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__()
         # A big cold open parses in spawned processes; their resource tracker must start while
         # sys.stderr is still the real one (Textual replaces it, and spawn then fails on its fileno).
@@ -71,6 +72,7 @@ class TraintopApp(App[int]):
         self.use_watchdog = use_watchdog
         self.clock = clock
         self.monitor_factory = monitor_factory
+        self.tag_rules = tag_rules  # ``--profile``'s ``tags:``: what a TensorBoard run's tags are
         self._first_live = live  # a run ``traintop watch`` began opening before the UI started
 
     def on_mount(self) -> None:
@@ -89,7 +91,7 @@ class TraintopApp(App[int]):
         live, self._first_live = self._first_live, None
         if live is None or live.run_dir != run_dir:
             live = LiveRun(run_dir, monitor_factory=self.monitor_factory, use_watchdog=self.use_watchdog,
-                           clock=self.clock)
+                           clock=self.clock, tag_rules=self.tag_rules)
         screen = RunScreen(live, clock=self.clock, can_go_back=not replace)
         if replace and len(self.screen_stack) > 1:
             self.switch_screen(screen)

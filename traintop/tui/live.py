@@ -53,9 +53,10 @@ class LiveRun:
     """The state of one watched run, shared between the reader thread and the UI."""
 
     def __init__(self, run_dir: str | Path, *, monitor_factory: Callable[[RunHistory], Any] = default_monitor_factory,
-                 use_watchdog: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 use_watchdog: bool = True, clock: Callable[[], float] = time.time,
+                 tag_rules: tuple[tuple[str, str], ...] = ()) -> None:
         self.run_dir = Path(run_dir)
-        self.reader = open_reader(self.run_dir, use_watchdog=use_watchdog)
+        self.reader = open_reader(self.run_dir, use_watchdog=use_watchdog, tag_rules=tag_rules)
         self.events_path = self.reader.path
         self.lock = self.reader.lock
         self.loaded = False
