@@ -394,8 +394,11 @@ def test_the_runs_list_reads_and_judges_only_runs_that_changed(tmp_path: Path, m
     monkeypatch.setattr(runs_screen, "peek_run", lambda run: peeks.append(run.name) or real_peek(run))
     scanner = runs_screen.RunsScanner(root, default_monitor_factory)
     now = time.time()
-    first, _ = scanner.scan(now)
+    parts: list[list] = []
+    first, _ = scanner.scan(now, lambda part, note: parts.append(part))
     assert sorted(peeks) == ["a", "b", "c"] and {s.status for _, s in first} == {"running"}
+    assert [sorted((s.name, s.status) for _, s in parts[0])] == [[("a", "reading"), ("b", "reading"),
+                                                                  ("c", "reading")]]  # named before any is read
     peeks.clear()
     again, _ = scanner.scan(now + 1000)  # nothing changed: nothing read, but the clock moves the status
     assert peeks == [] and {s.status for _, s in again} == {"idle"}

@@ -31,6 +31,7 @@ Suggestions are commands as typed: ``pause``, ``scale_lr 0.8``, ``set_lr 3e-6``,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -315,12 +316,20 @@ def load_profile(name_or_path: str | Path) -> HealthProfile:
     except FileNotFoundError as exc:
         raise ProfileError(str(exc)) from None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot be read ({exc})") from None
+    return _parsed(str(path), text)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: str, text: str) -> HealthProfile:
+    # the same file and text give the same profile: a runs list of hundreds of runs parses each once
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML ({exc})") from None
-    return parse_profile(data, str(path))
+    return parse_profile(data, path)
 
 
 GENERIC = {

@@ -88,8 +88,9 @@ def fingerprint(run: Path) -> tuple[tuple[str, int, int, int], ...]:
     return tuple(out)
 
 
-def find_runs(root: str | Path) -> list[Path]:
-    """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first.
+def find_runs(root: str | Path, *, newest_first: bool = True) -> list[Path]:
+    """Run directories directly under ``root`` (or ``root`` itself when it is one), newest first
+    (else in no promised order: a caller that sorts them itself spares a stat per run).
 
     Folders this account may not read (other users' private runs) are left out; ``unreadable`` lists them.
     """
@@ -100,7 +101,7 @@ def find_runs(root: str | Path) -> list[Path]:
         return []
     runs = {p for p in root.iterdir() if p.is_dir() and has_events(p)}
     runs.update(p for p in find_tensorboard_runs(root) if not has_events(p))  # any depth
-    return sorted(runs, key=_mtime, reverse=True)
+    return sorted(runs, key=_mtime, reverse=True) if newest_first else sorted(runs)
 
 
 def run_name(root: Path, run: Path) -> str:

@@ -51,11 +51,13 @@ class MelLoaded(Message):
 class RunsScanned(Message):
     """A fresh summary of every run under the watched folder."""
 
-    def __init__(self, summaries: list[Any], note: str) -> None:
+    def __init__(self, summaries: list[Any], note: str, *, final: bool = True, changed: bool = True) -> None:
         self.summaries = summaries
         self.note = note
+        self.final = final  # False: the runs read so far in a long scan
+        self.changed = changed  # a run was read again, came or went
         super().__init__()
 
     def can_replace(self, message: Message) -> bool:
-        """Only the newest scan matters."""
-        return isinstance(message, RunsScanned)
+        """Only the newest scan matters (a whole scan is never dropped for a part of the next)."""
+        return isinstance(message, RunsScanned) and (self.final or not message.final)

@@ -23,8 +23,10 @@ from traintop.tui.messages import RunsScanned
 from traintop.tui.summary import RunSummary, peek_run, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
 
-SCAN_EVERY = 2.0  # seconds between rescans of the folder
+SCAN_EVERY = 2.0  # seconds between rescans of the folder while runs change
+QUIET_SCAN_EVERY = 8.0  # ... and once a scan found nothing new (statuses still move with the clock)
 PART_EVERY = 0.5  # seconds: a long first scan shows the runs read so far this often
+READING = "reading"  # the status of a run named but not read yet
 STATUS_RANK = {"failed": 0, "stalled": 1, "paused": 2, "stopping": 3, "running": 4, "unknown": 5,
                "idle": 6, "stopped": 6, "completed": 7}
 
@@ -43,6 +45,7 @@ class RunsScanner:
         self.root = root
         self.monitor_factory = monitor_factory
         self._known: dict[Path, tuple[Any, RunHistory, Any]] = {}  # run → (fingerprint, history, monitor)
+        self.changed = True  # the last scan read a run again, or found one come or go
 
     def scan(self, now: float, on_part: Any = None, part_every: float = PART_EVERY) -> tuple[list, str]:
         """``(run, summary)`` pairs, the ones needing attention first, and a note on the folder;
@@ -52,23 +55,36 @@ class RunsScanner:
             return [], f"{root} does not exist yet; waiting for a run to appear there"
         if not root.is_dir():
             return [], f"{root} is a file, not a folder of runs or a run directory"
-        runs = find_runs(root)
+        runs = find_runs(root, newest_first=False)
+        self.changed = set(runs) != set(self._known)
+        unread = [run for run in runs if run not in self._known]
+        if on_part is not None and len(unread) > 1:  # every run named at once; each line fills in as it is read
+            on_part([(run, self._unread(run)) for run in runs], f"reading runs: 0 of {len(runs)}")
         out = []
         last_part = time.monotonic()
         for i, run in enumerate(runs):
             out.append((run, self._summary(run, now)))
             if on_part is not None and time.monotonic() - last_part > part_every:
                 last_part = time.monotonic()
-                on_part(sorted(out, key=lambda p: attention_order(p[1])), f"reading runs: {i + 1} of {len(runs)}")
+                done = {run for run, _ in out}
+                rest = [(run, self._unread(run)) for run in runs if run not in done]
+                on_part(sorted(out, key=lambda p: attention_order(p[1])) + rest,
+                        f"reading runs: {i + 1} of {len(runs)}")
         self._known = {run: self._known[run] for run in runs if run in self._known}
         out.sort(key=lambda p: attention_order(p[1]))
         note = "" if out else f"no runs in {root} yet (a run is a folder holding events.jsonl); waiting"
         return out, note
 
+    def _unread(self, run: Path) -> RunSummary:
+        """The line of a run named but not read yet."""
+        return RunSummary(name=run_name(self.root, run), recipe="?", status=READING, step=None, epoch=None,
+                          its=None, elapsed=None, eta=None, planned_steps=None)
+
     def _summary(self, run: Path, now: float) -> RunSummary:
         key = fingerprint(run)
         known = self._known.get(run)
         if known is None or known[0] != key:
+            self.changed = True
             history = peek_run(run)
             try:
                 monitor = self.monitor_factory(history) if history.events else None
@@ -88,7 +104,8 @@ class RunsScanner:
                     alerts.insert(0, worst)
         except Exception:  # noqa: BLE001 - a health bug costs the alert column, not the list
             alerts = []
-        return summarize(run_name(self.root, run), history, now, alerts)
+        # info (a quiet TensorBoard folder) is the status column's to say: its ticking text would redraw the list
+        return summarize(run_name(self.root, run), history, now, [a for a in alerts if a.severity != "info"])
 
 
 def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path, RunSummary]], str]:
@@ -109,6 +126,7 @@ class RunsScreen(Screen[None]):
         self.monitor_factory = monitor_factory
         self.paths: list[Path] = []
         self._scanner: RunsScanner | None = None
+        self._rows: list[tuple[Path, tuple]] = []  # the lines drawn (a scan that changes none redraws nothing)
         self._scanning = threading.Event()  # a scan is running (the next tick waits for it)
 
     def compose(self) -> ComposeResult:
@@ -124,7 +142,6 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.add_columns("run", "status", "step", "ep", "it/s", "worst alert", "elapsed", "recipe")
         self.action_rescan()
-        self.set_interval(SCAN_EVERY, self.action_rescan)
 
     def action_rescan(self) -> None:
         """Scan the folder again (off the UI thread); a scan still running is not doubled."""
@@ -139,33 +156,45 @@ class RunsScreen(Screen[None]):
         try:
             if self._scanner is None:
                 self._scanner = RunsScanner(self.root, self.monitor_factory or default_monitor_factory)
-            found, note = self._scanner.scan(self.clock(),
-                                             lambda part, why: self.post_message(RunsScanned(part, why)))
-            self.post_message(RunsScanned(found, note))
+            found, note = self._scanner.scan(
+                self.clock(), lambda part, why: self.post_message(RunsScanned(part, why, final=False)))
+            self.post_message(RunsScanned(found, note, changed=self._scanner.changed))
         finally:
             self._scanning.clear()
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
-        """Redraw the table, keeping the cursor on the same run."""
+        """Redraw the table, keeping the cursor on the same run; after a whole scan, plan the next."""
         found = message.summaries
+        if message.final:
+            self.set_timer(SCAN_EVERY if message.changed else QUIET_SCAN_EVERY, self.action_rescan)
         if len(found) == 1 and found[0][0] == self.root:
             self.app.open_run(self.root, replace=True)  # type: ignore[attr-defined]
             return
         table = self.query_one(DataTable)
-        keep = self.paths[table.cursor_row] if self.paths and 0 <= table.cursor_row < len(self.paths) else None
-        self.paths = [p for p, _ in found]
-        table.clear()
-        for path, s in found:
-            alert = Text(shown(s.worst_alert)[:48], style="bold red" if s.worst_rank >= 3 else "yellow")
-            table.add_row(Text(shown(s.name)), Text(shown(s.status), style=STATUS_STYLE.get(s.status, "")),
-                          "–" if s.step is None else f"{s.step:,}", "–" if s.epoch is None else str(s.epoch),
-                          f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
-                          alert, fmt_duration(s.elapsed), Text(shown(s.recipe)), key=str(path))
-        if keep in self.paths:
-            table.move_cursor(row=self.paths.index(keep))
+        rows = [(path, self._cells(s)) for path, s in found]
+        if rows != self._rows:  # a quiet folder redraws nothing: the table is rebuilt only when a line changed
+            self._rows = rows
+            keep = self.paths[table.cursor_row] if self.paths and 0 <= table.cursor_row < len(self.paths) else None
+            self.paths = [p for p, _ in found]
+            table.clear()
+            for path, cells in rows:
+                name, status, step, epoch, its, alert, elapsed, recipe, rank = cells
+                table.add_row(Text(name), Text(status, style=STATUS_STYLE.get(status, "")), step, epoch, its,
+                              Text(alert, style="bold red" if rank >= 3 else "yellow"), elapsed, Text(recipe),
+                              key=str(path))
+            if keep in self.paths:
+                table.move_cursor(row=self.paths.index(keep))
         note = self.query_one("#runs-note", Static)
         note.display = bool(message.note)
         note.update(Text(shown(message.note, MESSAGE_MAX), style="yellow"))
+
+    @staticmethod
+    def _cells(s: RunSummary) -> tuple:
+        """What one line shows, as plain values (compared between scans)."""
+        return (shown(s.name), shown(s.status), "–" if s.step is None else f"{s.step:,}",
+                "–" if s.epoch is None else str(s.epoch),
+                f"{s.its:.2f}" if s.its and s.status not in ENDED else "–",  # ended: no live speed
+                shown(s.worst_alert)[:48], fmt_duration(s.elapsed), shown(s.recipe), s.worst_rank)
 
     def action_open(self) -> None:
         """Open the run under the cursor."""
