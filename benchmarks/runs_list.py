@@ -113,7 +113,7 @@ async def _watch(root: Path, runs: int, idle: float, launched: float) -> dict[st
 
         def read() -> int:
             try:
-                return sum(cells[1] != "reading" for _, cells in app.screen._rows)  # noqa: SLF001 - the drawn lines
+                return sum(cells[1] != "reading" for _, cells in app.screen.drawn)
             except AttributeError:
                 return 0
 

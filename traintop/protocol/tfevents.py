@@ -1,14 +1,10 @@
-"""TensorBoard event files as traintop events: tags mapped onto the series health and the TUI use.
+"""TensorBoard event files as traintop events: where a run's files are, and records into rows.
 
 A *TensorBoard run* is a directory holding ``events.out.tfevents.*`` files (TensorBoard's own
-rule: one run per directory). Its scalars become ``step`` / ``eval`` rows, its audio ``sample``
-events (decoded to WAV + a mel array in a cache directory, never into the user's folder):
-
-- coqui-tts-trainer 0.4: ``TrainIterStats/<key>`` (loss terms, ``loss`` / ``loss_0`` = the total,
-  ``current_lr``, ``grad_norm``, ``step_time``, ``loader_time``), ``EvalStats/avg_<key>``,
-  ``TrainAudios`` / ``EvalAudios`` / ``TestAudios``; ``TrainEpochStats`` (epoch means), figures
-  and the per-layer weight statistics are left out;
-- F5-TTS and any ``SummaryWriter``: ``loss``, ``lr``, ``train/<x>``, ``eval/<x>``, ``val/<x>``.
+rule: one run per directory; Keras's ``train/`` + ``validation/`` sub-folders are one run too). Its
+scalars become ``step`` / ``eval`` rows by what each tag means (``tftags``), its audio ``sample``
+events (decoded to WAV + a mel array in a cache directory, never into the user's folder); tensors
+are series only with the ``scalars`` plugin and one value, the rest is listed as not shown.
 
 coqui logs its loss terms already weighted, and a TensorBoard file does not say by what: the
 values are shown as logged, with no weights.
@@ -29,30 +25,10 @@ from traintop.protocol.lines import TailNotice
 from traintop.protocol.tfbulk import Part
 from traintop.protocol.tfcolumns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
 from traintop.protocol.tfrecord import Audio, EventRecord
+from traintop.protocol.tftags import EVAL_WORDS, TRAIN_WORDS, TagRules, classify, guess_profile
 
 TFEVENTS_MARK = ".tfevents."
-SKIP_SCOPES = {"trainepochstats", "trainfigures", "evalfigures", "testfigures"}
-EVAL_WORDS = {"eval", "evalstats", "val", "valid", "validation"}
-TRAIN_WORDS = {"train", "training", "trainiterstats"}
-LR_NAMES = {"lr", "learning_rate", "current_lr", "current_lr_0", "lr_0"}
-GRAD_NAMES = {"grad_norm", "grad_norm_0", "gradient_norm"}
-FIXED_NAMES = {"step_time": "step_time", "loader_time": "loader_time"}
-SKIP_NAMES = {"grad_norm_1", "current_lr_1", "loss_1"}  # the discriminator's optimizer (coqui VITS)
-TOTAL_NAMES = {"loss", "loss_0"}  # in coqui's scopes: the summed objective
-# counters and run summaries, no loss: Lightning's epoch and hp_metric, HF Trainer's speed and flops
-BOOKKEEPING = {"epoch", "hp_metric", "global_step", "step", "time", "walltime", "runtime", "samples_per_second",
-               "steps_per_second", "total_flos", "epoch_time", "iteration", "iterations"}
-SUMMARIES = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss"}  # HF, at the end
-_BOOK_PATTERN = re.compile(r"^(momentum-|evaluation_.*_vs_iterations$)")  # Lightning's momentum; Keras's 2nd axis
-_LR_GROUP = re.compile(r"^lr-[^/]+(/pg\d+)?$")  # Lightning's LearningRateMonitor: lr-Adam, lr-Adam/pg2
-_GRAD_NORM = re.compile(r"^grad_[\d.]+_norm_total$")  # Lightning's grad_norm() total
-_LAYER_STATS = re.compile(r"^layer\d+-")  # coqui's model_weights(): parameter statistics
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-# what a user's ``tags:`` rule may say a tag is (a health profile's override of the rules above)
-TAG_ACTIONS = ("train", "eval", "lr", "grad_norm", "total", "bookkeeping", "ignore")
-TagRules = tuple[tuple[str, str], ...]  # (regular expression searched in the tag, action), first match wins
-PROFILE_MARKERS = (("xtts-gpt", {"loss_text_ce", "loss_mel_ce"}),
-                   ("vits", {"loss_kl", "loss_feat", "loss_gen", "loss_disc", "loss_duration"}))
 
 
 def is_event_file(path: Path) -> bool:
@@ -134,65 +110,6 @@ def retag(prefix: str, parts: list[Part], records: list[tuple[int, EventRecord]]
         rec.audio = [(prefix + t, a) for t, a in rec.audio]
         rec.tensors = [(prefix + t, pl, x) for t, pl, x in rec.tensors]
         rec.other = [(prefix + t, k) for t, k in rec.other]
-
-
-def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
-    """Where a scalar tag goes: ``(stream, name)`` with stream ``train`` / ``eval`` and name a term
-    or one of ``lr`` / ``grad_norm`` / ``step_time`` / ``loader_time`` / ``total``; ``("bookkeeping",
-    tag)`` for a counter or a summary that is no loss (listed, not judged); None to skip.
-
-    ``coqui``: the run writes coqui's scopes, where ``loss`` is the total, not a term. The writers'
-    conventions: scopes (``train/``, ``eval/``, ``val/``, coqui's ``EvalStats/avg_``), Lightning's
-    ``val_loss`` / ``train_loss_step`` / ``lr-Adam`` / ``hp_metric`` / ``epoch``, Keras's ``epoch_loss``
-    / ``epoch_learning_rate``, HF Trainer's ``train/learning_rate`` and its run summaries.
-    """
-    parts = tag.split("/")
-    low = [p.lower() for p in parts]
-    if low[0] in SKIP_SCOPES or _LAYER_STATS.match(parts[0]):
-        return None
-    stream = "eval" if any(p in EVAL_WORDS for p in low) else "train"
-    rest = [p for p, q in zip(parts, low) if q not in EVAL_WORDS and q not in TRAIN_WORDS] or parts[-1:]
-    name = "/".join(rest)
-    if len(parts) == 1:  # one flat name (Lightning's ``self.log``): its prefix says train or eval
-        head, _, tail = name.partition("_")
-        if tail and head.lower() in EVAL_WORDS | {"test"}:
-            stream, name = "eval", tail
-        elif tail and head.lower() in TRAIN_WORDS:
-            name = tail
-    if stream == "eval" and name.startswith("avg_"):
-        name = name[4:]
-    key = name.lower()
-    if key in SKIP_NAMES or key.startswith("avg_"):
-        return None
-    if key in BOOKKEEPING or key.endswith("_epoch") or _BOOK_PATTERN.match(key) or (
-            len(parts) > 1 and key in SUMMARIES):
-        return "bookkeeping", tag
-    if key.endswith("_step") and len(parts) == 1:
-        name, key = name[:-5], key[:-5]  # Lightning's on_step copy of a metric (its ``_epoch`` mean is left out)
-    if key.startswith("epoch_"):
-        name, key = name[6:], key[6:]  # Keras logs each metric per epoch as ``epoch_<name>``
-    lr_group = _LR_GROUP.match(key)
-    if key in LR_NAMES or key.endswith("learning_rate") or lr_group:
-        if lr_group and lr_group.group(1) not in (None, "/pg1"):
-            return None  # another parameter group's rate: the first one is the lr shown
-        return (stream, "lr") if stream == "train" else None
-    if key in GRAD_NAMES or _GRAD_NORM.match(key):
-        return (stream, "grad_norm") if stream == "train" else None
-    if key in FIXED_NAMES:
-        return (stream, FIXED_NAMES[key]) if stream == "train" else None
-    if coqui and key in TOTAL_NAMES:
-        return stream, "total"
-    return stream, name
-
-
-def guess_profile(terms: set[str], tags: set[str] = frozenset()) -> str | None:
-    """The health profile a run's term names (and raw ``tags``) suggest (XTTS GPT, VITS, F5), None when unsure."""
-    for name, markers in PROFILE_MARKERS:
-        if terms & markers:
-            return name
-    if terms == {"loss"} and "loss" in tags and tags <= {"loss", "lr"}:
-        return "f5"  # F5-TTS logs exactly ``loss`` and ``lr`` (Keras's ``epoch_loss`` is no F5 run)
-    return None
 
 
 def rows_to_events(stream: str, pending: Pending, steps: list[int]) -> list[dict[str, Any]]:

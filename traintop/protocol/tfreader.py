@@ -24,8 +24,9 @@ from traintop.protocol.lines import TailNotice
 from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.protocol.tail import FileWaker
-from traintop.protocol.tfevents import TagMapper, TagRules, event_files, retag, tag_prefix
+from traintop.protocol.tfevents import TagMapper, event_files, retag, tag_prefix
 from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame, resync
+from traintop.protocol.tftags import TagRules
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
 BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one

@@ -188,6 +188,11 @@ class RunsScreen(Screen[None]):
         note.display = bool(message.note)
         note.update(Text(shown(message.note, MESSAGE_MAX), style="yellow"))
 
+    @property
+    def drawn(self) -> list[tuple[Path, tuple]]:
+        """The lines on screen: each run and its cells (name, status, step, epoch, it/s, alert, ...)."""
+        return list(self._rows)
+
     @staticmethod
     def _cells(s: RunSummary) -> tuple:
         """What one line shows, as plain values (compared between scans)."""
