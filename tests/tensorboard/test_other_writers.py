@@ -352,6 +352,11 @@ def test_an_unreadable_event_file_is_said_in_the_report(tmp_path: Path) -> None:
         assert "1 file(s) could not be read" in text.stdout and "Permission denied" in text.stdout, text
         js = json.loads(as_other([*argv, "--json"]).stdout)
         assert js["data"]["unreadable"] == [f"{second.name}: Permission denied"]
+        polls = as_other(["python", "-c", "from traintop.protocol.tfreader import TensorBoardReader\n"
+                          f"r = TensorBoardReader({str(run)!r}, use_watchdog=False)\nr.open()\n"
+                          "for _ in range(5): r.poll()\n"
+                          "print(sum(n.kind == 'unreadable' for n in r.history.notices))"])
+        assert polls.stdout.split() == ["1"], polls  # said once, not at every poll of a live watch
         first.chmod(0o600)
         alone = as_other(argv)
         assert alone.returncode == 3 and "Permission denied" in alone.stderr, alone
