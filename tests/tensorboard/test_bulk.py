@@ -181,7 +181,7 @@ def test_reader_rows_agree_in_reads_of_any_size(tmp_path_factory: pytest.TempPat
     assert set(a.terms) == set(b.terms)
     for rows_a, rows_b in ((a.steps, b.steps), (a.evals, b.evals)):
         assert len(rows_a) == len(rows_b)
-        for name in ("step", "t", "total"):
+        for name in ("step", "t", "total", "nonfinite"):
             assert _same(rows_a[name], rows_b[name]), name
         for term in a.terms:
             assert _same(rows_a.term(term), rows_b.term(term)), term

@@ -272,7 +272,7 @@ def test_bulk_and_per_record_reads_agree(vits: Path, tmp_path: Path, monkeypatch
         histories.append(reader.history)
     a, b = histories
     assert a.terms == b.terms and len(a.steps) == len(b.steps) == 400 and len(a.evals) == len(b.evals) == 8
-    for name in ("step", "t", "total", "lr", "grad_norm", "step_time"):
+    for name in ("step", "t", "total", "lr", "grad_norm", "step_time", "nonfinite"):
         np.testing.assert_array_equal(a.steps[name], b.steps[name])
     for term in a.terms:
         np.testing.assert_array_equal(a.steps.term(term), b.steps.term(term))
