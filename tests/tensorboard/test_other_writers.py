@@ -400,13 +400,18 @@ def test_the_runs_list_reads_and_judges_only_runs_that_changed(tmp_path: Path, m
     scanner = runs_screen.RunsScanner(root, default_monitor_factory)
     now = time.time()
     parts: list[list] = []
+    monkeypatch.setattr(runs_screen, "PARTS_FROM", 3)  # a folder this big is shown before it is read
     first, _ = scanner.scan(now, lambda part, note: parts.append(part))
     assert sorted(peeks) == ["a", "b", "c"] and {s.status for _, s in first} == {"running"}
     assert [sorted((s.name, s.status) for _, s in parts[0])] == [[("a", "reading"), ("b", "reading"),
                                                                   ("c", "reading")]]  # named before any is read
+    parts.clear()
+    write_cadences(root / "d")
+    scanner.scan(now, lambda part, note: parts.append(part))
+    assert parts == []  # one new run to read: the list comes whole
     peeks.clear()
     again, _ = scanner.scan(now + 1000)  # nothing changed: nothing read, but the clock moves the status
-    assert peeks == [] and {s.status for _, s in again} == {"idle"}
+    assert peeks == [] and {s.status for _, s in again} == {"idle"} and len(again) == 4
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(str(root / "b"))

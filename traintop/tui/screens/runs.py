@@ -27,6 +27,7 @@ SCAN_EVERY = 2.0  # seconds between rescans of the folder while runs change
 QUIET_SCAN_EVERY = 8.0  # ... and once a scan found nothing new (statuses still move with the clock)
 PART_EVERY = 0.5  # seconds: a long first scan shows the runs read so far this often
 READING = "reading"  # the status of a run named but not read yet
+PARTS_FROM = 16  # runs to read: from this many on, the list is shown before they all are
 STATUS_RANK = {"failed": 0, "stalled": 1, "paused": 2, "stopping": 3, "running": 4, "unknown": 5,
                "idle": 6, "stopped": 6, "completed": 7}
 
@@ -49,7 +50,8 @@ class RunsScanner:
 
     def scan(self, now: float, on_part: Any = None, part_every: float = PART_EVERY) -> tuple[list, str]:
         """``(run, summary)`` pairs, the ones needing attention first, and a note on the folder;
-        ``on_part(pairs, note)`` gets the list so far every ``part_every`` seconds of a long scan."""
+        ``on_part(pairs, note)`` gets the list so far every ``part_every`` seconds of a long scan (one
+        with ``PARTS_FROM`` runs or more to read): the runs not read yet say ``reading``."""
         root = self.root
         if not root.exists():
             return [], f"{root} does not exist yet; waiting for a run to appear there"
@@ -58,7 +60,9 @@ class RunsScanner:
         runs = find_runs(root, newest_first=False)
         self.changed = set(runs) != set(self._known)
         unread = [run for run in runs if run not in self._known]
-        if on_part is not None and len(unread) > 1:  # every run named at once; each line fills in as it is read
+        if len(unread) < PARTS_FROM:
+            on_part = None  # a few runs are read in a moment: the list comes whole, in its order
+        if on_part is not None:  # every run named at once; each line fills in as it is read
             on_part([(run, self._unread(run)) for run in runs], f"reading runs: 0 of {len(runs)}")
         out = []
         last_part = time.monotonic()
