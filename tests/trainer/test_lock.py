@@ -125,3 +125,18 @@ def test_a_command_planted_while_control_was_world_writable_is_never_applied(sta
     steps = [e for e in p.events() if e["type"] == "step"]
     assert all(e["weights"]["loss_text_ce"] != 0.5 for e in steps)
     assert steps[-1]["weights"]["loss_text_ce"] == 0.25
+
+
+def test_a_planted_trainer_log_link_is_refused_not_written_through(start_trainer, tmp_path: Path) -> None:
+    p = start_trainer("xtts_tiny", "--max-steps", "2", *QUICK, "--set", "sample.enabled=false")
+    code, err = p.finish()
+    assert code == 0, err
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    log = p.run_dir / "trainer.log"
+    log.unlink()
+    log.symlink_to(victim)  # someone with write access to the run folder plants a link
+    q = start_trainer("--resume", str(p.run_dir), "--max-steps", "4", logs=p.logs)
+    code, err = q.finish()
+    assert code == 2 and "trainer log" in err and "symbolic link" in err, err
+    assert victim.read_text() == "mine\n"

@@ -46,7 +46,8 @@ class CheckpointError(ValueError):
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    # a run's folder: a planted link is refused (ELOOP), a FIFO is no directory and never blocks
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

@@ -60,12 +60,12 @@ def _say(msg: str, stream: TextIO | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _console_to(log_path: Path) -> Iterator[None]:
-    """Send fd 1 and 2 (Python, C and coqui output alike) to ``log_path`` for the block."""
+def _console_to(fd: int) -> Iterator[None]:
+    """Send fd 1 and 2 (Python, C and coqui output alike) to the log opened as ``fd`` for the block
+    (it is closed after)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -181,6 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _train_locked(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path, resume: bool,
                   max_steps: int | None, rank: int) -> int:
     from traintop.protocol.rundir import TRAINER_LOG
+    from traintop.protocol.safefile import open_append
     from traintop.trainer.checkpoint import remove_partial_files
 
     if recipe["training"]["device"] == "cpu":
@@ -188,7 +189,12 @@ def _train_locked(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Pat
     _say(f"{'resuming' if resume else 'training'} {recipe['recipe']} in {run_dir} "
          f"(log: {run_dir / TRAINER_LOG})")
     log_name = TRAINER_LOG if rank == 0 else f"trainer.rank{rank}.log"
-    with _console_to(run_dir / log_name):
+    try:  # the run's log, never through a planted link or FIFO, never another account's file
+        log_fd = open_append(run_dir / log_name)
+    except OSError as exc:
+        _say(f"error: cannot open the trainer log: {exc}")
+        return EXIT_BAD_INPUT
+    with _console_to(log_fd):
         from traintop.trainer.session import train_session
 
         def log(msg: str) -> None:
