@@ -34,6 +34,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll", action="store_true", help="with --follow: poll instead of inotify (NFS, sshfs)")
 
 
+def no_events_reason(reader: Any) -> str:
+    """Why a run with no event could not be judged: the file that could not be read, or none there."""
+    why = next((n.message for n in reader.history.notices if n.kind == "unreadable"), None)
+    return why or f"{reader.path}: no readable event"
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     from traintop.health.loader import choose_profile, load_profile
     from traintop.health.monitor import HealthMonitor
@@ -71,8 +77,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
         print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     if history.events == 0:
-        why = next((n.message for n in history.notices if n.kind == "unreadable"), None)
-        print(f"traintop report: {shown(why or f'{reader.path}: no readable event', MESSAGE_MAX)}", file=sys.stderr)
+        print(f"traintop report: {shown(no_events_reason(reader), MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
         profile = choose_profile(history, args.profile)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from traintop.health.cli import EXIT_CODES, EXIT_UNREADABLE, no_events_reason
 from traintop.health.loader import choose_profile, load_profile
 from traintop.health.profile import ProfileError
 from traintop.health.report import build_report
@@ -16,8 +17,6 @@ from traintop.protocol import RunDirError, open_reader
 from traintop.protocol.rundir import run_name
 from traintop.protocol.text import MESSAGE_MAX, shown
 
-EXIT_CODES = {"healthy": 0, "warning": 1, "critical": 2}
-EXIT_UNREADABLE = 3
 RANK = {"critical": 0, "warning": 1, "healthy": 2}
 
 
@@ -31,8 +30,7 @@ def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
         return str(exc)
     history = reader.history
     if history.events == 0:
-        why = next((n.message for n in history.notices if n.kind == "unreadable"), None)
-        return why or f"{reader.path}: no readable event"
+        return no_events_reason(reader)
     try:
         profile = choose_profile(history, profile_name)
     except ProfileError as exc:

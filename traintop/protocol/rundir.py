@@ -67,19 +67,22 @@ def is_run_dir(path: Path) -> bool:
     return has_events(path) or is_tensorboard_run(path)
 
 
+def _event_paths(run: Path) -> list[Path]:
+    """The file(s) a run's events are in: its ``events.jsonl``, else its TensorBoard event files."""
+    return [run / EVENTS_FILE] if has_events(run) else event_files(run)
+
+
 def _mtime(run: Path) -> float:
-    files = [run / EVENTS_FILE] if has_events(run) else event_files(run)
     try:
-        return max(os.stat(f, follow_symlinks=False).st_mtime for f in files)
+        return max(os.stat(f, follow_symlinks=False).st_mtime for f in _event_paths(run))
     except (OSError, ValueError):
         return 0.0
 
 
 def fingerprint(run: Path) -> tuple[tuple[str, int, int, int], ...]:
     """What changes when a run's events do: name, size, mtime and inode of its event file(s)."""
-    files = [run / EVENTS_FILE] if has_events(run) else event_files(run)
     out = []
-    for f in files:
+    for f in _event_paths(run):
         try:
             st = os.stat(f, follow_symlinks=False)
         except OSError:

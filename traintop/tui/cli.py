@@ -34,12 +34,12 @@ def run_watch(args: argparse.Namespace) -> int:
         from traintop.health.profile import ProfileError
 
         try:
-            choose_profile(None, args.profile)  # a bad name fails here, before the screen opens
+            profile = choose_profile(None, args.profile)  # a bad name fails here, before the screen opens
         except ProfileError as exc:
             print(f"traintop watch: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
             return 2
         options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
-        options["tag_rules"] = choose_profile(None, args.profile).tags  # a TensorBoard run's tags, as it says
+        options["tag_rules"] = profile.tags  # what a TensorBoard run's tags are, as the profile says
     # start-up builds many objects and no garbage worth a collection pass: the app turns the
     # collector back on once it has drawn the run (or after GC_PAUSE seconds at most)
     gc.disable()

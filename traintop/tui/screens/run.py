@@ -117,8 +117,12 @@ class RunScreen(RunControl, Screen[None]):
         rule as the runs list, with no event to wake the screen."""
         if self.loaded:
             with self.live.lock:
-                summary = summarize(self.live.run_dir.name, self.live.history, self.clock(), self.live.alerts)
-            self.query_one(RunHeader).show(summary)
+                self._show_header()
+
+    def _show_header(self) -> None:
+        # under the history's lock
+        live = self.live
+        self.query_one(RunHeader).show(summarize(live.run_dir.name, live.history, self.clock(), live.alerts))
 
     def on_unmount(self) -> None:
         """Stop the reader (the trainer is never touched)."""
@@ -202,8 +206,7 @@ class RunScreen(RunControl, Screen[None]):
         with live.lock:
             h = live.history
             gen = h.generation
-            summary = summarize(live.run_dir.name, h, self.clock(), live.alerts)
-            self.query_one(RunHeader).show(summary)
+            self._show_header()
             health = (live.health_version, live.health_error)
             if self._changed("charts", (gen, len(h.steps), len(h.evals), health, len(h.resumes), live.warmed)):
                 self.query_one(ChartsPane).sync(h.terms)
