@@ -12,9 +12,11 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def release() -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(release: Path, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str, Any]:
+def run(release: Path, tmp_path_factory: pytest.TempPathFactory,
+        cache_dir: Path) -> Iterator[dict[str, Any]]:
     """One steered two-step run of the shipped recipe; its directory, events and command acks."""
     logs = tmp_path_factory.mktemp("release-logs")
     p = TrainerProcess(logs, ["xtts_v2_finetune", *RUN_ARGS, *release_overrides(release)], cache_dir)
@@ -72,8 +75,9 @@ def run(release: Path, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
             p.proc.kill()
             p.proc.communicate()
     assert code == 0, err
-    return {"dir": p.run_dir, "events": read_events(p.run_dir), "ids": (sw.id, pause.id, resume.id),
-            "paused_at": paused_at, "steps_while_paused": steps_while_paused, "cache": cache_dir}
+    yield {"dir": p.run_dir, "events": read_events(p.run_dir), "ids": (sw.id, pause.id, resume.id),
+           "paused_at": paused_at, "steps_while_paused": steps_while_paused, "cache": cache_dir}
+    shutil.rmtree(logs, ignore_errors=True)  # its checkpoints are 5 GB: gone once the module is done
 
 
 def test_the_shipped_recipe_trains_real_steps_on_release_shapes(run: dict[str, Any]) -> None:
