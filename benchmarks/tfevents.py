@@ -32,7 +32,7 @@ import ingest  # noqa: E402
 
 
 def time_open(tb: Path) -> tuple[float, int]:
-    code = ("import time,sys; t=time.perf_counter(); from traintop.protocol.tfreader import TensorBoardReader\n"
+    code = ("import time,sys; t=time.perf_counter(); from traintop.sources.tensorboard.reader import TensorBoardReader\n"
             "r=TensorBoardReader(sys.argv[1], use_watchdog=False); r.open(); h=r.history\n"
             "[h.steps.term(x) for x in h.terms]; print(time.perf_counter()-t, len(h.steps))")
     out = subprocess.run([sys.executable, "-c", code, str(tb)], check=True, capture_output=True, text=True, cwd=REPO,
@@ -55,7 +55,7 @@ def live_latency(steps: int, use_watchdog: bool, interval: float = 0.1) -> list[
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from traintop.protocol.tfreader import TensorBoardReader
+    from traintop.sources.tensorboard.reader import TensorBoardReader
 
     with tempfile.TemporaryDirectory(prefix="issue13-live-") as d:
         writer = EventFileWriter(d, flush_secs=3600)

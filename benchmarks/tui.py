@@ -30,7 +30,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from traintop.protocol import EventWriter, load_history  # noqa: E402,F401
+from traintop.protocol import EventWriter  # noqa: E402
+from traintop.sources.jsonl.load import load_history  # noqa: E402,F401
 
 TERMS = ["loss_text_ce", "loss_mel_ce", "loss_mel", "loss_kl", "loss_dur", "loss_gen", "loss_disc",
          "loss_feat", "loss_spk"]
@@ -87,7 +88,7 @@ async def child(mode: str, path: str, seconds: float, poll: bool) -> None:
     """Run the app as ``traintop watch`` does and report on stdout as one JSON line per phase."""
     import gc
 
-    from traintop.protocol.reader import RunReader
+    from traintop.sources.jsonl.reader import RunReader
     from traintop.tui.cli import start_open
 
     gc.disable()  # as ``traintop watch`` (``run_watch``): the app turns it back on once the run is drawn

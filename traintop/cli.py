@@ -13,7 +13,8 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from traintop.resources import install_command
 
 # name → (module, add-arguments function, run function, one-line help, examples)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
@@ -72,13 +73,6 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
 }
 # command → the extra it needs; commands not listed run on the base install
 COMMAND_EXTRA: dict[str, str] = {"train": "train", "demo": "train", "sample": "train", "export": "train"}
-
-
-def install_command(extra: str) -> str:
-    """The exact command that adds ``extra`` to the installation this interpreter runs from."""
-    if "pipx" in Path(sys.prefix).parts:  # installed with `pipx install traintop`
-        return f"pipx install --force 'traintop[{extra}]'"
-    return f"{sys.executable} -m pip install 'traintop[{extra}]'"
 
 
 def missing_extra(command: str) -> str | None:

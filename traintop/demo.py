@@ -22,9 +22,9 @@ from pathlib import Path
 from traintop.protocol.control import ControlInbox, make_command
 from traintop.protocol.events import EventError, decode_line
 from traintop.protocol.rundir import EVENTS_FILE, TRAINER_LOG
-from traintop.protocol.runs import process_alive
 from traintop.protocol.safefile import open_read
-from traintop.protocol.tail import JsonlTail
+from traintop.sources.jsonl.tail import JsonlTail
+from traintop.sources.runs import process_alive
 
 RECIPES = ("vits_tiny", "xtts_tiny")
 DEFAULT_RECIPE = "vits_tiny"  # six loss terms that move visibly on 2 CPU cores; xtts_tiny has two

@@ -1,7 +1,9 @@
-"""Built-in recipes and health profiles, shipped inside the package (``traintop/configs``)."""
+"""Built-in recipes and health profiles, shipped inside the package (``traintop/configs``), and the
+command that installs an optional extra."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -48,3 +50,10 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
 def resolve_profile(name_or_path: str | Path) -> Path:
     """A bare name resolves to the built-in health profile; a path to the user's own file."""
     return _resolve(name_or_path, HEALTH_DIR, "health profile", builtin_profiles())
+
+
+def install_command(extra: str) -> str:
+    """The exact command that adds ``extra`` to the installation this interpreter runs from."""
+    if "pipx" in Path(sys.prefix).parts:  # installed with `pipx install traintop`
+        return f"pipx install --force 'traintop[{extra}]'"
+    return f"{sys.executable} -m pip install 'traintop[{extra}]'"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from traintop.protocol.load import load_history
+from traintop.sources.jsonl.load import load_history
 
 
 def _demo(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol import EventWriter, RunHistory, load_history
+from traintop.protocol import EventWriter
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.load import load_history
 
 SEED_WEIGHTS = {"reconstruction": 1.0, "speaker": 0.8, "perceptual": 0.5, "alignment": 0.3,
                 "adversarial": 0.1, "regularization": 0.01}
@@ -146,5 +148,5 @@ def history_of(train: list[tuple[int, int, dict[str, float], float]],
             add("eval", step=s, epoch=e, losses=ls, total=sum(ls.values()))
             j += 1
     history = RunHistory()
-    history.ingest(out)
+    history.extend(out)
     return history

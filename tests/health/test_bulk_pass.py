@@ -12,7 +12,7 @@ import pytest
 
 from traintop.health import HealthMonitor, load_profile
 from traintop.health.streams import CollapseDetector, Ema, SpikeDetector, _median_rows
-from traintop.protocol import RunHistory
+from traintop.sources.history import RunHistory
 
 
 def long_run(n: int, seed: int) -> list[dict]:
@@ -128,8 +128,8 @@ def test_report_judging_the_first_part_while_a_worker_parses_gives_the_same_repo
     import json
 
     from traintop.health.cli import add_report_arguments, run_report
-    from traintop.protocol import load as load_mod
     from traintop.protocol.events import encode_event
+    from traintop.sources.jsonl import load as load_mod
 
     (tmp_path / "events.jsonl").write_bytes(b"".join(encode_event(e) for e in long_run(20_000, 2)))
     parser = argparse.ArgumentParser()

@@ -254,7 +254,7 @@ def test_stall_after_the_heartbeat() -> None:
     assert (a.kind, a.severity, a.step, a.term) == ("stall", "warning", 19, None)
     assert a.evidence["silent_seconds"] == pytest.approx(90) and a.evidence["heartbeat"] == 60
     # an event arrives: the stall is over
-    h.ingest([{"v": 1, "type": "system", "t": h.last_t + 91, "seq": 999, "gpus": [], "cpu": 1, "rss": 1}])
+    h.extend([{"v": 1, "type": "system", "t": h.last_t + 91, "seq": 999, "gpus": [], "cpu": 1, "rss": 1}])
     mon.update(h, now=h.last_t + 1)
     assert mon.active_alerts() == []
 
@@ -278,7 +278,7 @@ def test_trainer_pid_gone_on_this_host_is_critical() -> None:
 
 def test_no_stall_once_the_run_ended() -> None:
     h = _stall_history("another-host", 1)
-    h.ingest([{"v": 1, "type": "run_end", "t": h.last_t + 1, "seq": 500, "status": "completed", "step": 19,
+    h.extend([{"v": 1, "type": "run_end", "t": h.last_t + 1, "seq": 500, "status": "completed", "step": 19,
                "error": None}])
     assert judge(h, profile({}), now=h.last_t + 10_000).alerts == []
 

@@ -20,7 +20,9 @@ from tests.health.test_properties import runs as hostile_runs
 from traintop.health import HealthMonitor, build_report, load_profile
 from traintop.health import snapshot as snap
 from traintop.health.report import trend
-from traintop.protocol import RunHistory, load_history
+from traintop.sources.block import decode_lines
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.load import load_history
 
 NOW = 1_800_000_000.0  # one wall clock for every final update: stalls compare alike
 # each built-in profile with the run's term name for each seed role it knows
@@ -79,7 +81,7 @@ def lines_of(run: Path) -> list[bytes]:
 
 def history_of_lines(lines: list[bytes]) -> RunHistory:
     history = RunHistory()
-    history.ingest_lines(lines)
+    history.extend_block(decode_lines(lines, None))
     return history
 
 
@@ -122,7 +124,7 @@ def test_restored_monitor_judges_the_rest_exactly_as_one_pass(tmp_path: Path, na
         first.update(history, now=history.last_t)  # as ``snapshot.judge`` saves it: no wall clock yet
         restored = roundtrip(first)
         assert state_text(restored) == state_text(first)
-        history.ingest_lines(lines[k:])
+        history.extend_block(decode_lines(lines[k:], None))
         restored.update(history, now=NOW)
         first.update(history, now=NOW)
         assert state_text(restored) == state_text(first)  # every attribute of every object, bit for bit
@@ -138,11 +140,11 @@ def test_any_run_restored_at_any_cut_continues_as_the_monitor_that_saved_it(even
     profile = HOSTILE_PROFILES[which]
     history = RunHistory()
     cut = min(cut, len(events))
-    history.ingest(events[:cut])
+    history.extend(events[:cut])
     first = HealthMonitor(profile)
     first.update(history, now=history.last_t)
     restored = roundtrip(first)
-    history.ingest(events[cut:])
+    history.extend(events[cut:])
     for mon in (first, restored):
         mon.update(history, now=NOW)
     assert state_text(restored) == state_text(first)

@@ -10,7 +10,10 @@ import pytest
 
 from tests.health.runs import Clock, history_of, seed_curves, write_run
 from traintop.health import HealthMonitor, load_profile
-from traintop.protocol import EventWriter, JsonlTail, RunHistory
+from traintop.protocol import EventWriter
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.reader import apply_chunk
+from traintop.sources.jsonl.tail import JsonlTail
 
 SEED = load_profile("seed-six-term")
 
@@ -48,7 +51,7 @@ def test_incremental_updates_equal_one_pass(tmp_path: Path) -> None:
         chunk = tail.read(max_bytes=7919)  # odd-sized reads: chunks end mid-epoch, mid-eval
         if not chunk.lines:
             break
-        history.ingest_lines(chunk.lines, chunk.start)
+        apply_chunk(history, chunk)
         raised += chunked.update(history, now=history.last_t + 1)
     whole = HealthMonitor(SEED)
     whole.update(history, now=history.last_t + 1)
@@ -67,7 +70,7 @@ def test_truncated_file_restarts_the_monitor(tmp_path: Path) -> None:
     mon.update(history, now=history.last_t + 1)
     assert mon.alerts
     history.reset()  # what the TUI does when the tail reports truncation
-    history.ingest([{"v": 1, "type": "step", "t": 1.0, "seq": 0, "step": 1, "epoch": 1,
+    history.extend([{"v": 1, "type": "step", "t": 1.0, "seq": 0, "step": 1, "epoch": 1,
                      "losses": {"speaker": 0.3}, "weights": {}, "total": 1.0, "lr": 1e-5, "grad_norm": 1.0,
                      "step_time": 0.1, "loader_time": 0.0}])
     mon.update(history, now=2.0)
@@ -75,7 +78,7 @@ def test_truncated_file_restarts_the_monitor(tmp_path: Path) -> None:
 
 
 def history_from_file(run: Path) -> RunHistory:
-    from traintop.protocol import load_history
+    from traintop.sources.jsonl.load import load_history
 
     return load_history(run / "events.jsonl")[0]
 
@@ -99,14 +102,14 @@ def test_a_resume_that_goes_back_in_steps_is_judged_without_crashing(tmp_path: P
 def test_trainer_alert_events_are_shown_once() -> None:
     rows = [(s, 1, {"loss_mel": 1.0}, 1.0) for s in range(1, 11)]
     h = history_of(rows)
-    h.ingest([{"v": 1, "type": "alert", "t": h.last_t + 0.5, "seq": 100, "kind": "nonfinite", "term": "loss_mel",
+    h.extend([{"v": 1, "type": "alert", "t": h.last_t + 0.5, "seq": 100, "kind": "nonfinite", "term": "loss_mel",
                "message": "loss_mel is NaN at step 10; step skipped"}])
     mon = HealthMonitor(load_profile("xtts-gpt"))
     mon.update(h, now=h.last_t + 1)
     (a,) = mon.active_alerts()
     assert (a.kind, a.severity, a.step, a.term) == ("nonfinite", "critical", 10, "loss_mel")
     assert "step skipped" in a.message
-    h.ingest([{"v": 1, "type": "step", "t": h.last_t + 1, "seq": 101, "step": 11, "epoch": 1,
+    h.extend([{"v": 1, "type": "step", "t": h.last_t + 1, "seq": 101, "step": 11, "epoch": 1,
                "losses": {"loss_mel": 1.0}, "weights": {}, "total": 1.0, "lr": 1e-5, "grad_norm": 1.0,
                "step_time": 0.1, "loader_time": 0.0}])
     assert mon.update(h, now=h.last_t + 1) == []

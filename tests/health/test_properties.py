@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from traintop.health import HealthMonitor, build_report, load_profile
 from traintop.health.loader import generic_profile
-from traintop.protocol import RunHistory
+from traintop.sources.history import RunHistory
 
 PROFILES = [load_profile("seed-six-term"), load_profile("vits"), load_profile("xtts-gpt"), generic_profile()]
 TERMS = ["speaker", "adversarial", "total_x", "loss_spk_encoder", "loss_disc", "loss_mel_ce"]
@@ -65,7 +65,7 @@ def test_any_series_is_judged_without_crashing_and_chunking_does_not_matter(even
     chunked = HealthMonitor(profile)
     cut = min(cut, len(events))
     for part in (events[:cut], events[cut:]):
-        history.ingest(part)
+        history.extend(part)
         chunked.update(history, now=1_800_000_000.0)
     whole = HealthMonitor(profile)
     whole.update(history, now=1_800_000_000.0)
@@ -97,7 +97,7 @@ def test_one_point_and_an_empty_history() -> None:
         assert mon.update(empty, now=0.0) == [] and mon.zone("speaker") is None and mon.bands("speaker") == []
         assert build_report(empty, profile, now=0.0)["verdict"] == "healthy"
         one = RunHistory()
-        one.ingest([{"v": 1, "type": "step", "t": 1.0, "seq": 0, "step": 1, "epoch": 1, "losses": {"speaker": 2.0},
+        one.extend([{"v": 1, "type": "step", "t": 1.0, "seq": 0, "step": 1, "epoch": 1, "losses": {"speaker": 2.0},
                      "weights": {}, "total": 2.0, "lr": 1e-4, "grad_norm": 1.0, "step_time": 0.1,
                      "loader_time": 0.0}])
         mon.update(one, now=2.0)

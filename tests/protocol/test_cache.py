@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traintop.protocol import RunReader
-from traintop.protocol import cache as cache_mod
-from traintop.protocol.cache import cache_path
+from traintop.sources.jsonl import cache as cache_mod
+from traintop.sources.jsonl.cache import cache_path
+from traintop.sources.jsonl.reader import RunReader
 
 from .test_cold_live import KINDS, build_stream, same
 
@@ -138,7 +138,7 @@ def test_json_nested_too_deep_is_refused_before_parsing() -> None:
 
 
 def test_the_state_check_knows_every_field_of_a_snapshot(tmp_path: Path) -> None:
-    from traintop.protocol.history import RunHistory
+    from traintop.sources.history import RunHistory
 
     events = tmp_path / "events.jsonl"
     events.write_bytes(_stream(300))

@@ -25,8 +25,8 @@ import pytest
 from tests.health.test_health_cache import NAMES, real_run
 from traintop.health import HealthMonitor, load_profile
 from traintop.health import snapshot as snap
-from traintop.protocol import cache as cache_mod
-from traintop.protocol import load_history
+from traintop.sources.jsonl import cache as cache_mod
+from traintop.sources.jsonl.load import load_history
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = 1 << 30  # bytes of address space a child gets: a run this small needs a fraction of it

@@ -16,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from traintop.protocol import RunHistory, RunReader
-from traintop.protocol import block as block_mod
-from traintop.protocol import load as load_mod
 from traintop.protocol.events import encode_event
+from traintop.sources import block as block_mod
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl import load as load_mod
+from traintop.sources.jsonl.reader import RunReader
 
 TERMS = ("loss_mel", "loss_kl")
 

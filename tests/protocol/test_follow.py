@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from traintop.protocol import ReadUpdate, RunReader
+from traintop.sources.follow import ReadUpdate
+from traintop.sources.jsonl.reader import RunReader
 
 WRITER = """
 import sys, time

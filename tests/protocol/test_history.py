@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traintop.protocol.events import encode_event
-from traintop.protocol.history import RunHistory
-from traintop.protocol.load import load_history, load_range
 from traintop.protocol.writer import EventWriter
+from traintop.sources.block import decode_lines
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.load import load_history, load_range
 
 
 def _step(w: EventWriter, step: int, losses: dict, weights: dict | None = None, epoch: int = 0) -> None:
@@ -66,7 +67,7 @@ def test_terms_that_appear_later_are_nan_before(tmp_path: Path) -> None:
 
 def test_hostile_values_never_crash_and_become_nan() -> None:
     h = RunHistory()
-    h.ingest([{"v": 1, "type": "step", "t": 1, "seq": 0, "step": 0, "epoch": "x", "losses": {"a": "zzz"},
+    h.extend([{"v": 1, "type": "step", "t": 1, "seq": 0, "step": 0, "epoch": "x", "losses": {"a": "zzz"},
                "weights": [1], "total": [1], "lr": None, "grad_norm": {}, "step_time": "1", "loader_time": 0},
               {"v": 1, "type": "step", "t": 1, "seq": 1, "step": "nope", "losses": {}},
               {"v": 7, "type": "brand_new", "t": 2, "seq": 2, "x": 1},
@@ -141,7 +142,7 @@ def test_bulk_path_and_parallel_parts_equal_the_exact_path(tmp_path_factory, see
     _random_run(d, seed, n)
     path = d / "events.jsonl"
     exact = RunHistory()
-    exact.ingest_lines(path.read_bytes().splitlines())
+    exact.extend_block(decode_lines(path.read_bytes().splitlines(), None))
     bulk, offset = load_range(str(path), 0, path.stat().st_size)
     assert offset == path.stat().st_size
     _same(exact, bulk)

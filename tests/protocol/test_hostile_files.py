@@ -16,9 +16,10 @@ import pytest
 
 from tests.accounts import as_other, shared_folder
 from tests.tui.fixtures import small_run
-from traintop.protocol import ControlInbox, RunReader, make_command
-from traintop.protocol.rundir import run_file
+from traintop.protocol import ControlInbox, make_command
 from traintop.protocol.safefile import UnsafeFileError
+from traintop.sources.find import run_file
+from traintop.sources.jsonl.reader import RunReader
 
 REPO = Path(__file__).resolve().parents[2]
 HANG = 30  # seconds after which a command that should answer at once is taken as hung
@@ -172,8 +173,8 @@ def test_runs_and_ctl_by_another_account_say_one_line(tmp_path: Path) -> None:
 
 def test_a_profile_file_named_by_a_run_is_never_opened(tmp_path: Path) -> None:
     from traintop.health.loader import choose_profile
-    from traintop.protocol import load_history
     from traintop.resources import HEALTH_DIR
+    from traintop.sources.jsonl.load import load_history
 
     planted = tmp_path / "planted.yaml"  # a valid profile, but the run may not choose files
     planted.write_text((HEALTH_DIR / "vits.yaml").read_text().replace("name: vits", "name: planted", 1))
@@ -205,8 +206,8 @@ def test_a_tensorboard_record_too_big_for_one_read_is_told_once_not_reread(tmp_p
     import struct
 
     from tests.tensorboard.writers import write_f5
-    from traintop.protocol import open_reader
-    from traintop.protocol.tfrecord import masked_crc
+    from traintop.sources.source import open_run
+    from traintop.sources.tensorboard.record import masked_crc
 
     run = write_f5(tmp_path / "runs", steps=50)
     (events,) = run.glob("events.out.tfevents.*")
@@ -214,7 +215,7 @@ def test_a_tensorboard_record_too_big_for_one_read_is_told_once_not_reread(tmp_p
     with events.open("ab") as fh:
         fh.write(struct.pack("<Q", length) + struct.pack("<I", masked_crc(struct.pack("<Q", length))))
         fh.truncate(fh.tell() + length + 4)  # sparse: no disk used
-    reader = open_reader(run, use_cache=False)
+    reader = open_run(run, use_cache=False)
     reader.open()
     for _ in range(3):
         in_thread(reader.poll)

@@ -1,4 +1,6 @@
-"""The headless halves stay headless: protocol and health import neither torch nor textual."""
+"""The layers and their contracts: protocol is the contract only (nothing else of ours, no numpy);
+protocol ← sources ← health ← {tui, commands, serve}; trainer → protocol (+ health); never tui ↔ trainer.
+The headless halves stay headless: protocol, sources and health import neither torch nor textual."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ PROBE = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
 
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("traintop.protocol", {"torch", "textual", "rich", "TTS", "trainer"}),
+    ("traintop.sources.source", {"torch", "textual", "rich", "TTS", "trainer"}),
     ("traintop.commands.ctl", {"torch", "textual", "rich", "TTS", "trainer"}),
     ("traintop.commands.runs", {"torch", "textual", "rich", "TTS", "trainer"}),
     ("traintop.health", {"torch", "textual", "TTS", "trainer"}),
@@ -79,8 +82,8 @@ def test_protocol_imports_only_protocol_and_has_no_circles() -> None:
         visit(name, [])
 
 
-def test_no_private_name_is_used_across_protocol_modules() -> None:
-    for path in PROTOCOL.glob("*.py"):
+def test_no_private_name_is_used_across_protocol_or_sources_modules() -> None:
+    for path in [*PROTOCOL.glob("*.py"), *(PROTOCOL.parent / "sources").rglob("*.py")]:
         tree = ast.parse(path.read_text())
         own = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
                and n.value.id == "self" and isinstance(n.ctx, ast.Store)}
@@ -95,7 +98,8 @@ def test_no_private_name_is_used_across_protocol_modules() -> None:
 
 
 @pytest.mark.parametrize("module", ["traintop.tui.app", "traintop.health", "traintop.health.follow",
-                                    "traintop.commands.ctl", "traintop.commands.runs", "traintop.protocol"])
+                                    "traintop.commands.ctl", "traintop.commands.runs", "traintop.protocol",
+                                    "traintop.sources.source"])
 def test_readers_never_import_the_trainer(module: str) -> None:
     probe = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
              "print(','.join(sorted(m for m in sys.modules if m.startswith(('traintop.trainer', 'traintop.tui')))))")
@@ -104,3 +108,50 @@ def test_readers_never_import_the_trainer(module: str) -> None:
     assert not {m for m in loaded if m.startswith("traintop.trainer")}, f"{module} imported the trainer"
     if not module.startswith("traintop.tui"):
         assert not loaded, f"{module} imported the TUI: {sorted(loaded)}"
+
+
+TRAINTOP = PROTOCOL.parent
+# what each layer may import (every import, module level or inside a function); the top-level entry
+# points (``traintop``, ``traintop.cli``, ``traintop.__main__``) may import anything
+ALLOWED = {
+    "resources": {"resources"},
+    "protocol": {"protocol"},
+    "sources": {"protocol", "sources"},
+    "health": {"protocol", "sources", "health", "resources"},
+    "trainer": {"protocol", "health", "trainer", "resources"},
+    "tui": {"protocol", "sources", "health", "tui", "resources"},
+    "commands": {"protocol", "sources", "health", "commands", "resources"},
+    "serve": {"protocol", "sources", "health", "serve", "resources"},
+    "demo": {"protocol", "sources", "health", "tui", "demo", "resources"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    name = parts[1] if len(parts) > 1 else "traintop"
+    return {"web": "serve", "configs": "resources"}.get(name, name)
+
+
+def test_every_layer_imports_only_the_layers_below_it() -> None:
+    broken = []
+    for path in TRAINTOP.rglob("*.py"):
+        rel = path.relative_to(TRAINTOP.parent).with_suffix("")
+        me = _layer(".".join(rel.parts))
+        if me not in ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("traintop.") and _layer(name) not in ALLOWED[me]:
+                    broken.append(f"{rel}:{node.lineno} ({me}) imports {name}")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_contract_loads_nothing_of_ours_and_no_numpy() -> None:
+    modules = ["traintop.protocol", *(f"traintop.protocol.{p.stem}" for p in PROTOCOL.glob("*.py"))]
+    probe = ("import sys, importlib\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
+             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'msgspec', 'yaml') "
+             "or m.startswith('traintop.') and not m.startswith('traintop.protocol'))))")
+    out = subprocess.run([sys.executable, "-c", probe, *modules], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the contract loaded {out.stdout.strip()}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
@@ -28,8 +27,9 @@ def test_wheel_carries_configs(tmp_path: Path) -> None:
     assert on_disk and on_disk <= shipped
 
 
-def test_bare_names_resolve_to_builtins_and_paths_to_user_files(tmp_path: Path) -> None:
-    os.chdir(tmp_path)  # from any working directory
+def test_bare_names_resolve_to_builtins_and_paths_to_user_files(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # from any working directory (and back: the folder goes when the test passes)
     for name in resources.builtin_recipes():
         assert resources.resolve_recipe(name).parent == resources.CONFIG_DIR
     for name in resources.builtin_profiles():

@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from traintop.protocol.events import encode_event
-from traintop.protocol.history import RunHistory
-from traintop.protocol.reader import apply_chunk
-from traintop.protocol.tail import JsonlTail, parse_lines
+from traintop.sources.block import decode_lines
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.reader import apply_chunk
+from traintop.sources.jsonl.tail import JsonlTail
 
 
 def _line(i: int, pad: int) -> bytes:
@@ -147,9 +148,9 @@ def test_overlong_garbage_and_non_utf8_lines_are_counted_with_offsets(tmp_path: 
 def test_bare_nan_and_infinity_from_other_tools_are_non_finite(tmp_path: Path) -> None:
     lines = [b'{"v":1,"type":"step","t":1,"seq":0,"step":0,"epoch":0,"losses":{"a":NaN,"b":Infinity},'
              b'"weights":{},"total":-Infinity,"lr":0.1,"grad_norm":1,"step_time":1,"loader_time":0}']
-    events, notices = parse_lines(lines, 0)
-    assert not notices
+    block = decode_lines(lines, None)
+    assert not block.notices
     history = RunHistory()
-    history.ingest(events)
+    history.extend_block(block)
     a, b = history.steps.term("a")[0], history.steps.term("b")[0]
     assert a != a and b == float("inf") and history.steps["total"][0] == float("-inf")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traintop.protocol import block as block_mod
-from traintop.protocol.block import Block, decode_block, decode_lines
 from traintop.protocol.events import encode_event
-from traintop.protocol.lines import split_lines
+from traintop.sources import block as block_mod
+from traintop.sources.block import Block, decode_block, decode_lines
+from traintop.sources.lines import split_lines
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from traintop.protocol import tfbulk, tfreader
-from traintop.protocol.tfreader import TensorBoardReader
-from traintop.protocol.tfrecord import WireError, decode_event, frame, masked_crc
+from traintop.sources.tensorboard import bulk as tfbulk
+from traintop.sources.tensorboard import reader as tfreader
+from traintop.sources.tensorboard.reader import TensorBoardReader
+from traintop.sources.tensorboard.record import WireError, decode_event, frame, masked_crc
 
 TAGS = ("loss", "lr", "train/loss_mel", "EvalStats/avg_loss_mel", "TrainIterStats/loss_kl", "λ/été", "", "x" * 130)
 STARTS = (0, 1, 120, 16_370, (1 << 21) - 40, (1 << 28) - 3)  # each crosses (or not) a varint length

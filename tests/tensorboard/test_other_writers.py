@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from traintop.protocol import find_runs
-from traintop.protocol.tfevents import event_files
-from traintop.protocol.tfreader import TensorBoardReader
-from traintop.protocol.tfrecord import masked_crc
+from traintop.sources.find import find_runs
+from traintop.sources.tensorboard.files import event_files
+from traintop.sources.tensorboard.reader import TensorBoardReader
+from traintop.sources.tensorboard.record import masked_crc
 
 REPO = Path(__file__).resolve().parents[2]
 TF2 = Path(__file__).resolve().parent / "foreign" / "tf2"
@@ -352,7 +352,7 @@ def test_an_unreadable_event_file_is_said_in_the_report(tmp_path: Path) -> None:
         assert "1 file(s) could not be read" in text.stdout and "Permission denied" in text.stdout, text
         js = json.loads(as_other([*argv, "--json"]).stdout)
         assert js["data"]["unreadable"] == [f"{second.name}: Permission denied"]
-        polls = as_other(["python", "-c", "from traintop.protocol.tfreader import TensorBoardReader\n"
+        polls = as_other(["python", "-c", "from traintop.sources.tensorboard.reader import TensorBoardReader\n"
                           f"r = TensorBoardReader({str(run)!r}, use_watchdog=False)\nr.open()\n"
                           "for _ in range(5): r.poll()\n"
                           "print(sum(n.kind == 'unreadable' for n in r.history.notices))"])
@@ -380,7 +380,7 @@ def test_peek_reads_a_bounded_head_and_tail(tmp_path: Path) -> None:
     assert len(peeked.steps) < len(whole.steps) // 5  # the head and the tail, not the whole file
     assert (peeked.first_t, peeked.last_t, peeked.last_step) == (whole.first_t, whole.last_t, 30_000)
     assert peeked.steps["step"][0] == 1 and (np.diff(peeked.steps["step"]) > 0).all()
-    from traintop.protocol.runs import speed
+    from traintop.sources.runs import speed
 
     assert speed(peeked) == pytest.approx(speed(whole)) == pytest.approx(10.0)
     assert not peeked.notices

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from tests.tensorboard.writers import VITS_TERMS, write_coqui_vits, write_f5
-from traintop.protocol import find_runs, open_reader, resolve_run_dir
-from traintop.protocol.runs import STALL_SECONDS, run_status
-from traintop.protocol.tfevents import event_files
-from traintop.protocol.tfreader import TensorBoardReader
-from traintop.protocol.tfrecord import decode_event, frame
+from traintop.sources.find import find_runs, resolve_run
+from traintop.sources.runs import STALL_SECONDS, run_status
+from traintop.sources.source import open_run
+from traintop.sources.tensorboard.files import event_files
+from traintop.sources.tensorboard.reader import TensorBoardReader
+from traintop.sources.tensorboard.record import decode_event, frame
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_decoder_agrees_with_tensorboard(vits: Path) -> None:
 
 
 def test_coqui_vits_folder_is_a_run(vits: Path, cache_home: Path) -> None:
-    reader = open_reader(vits)
+    reader = open_run(vits)
     assert isinstance(reader, TensorBoardReader)
     reader.open()
     h = reader.history
@@ -82,7 +83,7 @@ def test_coqui_vits_folder_is_a_run(vits: Path, cache_home: Path) -> None:
     assert np.allclose(h.steps["lr"], 2e-4) and np.isfinite(h.steps["grad_norm"]).all()
     assert np.isfinite(h.steps["total"]).all() and np.isfinite(h.steps["step_time"]).all()
     assert len(h.evals) == 8 and set(VITS_TERMS) <= set(h.evals.terms)
-    assert h.run_start["profile"] == "vits" and h.run_start["read_only"]
+    assert h.run_start["profile"] == "vits" and reader.read_only and not h.has_heartbeat
     assert [s["step"] for s in h.samples] == [100, 200, 300, 400]
     wav = Path(h.samples[0]["wav"])
     assert wav.is_file() and cache_home in wav.parents and wav.read_bytes()[:4] == b"RIFF"
@@ -105,8 +106,8 @@ def test_coqui_vits_report_has_terms_zones_alerts(vits: Path, cache_home: Path) 
 def test_f5_runs_folder(f5_runs: Path, cache_home: Path) -> None:
     run = f5_runs / "f5_tiny"
     assert find_runs(f5_runs) == [run]
-    assert resolve_run_dir(f5_runs) == run  # F5's runs/ with one run in it
-    reader = open_reader(run)
+    assert resolve_run(f5_runs) == run  # F5's runs/ with one run in it
+    reader = open_run(run)
     reader.open()
     h = reader.history
     assert h.terms == ["loss"] and len(h.steps) == 300
@@ -132,11 +133,11 @@ def test_a_quiet_tensorboard_run_is_idle_not_stalled(tmp_path: Path, cache_home:
     assert rep["status"] == "idle" and len(stall) == 1 and stall[0]["severity"] == "info"
     assert "nothing new in the TensorBoard files for 2d23h" in stall[0]["message"]
     assert "do not say whether the run ended" in stall[0]["message"]
-    reader = open_reader(tmp_path / "old")
+    reader = open_run(tmp_path / "old")
     reader.open()
     h = reader.history
     assert run_status(h, h.last_t + 10) == "running" and run_status(h, h.last_t + STALL_SECONDS + 1) == "idle"
-    h.run_start = {**h.run_start, "source": None}  # the same history from a trainer with a heartbeat
+    h.has_heartbeat = True  # the same history from a trainer with a heartbeat
     assert run_status(h, h.last_t + STALL_SECONDS + 1) == "stalled"
 
 
@@ -255,7 +256,7 @@ def test_growing_file_followed_live(tmp_path: Path) -> None:
 def test_bulk_and_per_record_reads_agree(vits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The array path (big reads) and the per-record path (live tails) give the same history,
     corrupt records included."""
-    from traintop.protocol import tfreader
+    from traintop.sources.tensorboard import reader as tfreader
 
     src = event_files(vits)[0]
     data = bytearray(src.read_bytes())

@@ -43,7 +43,7 @@ async def test_a_watch_left_open_turns_idle_when_the_files_go_quiet(tmp_path: Pa
     from torch.utils.tensorboard import SummaryWriter
 
     from tests.tui.fixtures import FixedClock
-    from traintop.protocol.runs import STALL_SECONDS
+    from traintop.sources.runs import STALL_SECONDS
     from traintop.tui.screens import run as run_screen
     from traintop.tui.widgets.header import RunHeader
 

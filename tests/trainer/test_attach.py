@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.conftest import read_events
-from traintop.protocol import open_reader
-from traintop.protocol.tfevents import find_tensorboard_runs
+from traintop.sources.source import open_run
+from traintop.sources.tensorboard.files import find_tensorboard_runs
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = '''
@@ -101,7 +101,7 @@ def test_recipe_script_attached_and_steered(tmp_path: Path, cache_dir: Path) -> 
     # the script's own coqui TensorBoard folder opens as a read-only run too
     tb = find_tensorboard_runs(out)
     assert tb, "coqui wrote no TensorBoard folder"
-    reader = open_reader(tb[0])
+    reader = open_run(tb[0])
     reader.open()
     assert {"loss_text_ce", "loss_mel_ce"} <= set(reader.history.terms)
     assert reader.history.run_start["profile"] == "xtts-gpt"

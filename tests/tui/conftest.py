@@ -54,7 +54,7 @@ def tiny(logs: Path) -> Path:
 
 def run_clock(run: Path, after: float = 5.0) -> FixedClock:
     """A clock standing ``after`` seconds past the run's last event (no stall, fixed elapsed time)."""
-    from traintop.protocol import load_history
+    from traintop.sources.jsonl.load import load_history
 
     history, _ = load_history(run / "events.jsonl")
     return FixedClock((history.last_t or T0) + after)

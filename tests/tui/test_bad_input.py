@@ -124,7 +124,7 @@ def test_a_large_run_opens_through_parallel_parsing(logs: Path) -> None:
     run = small_run(logs, steps=8000)  # ~2.5 MB: over the 2 MiB floor of the parallel path
     script = f"""
 import asyncio, sys
-import traintop.protocol.load as load
+import traintop.sources.jsonl.load as load
 load.PARALLEL_MIN_BYTES = 1 << 20  # parse in spawned processes, from inside the running app
 from traintop.tui.app import TraintopApp
 async def main():

@@ -110,7 +110,7 @@ async def test_weights_a_sent_or_external_change_clears_the_staged_value(tiny: P
 
 
 def test_an_ended_run_shows_no_live_speed(logs: Path) -> None:
-    from traintop.protocol import load_history
+    from traintop.sources.jsonl.load import load_history
     from traintop.tui.summary import summarize
 
     run = small_run(logs, "done-20261121-120000", end=True)

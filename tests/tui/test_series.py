@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from rich.style import Style
 
 from tests.tui.fixtures import FixedClock, append_events, small_run
-from traintop.protocol import load_history
-from traintop.protocol.runs import fmt_duration
+from traintop.sources.jsonl.load import load_history
+from traintop.sources.runs import fmt_duration
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.live import LiveRun
 from traintop.tui.series import EmaState, column_edges, debiased_ema, decimate, ema_continue

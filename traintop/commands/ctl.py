@@ -13,12 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from traintop.protocol import RunReader
 from traintop.protocol.control import Command, CommandError, ControlInbox, make_command
-from traintop.protocol.events import EventError, decode_line
-from traintop.protocol.lines import MAX_LINE
 from traintop.protocol.rundir import EVENTS_FILE, RunDirError, resolve_run_dir
-from traintop.protocol.safefile import open_read
 from traintop.protocol.text import MESSAGE_MAX, shown
 
 # command-line spelling → (protocol command, positional argument names)
@@ -40,24 +36,13 @@ def add_ctl_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait for the trainer's ack (default 60 s): exit 0 applied, 1 rejected, 2 timeout")
 
 
-def _run_terms(run_dir: Path) -> list[str] | None:
+def run_terms(run_dir: Path) -> list[str] | None:
     """Loss terms the run declared in its run_start (None when unknown: the trainer decides)."""
-    path = run_dir / EVENTS_FILE
-    try:
-        with open_read(path) as fh:
-            for _ in range(50):
-                line = fh.readline(MAX_LINE + 1)
-                if not line.endswith(b"\n"):  # the end, or a line over the limit: never read whole
-                    break
-                try:
-                    event = decode_line(line.rstrip(b"\n"))
-                except EventError:
-                    continue
-                if event.get("type") == "run_start" and isinstance(event.get("terms"), dict):
-                    return list(event["terms"]) or None  # none declared: they show at the first step
-    except OSError:
-        return None
-    return None
+    from traintop.sources.source import peek_run  # only set-weight reads the run: the rest stays light
+
+    start = peek_run(run_dir).run_start or {}
+    terms = start.get("terms")
+    return list(terms) or None if isinstance(terms, dict) else None  # none declared: the first step shows them
 
 
 def build_command(action: str, values: list[str], terms: list[str] | None) -> Command:
@@ -84,6 +69,8 @@ def wait_for_ack(run_dir: Path, command_id: str, timeout: float, start_offset: i
     A ``deferred`` ack (a pause holds the command, or a sample is being made off the training loop)
     is kept waiting on until its final answer or the timeout; then it is what is returned.
     """
+    from traintop.sources.jsonl.reader import RunReader  # acks are events of ours, from where the command went
+
     reader = RunReader(run_dir, offset=start_offset, use_cache=False)
     deadline = time.monotonic() + timeout
     stop = threading.Event()
@@ -113,7 +100,8 @@ def run_ctl(args: argparse.Namespace) -> int:
     """Body of ``traintop ctl``."""
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        command = build_command(args.action, list(args.values), _run_terms(run_dir))
+        terms = run_terms(run_dir) if CTL_COMMANDS[args.action][0] == "set_weight" else None
+        command = build_command(args.action, list(args.values), terms)
     except (RunDirError, CommandError) as exc:
         print(f"traintop ctl: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)  # names the run's terms
         return 2

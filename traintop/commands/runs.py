@@ -11,10 +11,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from traintop.protocol import RunReader
-from traintop.protocol.rundir import EVENTS_FILE, find_runs, run_name, unreadable
-from traintop.protocol.runs import run_status, speed
+from traintop.protocol.rundir import EVENTS_FILE
 from traintop.protocol.text import shown
+from traintop.sources.find import find_runs, run_name, unreadable
+from traintop.sources.runs import run_status, speed
+from traintop.sources.source import peek_run
 
 PARALLEL_FROM = 16  # runs: from this many on, peeks are spread over the cores
 MAX_WORKERS = 8
@@ -38,7 +39,7 @@ def summarize(run_dir: Path, now: float | None = None, root: Path | None = None)
     """Peek at a run (its head and last MiB, as the runs screen does) and summarize it; named by its
     path from ``root``."""
     now = time.time() if now is None else now
-    history = RunReader.peek(run_dir)
+    history = peek_run(run_dir)
     start = history.run_start or {}
     age = now - history.last_t if history.last_t is not None else None
     name = run_name(root, run_dir) if root is not None else run_dir.name

@@ -44,8 +44,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
     from traintop.health.loader import choose_profile, load_profile
     from traintop.health.monitor import HealthMonitor
     from traintop.health.profile import ProfileError
-    from traintop.protocol import RunDirError, open_reader, resolve_run_dir
+    from traintop.protocol import RunDirError
     from traintop.protocol.text import MESSAGE_MAX, shown
+    from traintop.sources.find import resolve_run
+    from traintop.sources.source import open_run
 
     early: list[Any] = []
 
@@ -69,8 +71,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
         print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
-        run_dir = resolve_run_dir(args.run_dir)
-        reader = open_reader(run_dir, use_watchdog=not getattr(args, "poll", False), tag_rules=rules)
+        run_dir = resolve_run(args.run_dir)
+        reader = open_run(run_dir, use_watchdog=not getattr(args, "poll", False), tag_rules=rules)
         reader.open(on_part=None if args.follow else judge_first_part)
         history = reader.history
     except (RunDirError, OSError) as exc:
@@ -90,7 +92,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``traintop report``; return the exit code."""
-    from traintop.protocol.rundir import find_runs, is_run_dir
+    from traintop.sources.find import find_runs, is_run_dir
 
     root = Path(args.run_dir)
     if root.is_dir() and not is_run_dir(root) and not args.follow:
@@ -115,7 +117,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     # from the health cache when it fits (docs/run-directory.md, "Health cache"), else from the first
     # part's pass or from scratch; a TensorBoard run (read-only) gets no cache
-    events = None if getattr(reader, "read_only", False) else reader.path
+    events = reader.path if reader.cacheable else None
     mon = judge(history, profile, events, reader.offset, mon, background=True)
     mon.update(history)  # the stall check on the wall clock
     report = build_report(history, profile, monitor=mon)

@@ -13,9 +13,10 @@ from traintop.health.loader import choose_profile, load_profile
 from traintop.health.profile import ProfileError
 from traintop.health.report import build_report
 from traintop.health.snapshot import judge
-from traintop.protocol import RunDirError, open_reader
-from traintop.protocol.rundir import run_name
+from traintop.protocol import RunDirError
 from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.find import run_name
+from traintop.sources.source import open_run
 
 RANK = {"critical": 0, "warning": 1, "healthy": 2}
 
@@ -24,7 +25,7 @@ def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
     """The report of one run, or why it could not be read."""
     try:
         rules = load_profile(profile_name).tags if profile_name is not None else ()
-        reader = open_reader(run_dir, use_watchdog=False, tag_rules=rules)
+        reader = open_run(run_dir, use_watchdog=False, tag_rules=rules)
         reader.open()
     except (RunDirError, OSError, ProfileError) as exc:
         return str(exc)
@@ -35,7 +36,7 @@ def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
         profile = choose_profile(history, profile_name)
     except ProfileError as exc:
         return str(exc)
-    events = None if getattr(reader, "read_only", False) else reader.path
+    events = reader.path if reader.cacheable else None
     mon = judge(history, profile, events, reader.offset, None, background=False)
     mon.update(history)  # the stall check on the wall clock
     return build_report(history, profile, monitor=mon)

@@ -13,8 +13,10 @@ from traintop.health.alerts import SEVERITY_RANK, Alert
 from traintop.health.cli import EXIT_CODES
 from traintop.health.profile import HealthProfile
 from traintop.health.snapshot import judge
-from traintop.protocol import ReadUpdate, RunReader, TailNotice
 from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.follow import ReadUpdate
+from traintop.sources.jsonl.reader import RunReader
+from traintop.sources.lines import TailNotice
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
 HOOK_TIMEOUT = 60.0  # a hung mail command must not stop the watcher
@@ -63,7 +65,7 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
                 run_hook(on_alert, alert)
 
     with lock:  # the first pass starts from the health cache when it fits (docs/run-directory.md)
-        mon = judge(history, profile, None if getattr(reader, "read_only", False) else reader.path, reader.offset)
+        mon = judge(history, profile, reader.path if reader.cacheable else None, reader.offset)
         mon.update(history)
     for notice in history.notices:  # what the first read skipped or found replaced
         say(notice)

@@ -54,7 +54,7 @@ from traintop.health.profile import (
     ZoneRule,
 )
 from traintop.protocol.control import COMMANDS
-from traintop.protocol.tftags import TAG_ACTIONS
+from traintop.sources.tensorboard.tags import TAG_ACTIONS
 
 CHOICES = {"severity": SEVERITIES, "mode": ("min", "max"), "threshold_mode": ("rel", "abs"),
            "source": ("auto", "eval", "epoch"), "direction": ("up", "down", "both")}

@@ -19,7 +19,7 @@ from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.term import TermState
 from traintop.health.work import TRAINER_WORK, WorkWatch
 from traintop.protocol.control import CommandError, validate_command
-from traintop.protocol.runs import fmt_duration, is_tensorboard, pid_alive
+from traintop.sources.runs import fmt_duration, pid_alive
 
 ZONE_RANK = {"good": 0, "warn": 1, "critical": 2}
 MAX_ENDED_ALERTS = 500  # ended alerts kept for the record; a pathological run cannot grow memory forever
@@ -317,7 +317,7 @@ class HealthMonitor:
         if stalled and (None, "stall") not in self._current:
             detail = {"silent_seconds": silent, "heartbeat": self.profile.heartbeat, "last_t": history.last_t,
                       "window": [step, step]}
-            if is_tensorboard(history):  # no heartbeat, no end event: quiet files say nothing more
+            if not history.has_heartbeat:  # TensorBoard files: quiet files say nothing more
                 severity, said = "info", (f"nothing new in the TensorBoard files for {fmt_duration(silent)}; "
                                           "they do not say whether the run ended")
             else:

@@ -10,7 +10,7 @@ from traintop.health.monitor import HealthMonitor
 from traintop.health.profile import HealthProfile
 from traintop.health.term import TermState
 from traintop.health.verdict import VERDICTS, checklist, verdict_now, verdict_of, worst_so_far
-from traintop.protocol.runs import run_status
+from traintop.sources.runs import run_status
 
 __all__ = ["VERDICTS", "build_report", "trend"]
 

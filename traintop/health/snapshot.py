@@ -2,7 +2,7 @@
 
 ``<run>/.health.cache.json`` holds a ``HealthMonitor``'s state after a pass over the history of
 ``events.jsonl`` up to an offset, with what it is valid for: the events file's key
-(``protocol.cache.file_key``), fingerprints of the profile's content and of the health code, and
+(``sources.jsonl.cache.file_key``), fingerprints of the profile's content and of the health code, and
 the history's row counts. It is plain JSON, never pickle: decoding rebuilds only the classes of
 ``ALLOWED``, by overlaying saved attributes on objects the normal constructors built from the
 current profile (zone rules, detector settings and suggestions are never read from the file), and
@@ -32,9 +32,9 @@ from traintop.health.profile import HealthProfile, SuggestionSpec, ZoneRule
 from traintop.health.streams import CollapseDetector, Ema, EpochMeans, NonFiniteDetector, SpikeDetector
 from traintop.health.term import TermState, ZoneState
 from traintop.health.work import Tally, WorkWatch
-from traintop.protocol.cache import MIN_NEW_BYTES, file_key, loads_bounded, tell_ignored
-from traintop.protocol.history import RunHistory
 from traintop.protocol.safefile import atomic_write, open_read
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl.cache import MIN_NEW_BYTES, file_key, loads_bounded, tell_ignored
 
 HEALTH_FILE = ".health.cache.json"
 HEALTH_VERSION = 2  # 2: a NaN counts only where the row logged one

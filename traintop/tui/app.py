@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from traintop.protocol import EVENTS_FILE
-from traintop.protocol.tfevents import is_tensorboard_run
+from traintop.sources.tensorboard.files import is_tensorboard_run
 from traintop.tui.live import LiveRun, default_monitor_factory
 from traintop.tui.screens.run import PANE_TITLES, PANES, RunScreen
 from traintop.tui.screens.runs import RunsScreen

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from traintop.protocol import Command, RunHistory
+from traintop.protocol import Command
+from traintop.sources.history import RunHistory
 
 
 @dataclass

@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol import ReadUpdate, RunHistory, TailNotice, open_reader
+from traintop.sources.follow import ReadUpdate
+from traintop.sources.history import RunHistory
+from traintop.sources.lines import TailNotice
+from traintop.sources.source import open_run
 from traintop.tui.series import EmaState, ema_continue
 
 HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (stalls are minutes long)
@@ -56,7 +59,7 @@ class LiveRun:
                  use_watchdog: bool = True, clock: Callable[[], float] = time.time,
                  tag_rules: tuple[tuple[str, str], ...] = ()) -> None:
         self.run_dir = Path(run_dir)
-        self.reader = open_reader(self.run_dir, use_watchdog=use_watchdog, tag_rules=tag_rules)
+        self.reader = open_run(self.run_dir, use_watchdog=use_watchdog, tag_rules=tag_rules)
         self.events_path = self.reader.path
         self.lock = self.reader.lock
         self.loaded = False
@@ -120,7 +123,7 @@ class LiveRun:
     def _restore_health(self) -> None:
         """Start health from the run's health cache when it fits (docs/run-directory.md, "Health cache"):
         the first pass then judges only the rows after it, and saves its state for the next open."""
-        self._save_due = not getattr(self.reader, "read_only", False)  # a TensorBoard run gets no cache
+        self._save_due = self.reader.cacheable
         if not self._save_due or not self.history.events:
             return
         try:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from traintop.health.alerts import SEVERITY_RANK
-from traintop.protocol import RunHistory, RunReader
-from traintop.protocol.runs import run_status as status_of
-from traintop.protocol.runs import speed
+from traintop.sources.history import RunHistory
+from traintop.sources.runs import run_status as status_of
+from traintop.sources.runs import speed
 
 CRITICAL = SEVERITY_RANK["critical"] + 1  # ``worst_rank``: health's severity scale, 0 meaning no alert
 
@@ -66,11 +65,6 @@ def fmt_value(v: float | None) -> str:
     if v is None or not math.isfinite(v):
         return "–" if v is None or math.isnan(v) else ("+inf" if v > 0 else "-inf")
     return f"{v:.4g}"
-
-
-def peek_run(run_dir: Path) -> RunHistory:
-    """A partial history of a run for the runs list (``RunReader.peek``: its head and last MiB)."""
-    return RunReader.peek(run_dir)
 
 
 def last_values(history: RunHistory, term: str, weighted: bool = False) -> float | None:

@@ -29,7 +29,7 @@ def require_f5(recipe_name: str = "f5") -> None:
         import f5_tts  # noqa: F401
         import vocos  # noqa: F401
     except ImportError as exc:
-        from traintop.cli import install_command  # the same wording as every other missing extra
+        from traintop.resources import install_command  # the same wording as every other missing extra
 
         raise F5NotInstalled(
             f"recipe {recipe_name} needs the optional 'f5' extra (F5-TTS), which is not installed "

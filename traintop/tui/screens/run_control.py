@@ -26,7 +26,7 @@ class RunControl:
 
     def send_command(self, cmd: str, origin: str = "key", **args: Any) -> Command | None:
         """Validate and append one command to ``control.jsonl``; say in plain words if it cannot be."""
-        read_only = getattr(self.live.reader, "read_only_reason", None)  # a TensorBoard run: no trainer
+        read_only = self.live.reader.read_only  # a TensorBoard run: no trainer
         if read_only:
             self.notify(shown(read_only, MESSAGE_MAX), title="controls unavailable",  # type: ignore[attr-defined]
                         severity="warning", markup=False)

@@ -14,13 +14,13 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from traintop.protocol import find_runs
-from traintop.protocol.history import RunHistory
-from traintop.protocol.rundir import fingerprint, run_name
-from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.find import find_runs, fingerprint, run_name
+from traintop.sources.history import RunHistory
+from traintop.sources.runs import fmt_duration
+from traintop.sources.source import peek_run
 from traintop.tui.messages import RunsScanned
-from traintop.tui.summary import RunSummary, peek_run, summarize
+from traintop.tui.summary import RunSummary, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
 
 SCAN_EVERY = 2.0  # seconds between rescans of the folder while runs change

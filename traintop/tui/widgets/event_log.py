@@ -8,8 +8,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from traintop.protocol import RunHistory
 from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.history import RunHistory
 from traintop.tui.commands import STATUS_STYLE, SentLog
 
 MAX_LINES = 200

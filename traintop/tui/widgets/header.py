@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from traintop.protocol.runs import fmt_duration
 from traintop.protocol.text import shown
+from traintop.sources.runs import fmt_duration
 from traintop.tui.summary import RunSummary
 
 STATUS_STYLE = {"running": "bold green", "paused": "bold yellow", "stopping": "bold yellow",

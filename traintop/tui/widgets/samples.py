@@ -24,9 +24,9 @@ from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from traintop.protocol.rundir import run_file
 from traintop.protocol.safefile import open_read
 from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.find import run_file
 
 # a small perceptual ramp (dark blue → green → yellow), like the usual spectrogram colours
 _RAMP = [(13, 8, 135), (84, 2, 163), (139, 10, 165), (185, 50, 137), (219, 92, 104), (244, 136, 73),

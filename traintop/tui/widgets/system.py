@@ -8,7 +8,7 @@ import numpy as np
 from rich.text import Text
 from textual.widget import Widget
 
-from traintop.protocol import RunHistory
+from traintop.sources.history import RunHistory
 from traintop.tui.live import LiveRun
 
 BARS = "▁▂▃▄▅▆▇█"

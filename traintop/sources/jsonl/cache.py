@@ -29,9 +29,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from traintop.protocol.history import RunHistory
 from traintop.protocol.safefile import atomic_write, open_read
 from traintop.protocol.text import shown
+from traintop.sources.history import RunHistory
 
 CACHE_FILE = ".events.cache.npz"
 CACHE_VERSION = 2  # 2: the rows' ``nonfinite`` column

@@ -1,7 +1,7 @@
-"""``RunReader``: the one way to read a run — open, poll, follow and peek.
+"""``RunReader``: a run of ours (``events.jsonl``) — open, poll, follow and peek.
 
-- ``open``: the cold open, in bulk and on every core (``protocol.load``), from the columnar cache
-  when it still matches the file (``protocol.cache``), then the new tail;
+- ``open``: the cold open, in bulk and on every core (``jsonl.load``), from the columnar cache
+  when it still matches the file (``jsonl.cache``), then the new tail;
 - ``poll``: the bytes written since the last offset, applied to the history;
 - ``follow``: one loop that polls on inotify wake-ups (or a timer where none come), with an idle
   hook for whoever needs a cadence (health passes, redraw throttling);
@@ -9,7 +9,7 @@
 
 Every path cuts bytes with ``lines.cut`` / ``split_lines``, decodes with ``block.decode_block`` and
 applies with ``RunHistory.extend_block``, so a cold open and a live tail of the same bytes agree.
-The TUI, ``traintop report [--follow]``, ``traintop runs`` and ``traintop ctl --wait`` all use it.
+``sources.source.open_run`` hands it out for a run of ours; ``traintop ctl --wait`` follows acks with it.
 """
 
 from __future__ import annotations
@@ -17,35 +17,20 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from traintop.protocol import cache
-from traintop.protocol.block import decode_block
-from traintop.protocol.history import RunHistory
-from traintop.protocol.lines import TailNotice, cut
-from traintop.protocol.load import LEAD_SHARE, load_history
 from traintop.protocol.rundir import EVENTS_FILE
 from traintop.protocol.safefile import UnsafeFileError, open_read
-from traintop.protocol.tail import FileWaker, JsonlTail, TailChunk
-from traintop.protocol.tfevents import is_tensorboard_run
+from traintop.sources.block import decode_block
+from traintop.sources.follow import Follower, ReadUpdate
+from traintop.sources.history import RunHistory
+from traintop.sources.jsonl import cache
+from traintop.sources.jsonl.load import LEAD_SHARE, load_history
+from traintop.sources.jsonl.tail import JsonlTail, TailChunk
+from traintop.sources.lines import TailNotice, cut
+from traintop.sources.waker import FileWaker
 
 PEEK_BYTES = 1 << 20  # the runs list reads only the head and the last MiB of each run
-INOTIFY_SAFETY = 1.0  # with inotify, still look every second (NFS / sshfs send no events)
-POLL_INTERVAL = 0.25  # without inotify, look this often
-
-
-@dataclass
-class ReadUpdate:
-    """What one read changed: counts and notices, never the data itself."""
-
-    events: int = 0
-    notices: list[TailNotice] = field(default_factory=list)
-    restarted: bool = False
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.notices or self.restarted)
 
 
 def apply_chunk(history: RunHistory, chunk: TailChunk, source: str = EVENTS_FILE) -> ReadUpdate:
@@ -69,69 +54,16 @@ def apply_chunk(history: RunHistory, chunk: TailChunk, source: str = EVENTS_FILE
     return update
 
 
-class Follower:
-    """The follow loop every run reader shares: poll, hand on what changed, let ``idle`` set the
-    cadence, then sleep on a ``FileWaker`` (inotify, or polling where it is silent).
-
-    A subclass provides ``path``, ``use_watchdog``, ``poll()`` and, when what it watches can move,
-    ``rewatch(waker)``.
-    """
-
-    path: Path
-    use_watchdog: bool
-    watch_mode = "polling"
-    _waker: FileWaker | None = None
-
-    def poll(self) -> ReadUpdate:
-        """Apply what was written since the last read."""
-        raise NotImplementedError
-
-    def rewatch(self, waker: FileWaker) -> bool:
-        """Whether ``waker`` must be replaced by one on the current ``path``."""
-        return False
-
-    def recheck_in(self) -> float | None:
-        """Seconds until a second look is due even without a change (None: when something changes)."""
-        return None
-
-    def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
-               idle: Callable[[], float | None] | None = None) -> None:
-        """Poll until ``stop`` is set: ``on_update`` gets every non-empty update, ``idle`` runs after
-        every pass and may return how soon (seconds) it wants the next one."""
-        self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
-        self.watch_mode = self._waker.mode
-        try:
-            while not stop.is_set():
-                update = self.poll()
-                if update:
-                    on_update(update)
-                soon = idle() if idle is not None else None
-                if self.rewatch(self._waker):
-                    self._waker.close()
-                    self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
-                    self.watch_mode = self._waker.mode
-                    continue  # read the new target at once
-                interval = INOTIFY_SAFETY if self._waker.mode == "inotify" else POLL_INTERVAL
-                for due in (soon, self.recheck_in()):
-                    if due is not None:
-                        interval = max(0.005, min(interval, due))
-                if not stop.is_set():
-                    self._waker.wait(interval)
-        finally:
-            self._waker.close()
-
-    def wake(self) -> None:
-        """Wake the follow loop now (used when stopping it)."""
-        if self._waker is not None:
-            self._waker.wake()
-
-
 class RunReader(Follower):
     """Reads one run directory's ``events.jsonl`` into a ``RunHistory`` and keeps it current.
 
     Every mutation of ``history`` happens under ``lock``; a UI thread takes the same lock while it
     copies out what it draws.
     """
+
+    read_only: str | None = None  # a trainer of ours reads the run's control.jsonl
+    has_heartbeat = True
+    cacheable = True
 
     def __init__(self, run_dir: str | Path, *, offset: int = 0, use_watchdog: bool = True,
                  use_cache: bool = True) -> None:
@@ -203,10 +135,6 @@ class RunReader(Follower):
         """A partial history of a run for the runs list: its first line and its last ``tail_bytes``."""
         history = RunHistory()
         path = Path(run_dir) / EVENTS_FILE
-        if not path.is_file() and is_tensorboard_run(Path(run_dir)):
-            from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
-
-            return TensorBoardReader.peek(run_dir, tail_bytes)
         try:
             with open_read(path) as fh:
                 head = fh.readline(1 << 20)
@@ -224,15 +152,3 @@ class RunReader(Follower):
         c = cut(b"", data, start, source=path.name)
         history.extend_block(decode_block(c.block, c.block_offset, path.name))
         return history
-
-
-def open_reader(run_dir: str | Path, **options: Any) -> RunReader | Any:
-    """The reader of a run: ``RunReader`` for ``events.jsonl``, else ``TensorBoardReader`` when the
-    directory holds TensorBoard event files (read-only; same interface)."""
-    path = Path(run_dir)
-    if not (path / EVENTS_FILE).is_file() and is_tensorboard_run(path):
-        from traintop.protocol.tfreader import TensorBoardReader  # it builds on this module
-
-        return TensorBoardReader(path, **options)
-    options.pop("tag_rules", None)  # a TensorBoard tag's override: events.jsonl names its own terms
-    return RunReader(path, **options)

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from traintop.protocol.tfrecord import CRC_TABLE, FOOTER, HEADER, MASK_DELTA, length_problem, masked_crc
+from traintop.sources.tensorboard.record import CRC_TABLE, FOOTER, HEADER, MASK_DELTA, length_problem, masked_crc
 
 WALK = 48  # records walked one by one before predicting
 MAX_PERIOD = 24

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol.block import Block, Rows
-from traintop.protocol.tfbulk import Part
-from traintop.protocol.typed import KIND_EVAL, KIND_RARE, KIND_STEP
+from traintop.sources.block import Block, Rows
+from traintop.sources.tensorboard.bulk import Part
+from traintop.sources.typed import KIND_EVAL, KIND_RARE, KIND_STEP
 
 FIXED_OF = {"train": ("total", "lr", "grad_norm", "step_time", "loader_time"), "eval": ("total",)}
 NOT_LOSSES = frozenset(("lr", "grad_norm", "step_time", "loader_time"))  # a NaN here is no NaN loss

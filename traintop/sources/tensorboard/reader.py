@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol import tfbulk
-from traintop.protocol.block import Block
-from traintop.protocol.history import RunHistory
-from traintop.protocol.lines import TailNotice
-from traintop.protocol.reader import Follower, ReadUpdate
 from traintop.protocol.safefile import UnsafeFileError, open_read
-from traintop.protocol.tail import FileWaker
-from traintop.protocol.tfevents import TagMapper, event_files, retag, tag_prefix
-from traintop.protocol.tfrecord import EventRecord, WireError, decode_event, frame, resync
-from traintop.protocol.tftags import TagRules
+from traintop.sources.block import Block
+from traintop.sources.follow import Follower, ReadUpdate
+from traintop.sources.history import RunHistory
+from traintop.sources.lines import TailNotice
+from traintop.sources.tensorboard import bulk as tfbulk
+from traintop.sources.tensorboard.files import event_files
+from traintop.sources.tensorboard.mapping import TagMapper, retag, tag_prefix
+from traintop.sources.tensorboard.record import EventRecord, WireError, decode_event, frame, resync
+from traintop.sources.tensorboard.tags import TagRules
+from traintop.sources.waker import FileWaker
 
 READ_BYTES = 64 << 20  # one read of one file at most this much (memory stays flat on a cold open)
 BULK_BYTES = 256 << 10  # reads this large are framed and decoded as arrays (tfbulk); smaller one by one
@@ -53,13 +54,13 @@ class _File:
 class TensorBoardReader(Follower):
     """Reads a directory of ``events.out.tfevents.*`` files into a ``RunHistory``."""
 
-    read_only = True
-    read_only_reason = READ_ONLY_REASON
+    read_only: str | None = READ_ONLY_REASON
+    has_heartbeat = False  # no heartbeat, no end event: a quiet run is idle, never stalled
+    cacheable = False  # several files and a cache folder of samples: it is read whole each time
 
-    def __init__(self, run_dir: str | Path, *, use_watchdog: bool = True, tag_rules: TagRules = (),
-                 **_ignored: Any) -> None:
+    def __init__(self, run_dir: str | Path, *, use_watchdog: bool = True, tag_rules: TagRules = ()) -> None:
         self.run_dir = Path(run_dir)
-        self.history = RunHistory()
+        self.history = RunHistory(has_heartbeat=False)
         self.lock = threading.RLock()
         self.use_watchdog = use_watchdog
         self.tag_rules = tag_rules  # a profile's ``tags:`` overrides
@@ -85,7 +86,7 @@ class TensorBoardReader(Follower):
         """Everything the files hold now (the newest step of each stream included); ``workers``,
         ``on_part`` and ``lead`` (``RunReader``'s parallel open) do not apply: one process reads it all."""
         with self.lock:
-            self.history = RunHistory()
+            self.history = RunHistory(has_heartbeat=False)
             self._files.clear()
             self._mapper = TagMapper(self.run_dir, self.tag_rules)
         update = ReadUpdate()

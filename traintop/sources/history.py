@@ -1,7 +1,7 @@
 """``RunHistory``: the columnar record of one run, built from its events.
 
 It alone mutates itself: ``extend_block`` applies a ``Block`` of plain columns from the bulk
-parser (``protocol.block``), whoever read the bytes; ``revisions`` count changes per kind so a
+parser (``sources.block``), whoever read the bytes; ``revisions`` count changes per kind so a
 pane redraws from one signal.
 
 Train steps and evals are numpy columns (one float32 column per loss term, NaN where a row did not
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from traintop.protocol.block import Block, Rows, decode_events, decode_lines
-from traintop.protocol.columns import NAN, Table
 from traintop.protocol.events import SCHEMA_VERSION
-from traintop.protocol.lines import TailNotice
+from traintop.sources.block import Block, Rows, decode_events
+from traintop.sources.columns import NAN, Table
+from traintop.sources.lines import TailNotice
 
 # ``nonfinite``: 1 where the row logged a NaN/Inf loss (NaN in a column also means "not reported")
 _STEP_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32,
@@ -79,8 +79,9 @@ class WeightTrack:
 class RunHistory:
     """Everything a run's events say, columnar where it is large."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, has_heartbeat: bool = True) -> None:
         self.generation = -1
+        self.has_heartbeat = has_heartbeat  # its writer sends heartbeats and a run_end (a reader's capability)
         self.reset()
 
     def reset(self) -> None:
@@ -278,24 +279,6 @@ class RunHistory:
         """Apply already decoded events (dicts); return how many."""
         return self.extend_block(decode_events(events))
 
-    def ingest(self, events: list[dict[str, Any]]) -> None:
-        """Apply already decoded events (kept for callers of the old name)."""
-        self.extend(events)
-
-    def ingest_lines(self, lines: list[bytes], start: int | list[int] = 0, source: str = "events.jsonl") -> int:
-        """Decode and apply complete lines; bad lines become notices naming their byte offset.
-
-        ``start`` is the offset of the first line (lines contiguous) or every line's offset.
-        """
-        if isinstance(start, int):
-            offsets, pos = [], start
-            for line in lines:
-                offsets.append(pos)
-                pos += len(line) + 1
-        else:
-            offsets = list(start)
-        return self.extend_block(decode_lines(lines, offsets, source))
-
     def note(self, notice: TailNotice) -> None:
         """Record a reader notice (bad lines are counted; the first few kept with offsets)."""
         if notice.kind in ("bad_line", "bad_event"):
@@ -303,9 +286,6 @@ class RunHistory:
         if len(self.notices) < MAX_NOTICES:
             self.notices.append(notice)
         self.revisions["notices"] += 1
-
-    def flush(self) -> None:
-        """Nothing is buffered any more; kept for callers of the old API."""
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -356,7 +336,7 @@ class RunHistory:
             return str(self.run_end.get("status") or "ended")
         return self.state
 
-    # -- the columnar cache (protocol.cache writes and checks the file) -----------------------------
+    # -- the columnar cache (jsonl.cache writes and checks the file) -----------------------------
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Plain arrays (views of the filled columns) and JSON-ready state: enough to ``restore``."""

@@ -19,8 +19,8 @@ import msgspec
 import numpy as np
 
 from traintop.protocol.events import EventError, decode_line
-from traintop.protocol.lines import MAX_LINE, TailNotice, split_lines
-from traintop.protocol.typed import (
+from traintop.sources.lines import MAX_LINE, TailNotice, split_lines
+from traintop.sources.typed import (
     BLOCK_DECODER,
     DECODE_ERRORS,
     GPU_FIELDS,

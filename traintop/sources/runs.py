@@ -8,7 +8,7 @@ import socket
 
 import numpy as np
 
-from traintop.protocol.history import RunHistory
+from traintop.sources.history import RunHistory
 
 STALL_SECONDS = 120.0  # no event (not even a `system` heartbeat, sent every ~5 s) for this long
 SPEED_WINDOW = 50  # recent steps the it/s figure averages over
@@ -47,13 +47,8 @@ def run_status(history: RunHistory, now: float, stall_after: float = STALL_SECON
     if pid_alive(start.get("pid"), start.get("host")) is False:
         return "stalled"
     if status in ("running", "stopping") and history.last_t is not None and now - history.last_t > stall_after:
-        return "idle" if is_tensorboard(history) else "stalled"
+        return "stalled" if history.has_heartbeat else "idle"
     return status
-
-
-def is_tensorboard(history: RunHistory) -> bool:
-    """Whether the run was read from TensorBoard event files (no trainer, no heartbeat, no end event)."""
-    return (history.run_start or {}).get("source") == "tensorboard"
 
 
 def speed(history: RunHistory, window: int = SPEED_WINDOW) -> float | None:

@@ -1,10 +1,9 @@
-"""TensorBoard event files as traintop events: where a run's files are, and records into rows.
+"""TensorBoard records as traintop events: scalars into rows, audio into samples.
 
-A *TensorBoard run* is a directory holding ``events.out.tfevents.*`` files (TensorBoard's own
-rule: one run per directory; Keras's ``train/`` + ``validation/`` sub-folders are one run too). Its
-scalars become ``step`` / ``eval`` rows by what each tag means (``tftags``), its audio ``sample``
-events (decoded to WAV + a mel array in a cache directory, never into the user's folder); tensors
-are series only with the ``scalars`` plugin and one value, the rest is listed as not shown.
+A TensorBoard run's (``files``) scalars become ``step`` / ``eval`` rows by what each tag means
+(``tags``), its audio ``sample`` events (decoded to WAV + a mel array in a cache directory, never
+into the user's folder); tensors are series only with the ``scalars`` plugin and one value, the rest
+is listed as not shown.
 
 coqui logs its loss terms already weighted, and a TensorBoard file does not say by what: the
 values are shown as logged, with no weights.
@@ -12,86 +11,21 @@ values are shown as logged, with no weights.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from traintop.protocol.block import Block
-from traintop.protocol.lines import TailNotice
-from traintop.protocol.tfbulk import Part
-from traintop.protocol.tfcolumns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
-from traintop.protocol.tfrecord import Audio, EventRecord
-from traintop.protocol.tftags import EVAL_WORDS, TRAIN_WORDS, TagRules, classify, guess_profile
+from traintop.sources.block import Block
+from traintop.sources.lines import TailNotice
+from traintop.sources.tensorboard.bulk import Part
+from traintop.sources.tensorboard.columns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
+from traintop.sources.tensorboard.files import cache_dir
+from traintop.sources.tensorboard.record import Audio, EventRecord
+from traintop.sources.tensorboard.tags import TagRules, classify, guess_profile
 
-TFEVENTS_MARK = ".tfevents."
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def is_event_file(path: Path) -> bool:
-    """True for a TensorBoard event file name (``events.out.tfevents.<time>.<host>...``)."""
-    return TFEVENTS_MARK in path.name and path.name.startswith("events.out") and path.is_file()
-
-
-def _own_event_files(folder: Path) -> list[Path]:
-    """The event files directly in ``folder``, oldest first (their names start with the time)."""
-    try:
-        found = [p for p in folder.iterdir() if is_event_file(p)]
-    except OSError:
-        return []
-    return sorted(found, key=lambda p: (p.name.split(TFEVENTS_MARK, 1)[1].split(".", 1)[0], p.name))
-
-
-def split_folders(run_dir: Path) -> list[Path]:
-    """The ``train/`` and ``validation/`` (or ``eval/``, ``val/``) sub-folders of a run written as
-    siblings (Keras's ``TensorBoard`` callback, TF Estimator's ``eval/``): one run to the user. Empty
-    unless an eval folder with event files sits beside a train folder or the run's own files."""
-    try:
-        subs = [d for d in run_dir.iterdir() if d.is_dir() and not d.is_symlink()
-                and d.name.lower() in TRAIN_WORDS | EVAL_WORDS]
-    except OSError:
-        return []
-    subs = [d for d in subs if _own_event_files(d)]
-    evals = [d for d in subs if d.name.lower() in EVAL_WORDS]
-    trains = [d for d in subs if d.name.lower() in TRAIN_WORDS]
-    if evals and (trains or _own_event_files(run_dir)):
-        return sorted(subs)
-    return []
-
-
-def event_files(run_dir: Path) -> list[Path]:
-    """The run's event files, oldest first: those directly in ``run_dir``, then its split folders'."""
-    files = _own_event_files(run_dir)
-    for sub in split_folders(run_dir):
-        files += _own_event_files(sub)
-    return files
-
-
-def is_tensorboard_run(path: Path) -> bool:
-    """True when ``path`` is a directory holding at least one event file (itself or its split folders)."""
-    return path.is_dir() and bool(event_files(path))
-
-
-def find_tensorboard_runs(root: Path, max_depth: int = 4) -> list[Path]:
-    """Directories under ``root`` (itself included, to ``max_depth`` levels) that hold event files;
-    split folders count as their parent."""
-    out: list[Path] = []
-    root_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if len(here.parts) - root_depth >= max_depth:
-            dirnames[:] = []
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        split = split_folders(here) if any(d.lower() in EVAL_WORDS for d in dirnames) else []
-        if split:
-            out.append(here)
-            dirnames[:] = [d for d in dirnames if here / d not in split]
-        elif any(TFEVENTS_MARK in f and f.startswith("events.out") for f in filenames):
-            out.append(here)
-    return out
 
 
 def tag_prefix(run_dir: Path, path: Path) -> str:
@@ -127,13 +61,6 @@ def rows_to_events(stream: str, pending: Pending, steps: list[int]) -> list[dict
                               "epoch": None, "losses": values, **fixed}
         out.append(ev)
     return out
-
-
-def cache_dir(run_dir: Path) -> Path:
-    """Where a TensorBoard run's decoded samples go: under the user's cache, keyed by the run's path."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return base / "traintop" / "tensorboard" / f"{_SAFE.sub('-', run_dir.name)}-{key}"
 
 
 def log_mel(wav: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
@@ -342,5 +269,4 @@ class TagMapper:
         """The ``run_start`` a TensorBoard run never wrote: read-only, profile guessed from its tags."""
         return {"v": 1, "type": "run_start", "t": t, "run": self.run_dir.name, "recipe": "tensorboard",
                 "profile": guess_profile(self.terms, self.tags), "terms": {}, "planned_steps": None,
-                "planned_epochs": None, "host": None, "pid": None, "versions": {}, "resumed_from": None,
-                "source": "tensorboard", "read_only": True}
+                "planned_epochs": None, "host": None, "pid": None, "versions": {}, "resumed_from": None}

@@ -1,7 +1,7 @@
 """Cold open: read a whole ``events.jsonl`` into a ``RunHistory`` as fast as the parser allows.
 
 Parsing is CPU-bound, so a large file is cut at line boundaries into one part per core: worker
-processes decode the later parts into plain ``Block`` columns (``protocol.block``) while this
+processes decode the later parts into plain ``Block`` columns (``sources.block``) while this
 process decodes the first, and the history applies every block in file order with
 ``extend_block`` — the same call a live tail makes, so a cold open and a tail agree by construction.
 """
@@ -16,10 +16,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import BinaryIO
 
-from traintop.protocol.block import Block, decode_block
-from traintop.protocol.history import RunHistory
-from traintop.protocol.lines import TailNotice, cut
 from traintop.protocol.safefile import open_read
+from traintop.sources.block import Block, decode_block
+from traintop.sources.history import RunHistory
+from traintop.sources.lines import TailNotice, cut
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting a process costs more than it saves
 LEAD_SHARE = 0.5  # with two cores, this process's share (the worker's start-up ≈ applying its blocks)

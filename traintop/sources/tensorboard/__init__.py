@@ -1,0 +1,1 @@
+"""Anyone's TensorBoard event files, read-only: record framing, bulk columns, tag mapping, audio."""
