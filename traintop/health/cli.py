@@ -40,30 +40,14 @@ def no_events_reason(reader: Any) -> str:
     return why or f"{reader.path}: no readable event"
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
-    from traintop.health.loader import choose_profile, load_profile
-    from traintop.health.monitor import HealthMonitor
+def _load(args: argparse.Namespace) -> tuple[Any, Path] | int:
+    """The run opened and judged (``health.pipeline``), or the exit code after saying why not."""
+    from traintop.health.loader import load_profile
+    from traintop.health.pipeline import JudgedRun, profile_factory
     from traintop.health.profile import ProfileError
     from traintop.protocol import RunDirError
     from traintop.protocol.text import MESSAGE_MAX, shown
     from traintop.sources.find import resolve_run
-    from traintop.sources.source import open_run
-
-    early: list[Any] = []
-
-    def judge_first_part(part: Any) -> None:
-        # while worker processes parse the rest, judge what is in: the same alerts as one pass (chunking
-        # never matters to health), and no stall yet (``now`` is the part's own last event)
-        if early:
-            early[0][1].update(part, now=part.last_t)
-            return
-        try:
-            prof = choose_profile(part, args.profile)
-        except ProfileError:
-            return
-        mon = HealthMonitor(prof)
-        mon.update(part, now=part.last_t)
-        early.append((prof, mon))
 
     try:  # a profile file's ``tags:`` rules tell the reader what a TensorBoard run's tags are
         rules = load_profile(args.profile).tags if args.profile is not None else ()
@@ -72,22 +56,21 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, Any] | int:
         return EXIT_UNREADABLE
     try:
         run_dir = resolve_run(args.run_dir)
-        reader = open_run(run_dir, use_watchdog=not getattr(args, "poll", False), tag_rules=rules)
-        reader.open(on_part=None if args.follow else judge_first_part)
-        history = reader.history
+        run = JudgedRun(run_dir, monitor_factory=profile_factory(args.profile),
+                        use_watchdog=not getattr(args, "poll", False), tag_rules=rules)
+        run.open(judge_parts=not args.follow)
     except (RunDirError, OSError) as exc:
         print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
-    if history.events == 0:
-        print(f"traintop report: {shown(no_events_reason(reader), MESSAGE_MAX)}", file=sys.stderr)
+    if run.history.events == 0:
+        print(f"traintop report: {shown(no_events_reason(run.source), MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
-        profile = choose_profile(history, args.profile)
+        run.first_pass(background=True)
     except ProfileError as exc:  # the profile a run names is the run's text
         print(f"traintop report: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
         return EXIT_UNREADABLE
-    mon = early[0][1] if early and early[0][0] == profile else None  # the first part's pass, if it fits
-    return history, reader, profile, run_dir, mon
+    return run, run_dir
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -104,23 +87,19 @@ def run_report(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if isinstance(loaded, int):
         return loaded
-    history, reader, profile, run_dir, mon = loaded
+    run, run_dir = loaded
     if args.on_alert and not args.follow:
         print("traintop report: --on-alert needs --follow", file=sys.stderr)
         return EXIT_UNREADABLE
     if args.follow:
         from traintop.health.follow import follow_run
 
-        return follow_run(reader, profile, args.on_alert, as_json=args.json)
+        return follow_run(run, args.on_alert, as_json=args.json)
     from traintop.health.report import build_report
-    from traintop.health.snapshot import judge
 
-    # from the health cache when it fits (docs/run-directory.md, "Health cache"), else from the first
-    # part's pass or from scratch; a TensorBoard run (read-only) gets no cache
-    events = reader.path if reader.cacheable else None
-    mon = judge(history, profile, events, reader.offset, mon, background=True)
-    mon.update(history)  # the stall check on the wall clock
-    report = build_report(history, profile, monitor=mon)
+    mon = run.monitor
+    mon.update(run.history)  # the stall check on the wall clock
+    report = build_report(run.history, mon.profile, monitor=mon)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from traintop.health.cli import EXIT_CODES, EXIT_UNREADABLE, no_events_reason
-from traintop.health.loader import choose_profile, load_profile
+from traintop.health.loader import load_profile
+from traintop.health.pipeline import JudgedRun, profile_factory
 from traintop.health.profile import ProfileError
 from traintop.health.report import build_report
-from traintop.health.snapshot import judge
 from traintop.protocol import RunDirError
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.sources.find import run_name
-from traintop.sources.source import open_run
 
 RANK = {"critical": 0, "warning": 1, "healthy": 2}
 
@@ -25,21 +24,18 @@ def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
     """The report of one run, or why it could not be read."""
     try:
         rules = load_profile(profile_name).tags if profile_name is not None else ()
-        reader = open_run(run_dir, use_watchdog=False, tag_rules=rules)
-        reader.open()
+        run = JudgedRun(run_dir, monitor_factory=profile_factory(profile_name), use_watchdog=False, tag_rules=rules)
+        run.open(judge_parts=False)
     except (RunDirError, OSError, ProfileError) as exc:
         return str(exc)
-    history = reader.history
-    if history.events == 0:
-        return no_events_reason(reader)
+    if run.history.events == 0:
+        return no_events_reason(run.source)
     try:
-        profile = choose_profile(history, profile_name)
+        mon = run.first_pass(background=False)
     except ProfileError as exc:
         return str(exc)
-    events = reader.path if reader.cacheable else None
-    mon = judge(history, profile, events, reader.offset, None, background=False)
-    mon.update(history)  # the stall check on the wall clock
-    return build_report(history, profile, monitor=mon)
+    mon.update(run.history)  # the stall check on the wall clock
+    return build_report(run.history, mon.profile, monitor=mon)
 
 
 def report_folder(root: Path, runs: list[Path], args: Any) -> int:

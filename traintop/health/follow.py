@@ -11,11 +11,9 @@ import time
 
 from traintop.health.alerts import SEVERITY_RANK, Alert
 from traintop.health.cli import EXIT_CODES
-from traintop.health.profile import HealthProfile
-from traintop.health.snapshot import judge
+from traintop.health.pipeline import JudgedRun
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.sources.follow import ReadUpdate
-from traintop.sources.jsonl.reader import RunReader
 from traintop.sources.lines import TailNotice
 
 TICK = 1.0  # seconds between health passes: a stall is noticed with no new event
@@ -38,11 +36,12 @@ def run_hook(command: str, alert: Alert) -> int:
     return done.returncode
 
 
-def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, *, as_json: bool = False,
-               tick: float = TICK) -> int:
-    """Follow an opened run until ``run_end`` (or its trainer is gone); return the exit code of the final verdict."""
+def follow_run(run: JudgedRun, on_alert: str | None, *, as_json: bool = False, tick: float = TICK) -> int:
+    """Follow a run opened and judged (``JudgedRun.first_pass``) until ``run_end`` (or its trainer is
+    gone); return the exit code of the final verdict."""
     from traintop.health.report import build_report
 
+    reader, mon = run.source, run.monitor
     lock = reader.lock
     history = reader.history
     stop = threading.Event()
@@ -64,9 +63,8 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
             if on_alert:
                 run_hook(on_alert, alert)
 
-    with lock:  # the first pass starts from the health cache when it fits (docs/run-directory.md)
-        mon = judge(history, profile, reader.path if reader.cacheable else None, reader.offset)
-        mon.update(history)
+    with lock:
+        mon.update(history)  # the stall check on the wall clock
     for notice in history.notices:  # what the first read skipped or found replaced
         say(notice)
     tell(mon.active_alerts())  # what is wrong already is news to someone who just started watching
@@ -93,7 +91,7 @@ def follow_run(reader: RunReader, profile: HealthProfile, on_alert: str | None, 
     reader.follow(on_update, stop, idle=idle)
     history = reader.history
     with lock:
-        report = build_report(history, profile, monitor=mon)
+        report = build_report(history, mon.profile, monitor=mon)
     print(json.dumps({"verdict": report["verdict"], "status": report["status"], "step": report["step"]})
           if as_json else f"run {shown(report['status'])}: verdict {report['verdict']}", flush=True)
     return EXIT_CODES[report["verdict"]]

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from traintop.protocol import EVENTS_FILE
-from traintop.sources.tensorboard.files import is_tensorboard_run
+from traintop.sources.find import is_run_dir
 from traintop.tui.live import LiveRun, default_monitor_factory
 from traintop.tui.screens.run import PANE_TITLES, PANES, RunScreen
 from traintop.tui.screens.runs import RunsScreen
@@ -81,7 +81,7 @@ class TraintopApp(App[int]):
         path = self.path
         if path.is_file() and path.name == EVENTS_FILE:
             path = self.path = path.parent
-        if (path / EVENTS_FILE).is_file() or is_tensorboard_run(path):
+        if is_run_dir(path):
             self.open_run(path, replace=True)
         else:
             self.push_screen(RunsScreen(path, clock=self.clock, monitor_factory=self.monitor_factory))

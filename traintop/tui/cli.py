@@ -6,6 +6,10 @@ import argparse
 import gc
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from traintop.tui.live import LiveRun
 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,8 @@ def run_watch(args: argparse.Namespace) -> int:
         return 2
     options: dict = {}
     if getattr(args, "profile", None):
-        from traintop.health import HealthMonitor, choose_profile
+        from traintop.health import choose_profile
+        from traintop.health.pipeline import profile_factory
         from traintop.health.profile import ProfileError
 
         try:
@@ -38,7 +43,7 @@ def run_watch(args: argparse.Namespace) -> int:
         except ProfileError as exc:
             print(f"traintop watch: {shown(exc, MESSAGE_MAX)}", file=sys.stderr)
             return 2
-        options["monitor_factory"] = lambda history: HealthMonitor(choose_profile(history, args.profile))
+        options["monitor_factory"] = profile_factory(args.profile)
         options["tag_rules"] = profile.tags  # what a TensorBoard run's tags are, as the profile says
     # start-up builds many objects and no garbage worth a collection pass: the app turns the
     # collector back on once it has drawn the run (or after GC_PAUSE seconds at most)
@@ -51,11 +56,13 @@ def run_watch(args: argparse.Namespace) -> int:
     return int(app.return_code or 0)
 
 
-def start_open(path: Path, use_watchdog: bool, options: dict) -> object | None:
-    """Start opening a run directory of ``events.jsonl`` now (its parsing processes start while
-    Textual loads); the app shows it when ready. Anything else is left to the app."""
+def start_open(path: Path, use_watchdog: bool, options: dict) -> LiveRun | None:
+    """Start opening a run directory now (its parsing processes start while Textual loads); the app
+    shows it when ready. A folder of runs is left to the app."""
+    from traintop.sources.find import is_run_dir
+
     run_dir = path.parent if path.name == "events.jsonl" else path
-    if not (run_dir / "events.jsonl").is_file():
+    if not is_run_dir(run_dir):
         return None
     from multiprocessing import resource_tracker
 

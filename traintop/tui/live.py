@@ -1,9 +1,10 @@
 """``LiveRun``: one run's history, kept current by a reader loop, with health judged beside it.
 
 No Textual here: the app's worker thread calls ``open()`` then ``follow()``, and a test can drive
-the same object by hand. Reading is ``RunReader``'s (the one reader of a run); this adds health
-and smoothing on its idle hook. Every mutation of the history happens under ``lock``; readers on
-the UI thread take the same lock while they copy out what they draw.
+the same object by hand. Opening and the first health pass are ``health.pipeline.JudgedRun``'s (the
+one open + health pipeline, shared with ``traintop report``); this adds the watch's cadence — health
+passes, smoothing and the UI's news — on the follow loop's idle hook. Every mutation of the history
+happens under ``lock``; readers on the UI thread take the same lock while they copy out what they draw.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from traintop.health.pipeline import JudgedRun, MonitorFactory, profile_factory
 from traintop.sources.follow import ReadUpdate
 from traintop.sources.history import RunHistory
 from traintop.sources.lines import TailNotice
-from traintop.sources.source import open_run
 from traintop.tui.series import EmaState, ema_continue
 
 HEALTH_INTERVAL = 5.0  # seconds between health passes when nothing arrives (stalls are minutes long)
@@ -33,13 +34,8 @@ FIRST_DRAW_WAIT = 2.0  # seconds the first smoothing waits for the screen's firs
 HEALTH_MIN_GAP = 2.0  # seconds between health passes while rows arrive: one pass covers many chunks
 
 
-def default_monitor_factory(history: RunHistory) -> Any:
-    """The health monitor for ``history``, or ``None`` while ``traintop.health`` is unavailable."""
-    try:
-        from traintop.health import HealthMonitor, choose_profile
-    except ImportError:
-        return None
-    return HealthMonitor(choose_profile(history))
+# the monitor for a run: the profile it names, else the best match by its terms
+default_monitor_factory: MonitorFactory = profile_factory(None)
 
 
 @dataclass
@@ -55,11 +51,13 @@ class RunUpdate:
 class LiveRun:
     """The state of one watched run, shared between the reader thread and the UI."""
 
-    def __init__(self, run_dir: str | Path, *, monitor_factory: Callable[[RunHistory], Any] = default_monitor_factory,
+    def __init__(self, run_dir: str | Path, *, monitor_factory: MonitorFactory = default_monitor_factory,
                  use_watchdog: bool = True, clock: Callable[[], float] = time.time,
                  tag_rules: tuple[tuple[str, str], ...] = ()) -> None:
         self.run_dir = Path(run_dir)
-        self.reader = open_run(self.run_dir, use_watchdog=use_watchdog, tag_rules=tag_rules)
+        self.pipeline = JudgedRun(self.run_dir, monitor_factory=monitor_factory, use_watchdog=use_watchdog,
+                                  tag_rules=tag_rules)
+        self.reader = self.pipeline.source
         self.events_path = self.reader.path
         self.lock = self.reader.lock
         self.loaded = False
@@ -75,13 +73,11 @@ class LiveRun:
         self.warmed = False
         self.health_version = 0  # bumps whenever alerts, zones, bands or expectations change
         self.judged = False  # the first health pass after the cold open is done (zones and alerts known)
-        self._early: _EarlyOpen | None = None
+        self._early: EarlyOpen | None = None
         # set by a screen once it has drawn the opened run: the first smoothing waits for it, so the
         # first drawing does not share the interpreter with it (None: no screen to wait for)
         self.first_drawn: threading.Event | None = None
         self.settled = False  # ... and the first smoothing too
-        self._save_due = False  # the first health pass after ``open`` saves the health cache
-        self._health_since = 0  # the offset the restored health state covered (0: judged from scratch)
 
     @property
     def history(self) -> RunHistory:
@@ -103,55 +99,29 @@ class LiveRun:
     def start_open(self) -> None:
         """Begin the cold open now, in a thread (``traintop watch`` calls this before the UI is even
         imported, so the parsing processes start at once); ``open`` then waits for it."""
-        self._early = _EarlyOpen(self)
+        self._early = EarlyOpen(self.open_now)
 
     def open(self, progress: Callable[[float], None] | None = None) -> RunUpdate:
         """Cold open: parse what the file holds now (in parallel when large), then the first health pass."""
         if self._early is not None:
             early, self._early = self._early, None
             return early.result(progress)
-        return self._open(progress)
+        return self.open_now(progress)
 
-    def _open(self, progress: Callable[[float], None] | None) -> RunUpdate:
-        update = self.reader.open(progress=progress, on_part=self._judge_part, lead=UI_LEAD_SHARE)
+    def open_now(self, progress: Callable[[float], None] | None) -> RunUpdate:
+        """The cold open in this thread: parts judged as they come, then the first whole pass (from the
+        health cache when it fits, saved for the next open) and the stall check on the clock."""
+        update = self.pipeline.open(progress=progress, lead=UI_LEAD_SHARE)
         self.loaded = True
-        self._restore_health()
-        changed = self.judge()  # the first health pass now: the first drawing has its zones and alerts
+        if self.history.events or self.history.run_start is not None:
+            try:
+                self.monitor = self.pipeline.first_pass(background=True)
+            except Exception as exc:  # noqa: BLE001 - a health bug must not take the watcher down
+                self.health_error = f"health checks stopped: {type(exc).__name__}: {exc}"
+        # the first drawing has its zones and alerts (or says why health stopped)
+        changed = self.judge() or self.health_error is not None
         self.judged = True
         return RunUpdate(events=update.events, alerts_changed=changed)
-
-    def _restore_health(self) -> None:
-        """Start health from the run's health cache when it fits (docs/run-directory.md, "Health cache"):
-        the first pass then judges only the rows after it, and saves its state for the next open."""
-        self._save_due = self.reader.cacheable
-        if not self._save_due or not self.history.events:
-            return
-        try:
-            from traintop.health import HealthMonitor
-            from traintop.health.snapshot import restore
-
-            # the part's monitor when the open made one: its profile is the one health goes on with
-            monitor = self.monitor if self.monitor is not None else self._monitor_factory(self.history)
-            found = restore(monitor.profile, self.events_path, self.history) if isinstance(
-                monitor, HealthMonitor) else None
-        except Exception:  # noqa: BLE001 - no cache then: the first pass judges it all (and reports errors)
-            return
-        if found is not None:
-            self.monitor, self._health_since = found
-
-    def _judge_part(self, part: RunHistory) -> None:
-        """Judge what the cold open has read so far while worker processes parse the rest (no wall time).
-
-        ``now`` is the part's own last event, so no stall is judged yet; the first full pass then sees
-        only the rest, and the alerts are those of one pass (chunking never matters).
-        """
-        try:
-            if self.monitor is None:
-                self.monitor = self._monitor_factory(part)
-            if self.monitor is not None:
-                self.monitor.update(part, part.last_t)
-        except Exception:  # noqa: BLE001 - the follow loop's first pass will judge it all (and report errors)
-            self.monitor = None
 
     def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
         """Tail the events file from where ``open`` stopped until ``stop`` is set."""
@@ -215,7 +185,6 @@ class LiveRun:
             self._alert_key = ()
             self._health = {}
             self.monitor = None  # a replaced file is a new run: judge it afresh
-            self._health_since = 0
 
     def read_once(self) -> RunUpdate:
         """Read and apply what arrived since the last call (without the follow loop)."""
@@ -241,9 +210,6 @@ class LiveRun:
                 self.monitor = self._monitor_factory(self.history)
                 if self.monitor is None:
                     return False
-            if self._save_due:  # the first pass after the open: its state is worth keeping
-                self._save_due = False
-                self._save_health()
             self.monitor.update(self.history, self.clock())
             alerts = list(self.monitor.active_alerts())
             snapshot = {t: (self.monitor.zone(t), list(self.monitor.bands(t)), self.monitor.expectation(t))
@@ -259,21 +225,6 @@ class LiveRun:
         self.alerts = alerts
         self._health = snapshot
         return changed
-
-    def _save_health(self) -> None:
-        """Judge everything read and save that state beside the run, when it judged many new bytes.
-
-        ``now`` is the last event's time, so the state saved depends on the bytes alone (the stall
-        check on the clock comes next); the file is written by a thread, never blocking the UI.
-        """
-        from traintop.health import HealthMonitor
-        from traintop.health.snapshot import MIN_NEW_BYTES, save
-
-        if not isinstance(self.monitor, HealthMonitor):
-            return
-        self.monitor.update(self.history, self.history.last_t)
-        if self.offset - self._health_since > MIN_NEW_BYTES:
-            save(self.monitor, self.events_path, self.history, self.offset)
 
     def zone(self, term: str) -> str | None:
         """The health zone of ``term`` at the last health pass, or ``None`` when unknown."""
@@ -318,19 +269,19 @@ class LiveRun:
         self.warmed = True
 
 
-class _EarlyOpen:
+class EarlyOpen:
     """A cold open running in its own thread until the UI asks for it (progress goes to whoever asks)."""
 
-    def __init__(self, live: LiveRun) -> None:
+    def __init__(self, open_now: Callable[[Callable[[float], None] | None], RunUpdate]) -> None:
         self._progress: Callable[[float], None] | None = None
         self._update: RunUpdate | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(live,), name="traintop-open", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(open_now,), name="traintop-open", daemon=True)
         self._thread.start()
 
-    def _run(self, live: LiveRun) -> None:
+    def _run(self, open_now: Callable[[Callable[[float], None] | None], RunUpdate]) -> None:
         try:
-            self._update = live._open(self._report)
+            self._update = open_now(self._report)
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for the open
             self._error = exc
 
