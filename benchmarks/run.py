@@ -1,15 +1,16 @@
 """Every benchmark in one run, one table: ``python benchmarks/run.py [--quick] [--rounds N]``.
 
-Runs coldopen.py (report and watch against TensorBoard's Rust server, re-open from the cache,
-memory), tui.py --live-only (append → store latency, CPU while following), trainer_overhead.py
-(instrumented vs bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and
-install.py (the base install's time and size, from the package index), then
-prints every ratio against its budget; then tfevents.py (TensorBoard event files: cold open vs the Rust
-data server, live latency), f5_tiny.py (F5 steps/s, when that extra is installed), sampling.py (steps/s
-and memory with samples in the training loop vs off it) and xtts_memory.py (full vs
-LoRA fine-tunes of the release-shaped XTTS v2, ~10 GB RAM) print their own tables (``--skip-extras`` skips
-them) (DESIGN.md, "Budgets"). The machine may be shared: each
-timing is the best of ``--rounds`` with its range beside it. ``--quick``: 100k steps, fewer rounds.
+Runs startup.py (``traintop --help`` and ``traintop ctl RUN pause``, launch → exit), coldopen.py
+(report and watch against TensorBoard's Rust server, re-open from the cache, memory), tui.py
+--live-only (append → store latency, CPU while following), trainer_overhead.py (instrumented vs
+bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and install.py (the base
+install's time and size, from the package index), then prints every ratio against its budget; then
+tfevents.py (TensorBoard event files: cold open vs the Rust data server, live latency), f5_tiny.py
+(F5 steps/s, when that extra is installed), sampling.py (steps/s and memory with samples in the
+training loop vs off it) and xtts_memory.py (full vs LoRA fine-tunes of the release-shaped XTTS v2,
+~10 GB RAM) print their own tables (``--skip-extras`` skips them) (DESIGN.md, "Budgets"). The
+machine may be shared: each timing is the best of ``--rounds`` with its range beside it.
+``--quick``: 100k steps, fewer rounds.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> int:
     args = ap.parse_args()
     steps = "100000" if args.quick else "1000000"
     rounds = "1" if args.quick else str(args.rounds)
+    print("start-up ...", file=sys.stderr, flush=True)
+    up = run_json("startup.py", "--rounds", "5" if args.quick else "20")
     print("cold open ...", file=sys.stderr, flush=True)
     co = run_json("coldopen.py", "--steps", steps, "--rounds", rounds, "--dir", args.dir)
     print("live following ...", file=sys.stderr, flush=True)
@@ -101,6 +104,11 @@ def main() -> int:
         ok = "ok" if best <= tb else "OVER"
         return f"{best / tb:.2f}× TB, {best / floor:.2f}× floor  (≤ 1.0× TB → {ok})"
 
+    for key, label in (("help", "traintop --help, launch → exit"),
+                       ("ctl_pause", "traintop ctl RUN pause, launch → exit")):
+        best = min(up[key])
+        rows.append((label, rng(up[key]), f"python -c pass {min(up['python']):.3f} s",
+                     f"≤ 0.1 s → {'ok' if best <= 0.1 else 'OVER'}"))
     rows.append(("run", f"{int(co['steps']):,} steps, {co['size_mb']:.0f} MB", "", ""))
     rows.append(("bare orjson parse (floor)", rng(co["floor"]), "", ""))
     rows.append(("TensorBoard Rust server, launch → all served", rng(co["tensorboard"]) if co["tensorboard"]

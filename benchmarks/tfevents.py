@@ -32,7 +32,8 @@ import ingest  # noqa: E402
 
 
 def time_open(tb: Path) -> tuple[float, int]:
-    code = ("import time,sys; t=time.perf_counter(); from traintop.sources.tensorboard.reader import TensorBoardReader\n"
+    code = ("import time,sys; t=time.perf_counter()\n"
+            "from traintop.sources.tensorboard.reader import TensorBoardReader\n"
             "r=TensorBoardReader(sys.argv[1], use_watchdog=False); r.open(); h=r.history\n"
             "[h.steps.term(x) for x in h.terms]; print(time.perf_counter()-t, len(h.steps))")
     out = subprocess.run([sys.executable, "-c", code, str(tb)], check=True, capture_output=True, text=True, cwd=REPO,

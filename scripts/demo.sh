@@ -2,5 +2,5 @@
 # Set up (idempotently) and run the demo: a tiny real model training on synthesized speech, watched live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAINTOP_SKIP_F5="${TRAINTOP_SKIP_F5:-1}" bash scripts/setup.sh  # the demo needs no F5-TTS environment
+TRAINTOP_SETUP=demo bash scripts/setup.sh  # the trainer only: no dev tools, no F5 environment, no browser
 exec .venv/bin/traintop demo "$@"

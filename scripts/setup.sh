@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up traintop on a fresh machine, idempotently: a virtual environment in .venv with the package
-# (editable), its trainer ([train]) and its dev tools, .venv-f5 with the F5-TTS extra, plus tmux for the terminal end-to-end test and
-# Debian's chromium for the browser test of `traintop serve`. Safe to run again: it skips pip when
-# pyproject.toml has not changed since the last successful install.
+# (editable), its trainer ([train]) and its dev tools, .venv-f5 with the F5-TTS extra, plus tmux for
+# the terminal end-to-end test and Debian's chromium for the browser test of `traintop serve`.
+# TRAINTOP_SETUP=demo (scripts/demo.sh) installs only what the demo needs: .venv with [train], no dev
+# tools, no F5 environment, no system packages. Safe to run again: it skips pip when pyproject.toml
+# has not changed since the last successful install of the same extras (or of more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +33,20 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 
+demo_only=""
+[ "${TRAINTOP_SETUP:-all}" = "demo" ] && demo_only=1
+extras="dev,train"
+[ -n "$demo_only" ] && extras="train"
 stamp=".venv/.traintop-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "traintop setup: installing traintop and its dependencies (torch, coqui-tts: a few minutes the first time)"
-    pip_install .venv -e '.[dev,train]'
-    echo "$want" > "$stamp"
+have="$(cat "$stamp" 2>/dev/null || true)"
+# the stamp says which extras were installed from which pyproject.toml; dev,train covers train
+if [ "$have" != "$want $extras" ] && [ "$have" != "$want dev,train" ]; then
+    echo "traintop setup: installing traintop[$extras] (torch, coqui-tts: a few minutes the first time)"
+    pip_install .venv -e ".[$extras]"
+    echo "$want $extras" > "$stamp"
 fi
+[ -n "$demo_only" ] && exit 0
 
 # F5-TTS lives in its own environment: f5-tts pulls cached_path, which caps rich below 14, and that
 # resolves textual down to 6.x; the watcher's own environment keeps the textual its snapshots are drawn
@@ -48,7 +57,7 @@ if [ "${TRAINTOP_SKIP_F5:-0}" != "1" ]; then
         "$PYTHON" -m venv .venv-f5
     fi
     stamp_f5=".venv-f5/.traintop-installed"
-    if [ ! -f "$stamp_f5" ] || [ "$(cat "$stamp_f5")" != "$want" ]; then
+    if [ "$(cat "$stamp_f5" 2>/dev/null || true)" != "$want" ]; then
         echo "traintop setup: installing traintop[f5] into .venv-f5 (a few minutes the first time)"
         pip_install .venv-f5 -e '.[dev,f5]'
         echo "$want" > "$stamp_f5"

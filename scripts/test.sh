@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Set up (idempotently) and run every check: ruff, the whole pytest suite, then the F5-TTS tests in
-# their own environment (.venv-f5; see scripts/setup.sh for why it is separate).
+# Set up (idempotently) and run every check: ruff, mypy over traintop/, the whole pytest suite (the
+# layers' import contracts included), then the F5-TTS tests in their own environment (.venv-f5; see
+# scripts/setup.sh for why it is separate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # [tool.mypy] in pyproject.toml: traintop/, no stubs for torch and coqui
 rc=0
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || rc=$?
 if [ -x .venv-f5/bin/python ] && [ "${TRAINTOP_SKIP_F5:-0}" != "1" ] && [ $# -eq 0 ]; then

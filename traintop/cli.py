@@ -87,8 +87,14 @@ def missing_extra(command: str) -> str | None:
             f"the base install is the watcher only). Install it with:\n    {install_command(extra)}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommand modules are imported to add their arguments)."""
+def command_named(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` asks for (its first word that is one), else None (``traintop --help``)."""
+    return next((a for a in argv if a in SUBCOMMANDS), None)
+
+
+def build_parser(only: str | None = None, *, every: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; a subcommand's module is imported to add its arguments only when ``every``
+    is set or it is ``only`` (``traintop --help`` and ``traintop ctl`` import no other command's module)."""
     parser = argparse.ArgumentParser(
         prog="traintop",
         description="top for TTS training runs: train headless, watch and steer from a terminal or a browser.",
@@ -102,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, add_fn, _run, help_text, examples) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text.capitalize() + ".",
                            epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if not every and name != only:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # never parsed here
+            p.set_defaults(_command=name)
+            continue
         try:
             getattr(importlib.import_module(module), add_fn)(p)
         except (ImportError, AttributeError) as exc:
@@ -112,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``traintop`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_named(words), every=False)
+    args = parser.parse_args(words)
     if not getattr(args, "_command", None):
         parser.print_help()
         return 0

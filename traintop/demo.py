@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from traintop.protocol.control import ControlInbox, make_command
-from traintop.protocol.events import EventError, decode_line
-from traintop.protocol.rundir import EVENTS_FILE, TRAINER_LOG
-from traintop.protocol.safefile import open_read
-from traintop.sources.jsonl.tail import JsonlTail
+from traintop.protocol.rundir import TRAINER_LOG
+from traintop.protocol.text import MESSAGE_MAX, shown
+from traintop.sources.find import find_runs, last_change
 from traintop.sources.runs import process_alive
+from traintop.sources.source import open_run, peek_run
 
 RECIPES = ("vits_tiny", "xtts_tiny")
 DEFAULT_RECIPE = "vits_tiny"  # six loss terms that move visibly on 2 CPU cores; xtts_tiny has two
 START_TIMEOUT = 300.0  # first run: dataset synthesis + coqui import + numba compile
+LAUNCH_SLACK = 5.0  # seconds: a run changed this long before the trainer was started is not its own
+EXIT_CHECK = 0.5  # seconds between looks at whether the trainer process is still there
 
 
 class DemoError(RuntimeError):
@@ -90,18 +94,14 @@ def start_trainer(recipe: str, steps: int, logs: Path) -> subprocess.Popen:
 
 def find_run_dir(logs: Path, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> Path:
     """The run directory whose ``run_start`` carries the trainer's pid (waits while it starts)."""
+    launched = time.time() - LAUNCH_SLACK  # only runs written since the trainer began can be its own
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for events in logs.glob(f"*/{EVENTS_FILE}"):
-            with contextlib.suppress(OSError), open_read(events) as fh:
-                for line in fh:
-                    try:
-                        event = decode_line(line.rstrip(b"\n"))
-                    except EventError:
-                        continue
-                    if event.get("type") == "run_start" and event.get("pid") == proc.pid:
-                        return events.parent
-                    break
+        for run in find_runs(logs):  # newest first: the older runs in the folder are never read
+            if last_change(run) < launched:
+                break
+            if (peek_run(run).run_start or {}).get("pid") == proc.pid:
+                return run
         if proc.poll() is not None:
             raise DemoError(f"the trainer exited with code {proc.returncode} before it started:\n"
                             + _tail_text(logs / f".demo-{os.getpid()}.out"))
@@ -133,35 +133,46 @@ def stop_trainer(run_dir: Path, proc: subprocess.Popen, timeout: float = 120.0) 
 
 
 def follow_headless(run_dir: Path, proc: subprocess.Popen) -> None:
-    """Print a compact line per evaluation until the run ends."""
-    tail = JsonlTail(run_dir / EVENTS_FILE)
-    last_step_t: tuple[int, float] | None = None
-    while True:
-        chunk = tail.read()
-        for line in chunk.lines:
-            try:
-                ev = decode_line(line)
-            except EventError:
-                continue
-            typ = ev.get("type")
-            if typ == "step":
-                last_step_t = (int(ev.get("step") or 0), float(ev.get("t") or 0))
-            elif typ == "eval":
-                losses = ev.get("losses") or {}
-                terms = "  ".join(f"{k.removeprefix('loss_')} {v:.3g}" for k, v in losses.items()
-                                  if isinstance(v, (int, float)))
-                print(f"step {ev.get('step'):>5}  epoch {ev.get('epoch'):>3}  eval  {terms}", flush=True)
-            elif typ == "sample" and ev.get("error"):
-                print(f"step {ev.get('step'):>5}  sample failed: {ev.get('error')}", flush=True)
-            elif typ == "run_end":
-                print(f"run {ev.get('status')} at step {ev.get('step')}"
-                      + (f": {ev.get('error')}" if ev.get("error") else ""), flush=True)
-                return
-        if proc.poll() is not None and not chunk.lines:
-            step = f" at step {last_step_t[0]}" if last_step_t else ""
-            print(f"the trainer exited with code {proc.returncode}{step}; see {run_dir / TRAINER_LOG}", flush=True)
-            return
-        time.sleep(0.5)
+    """Print a compact line per evaluation (and per failed sample) until the run ends."""
+    reader = open_run(run_dir)
+    reader.open()
+    told = {"evals": 0, "samples": 0}
+    stop = threading.Event()
+
+    def tell(_update: object = None) -> None:
+        h = reader.history
+        with reader.lock:
+            for i in range(told["evals"], len(h.evals)):
+                terms = "  ".join(f"{t.removeprefix('loss_')} {v:.3g}" for t in h.evals.terms
+                                  if math.isfinite(v := float(h.evals.term(t)[i])))
+                print(f"step {int(h.evals['step'][i]):>5}  epoch {int(h.evals['epoch'][i]):>3}  eval  {terms}",
+                      flush=True)
+            for sample in h.samples[told["samples"]:]:
+                if sample.get("error"):
+                    print(f"step {sample.get('step'):>5}  sample failed: {shown(sample['error'], MESSAGE_MAX)}",
+                          flush=True)
+            told["evals"], told["samples"] = len(h.evals), len(h.samples)
+            end = h.run_end
+        if end is not None:
+            print(f"run {end.get('status')} at step {end.get('step')}"
+                  + (f": {shown(end['error'], MESSAGE_MAX)}" if end.get("error") else ""), flush=True)
+            stop.set()
+
+    def idle() -> float:
+        if proc.poll() is not None and not stop.is_set():
+            reader.poll()  # what it wrote last
+            tell()
+            if not stop.is_set():
+                step = reader.history.last_step
+                at = f" at step {step}" if step is not None else ""
+                print(f"the trainer exited with code {proc.returncode}{at}; see {run_dir / TRAINER_LOG}", flush=True)
+                stop.set()
+        return EXIT_CHECK
+
+    tell()
+    if not stop.is_set():
+        reader.follow(tell, stop, idle=idle)
+    reader.close()
 
 
 def _watch(run_dir: Path) -> int:

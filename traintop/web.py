@@ -207,8 +207,11 @@ class WatchServer(Server):
         if len(self.tabs) >= self.max_tabs:
             raise self.tabs_full()
         instance = secrets.token_urlsafe(16)
+        async def close() -> None:
+            await websocket.close()
+
         app = AppService(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                         close=websocket.close, download_manager=self.download_manager, debug=self.debug)
+                         close=close, download_manager=self.download_manager, debug=self.debug)
         self.tabs[instance] = app  # counted before the first await: no two tabs race for the last place
         try:
             await websocket.prepare(request)

@@ -452,3 +452,34 @@ def test_a_profile_says_what_tags_no_rule_knows_are(tmp_path: Path, cache_home: 
     profile.write_text('name: mine\ntags:\n  "^dev_": validation\n')
     bad = traintop("report", str(run), "--profile", str(profile), cache=cache_home)
     assert bad.returncode == 3 and "one of train, eval" in bad.stderr and "mine.yaml" in bad.stderr
+
+
+@pytest.mark.parametrize(("field", "wire"), [(5, bytes([0x28, 0x07])),  # float_val as a varint
+                                             (6, bytes([0x35]) + b"\x00\x00\xc0\x3f")])  # double_val in 4 bytes
+def test_a_tensor_value_with_the_wrong_wire_type_is_skipped_not_a_crash(tmp_path: Path, field: int,
+                                                                         wire: bytes) -> None:
+    """protobuf's own writer keeps a field it cannot type as an unknown field and writes it back: a
+    tensor whose float / double values came with another wire type (its CRCs good) is one record
+    said and skipped; the scalars around it are read."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    run = tmp_path / "run"
+    writer = EventFileWriter(str(run))
+    scalars = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    for step in range(1, 6):
+        tensor = TensorProto()
+        if step == 3:
+            tensor.ParseFromString(bytes([0x08, 1 if field == 5 else 2]) + wire)  # dtype, then the odd field
+        else:
+            tensor.dtype, tensor.float_val[:] = 1, [1.0 / step]
+        value = summary_pb2.Summary.Value(tag="loss", tensor=tensor, metadata=scalars)
+        summary = summary_pb2.Summary(value=[value])
+        writer.add_event(event_pb2.Event(wall_time=1000.0 + step, step=step, summary=summary))
+    writer.close()
+    reader = TensorBoardReader(run, use_watchdog=False)
+    reader.open()
+    h = reader.history
+    assert list(h.steps["step"]) == [1, 2, 4, 5]
+    assert [n.kind for n in h.notices] == ["bad_line"] and "wrong wire type" in h.notices[0].message

@@ -92,9 +92,9 @@ def run_runs(args: argparse.Namespace) -> int:
     hidden = unreadable(root)
     if hidden:  # other accounts' private runs: said in one line, never a traceback
         more = f" and {len(hidden) - 5} more" if len(hidden) > 5 else ""
-        names = ", ".join(shown(p.name) for p in hidden[:5]) + more
+        listed = ", ".join(shown(p.name) for p in hidden[:5]) + more
         print(f"traintop runs: {len(hidden)} folder(s) under {shown(root)} are not readable by this account "
-              f"(other users' private runs?): {names}", file=sys.stderr)
+              f"(other users' private runs?): {listed}", file=sys.stderr)
     if args.json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
         return 0

@@ -175,9 +175,8 @@ class HealthMonitor:
         tbad, ebad = steps["nonfinite"][a:n] > 0, evals["nonfinite"][ea:ne] > 0
         none = np.empty(0)
         for name in dict.fromkeys([*steps.terms, *evals.terms, "total"]):
-            state = self._terms.get(name)
-            if state is None:
-                state = self._terms[name] = TermState(name, self.profile)
+            found = self._terms.get(name)
+            state = found if found is not None else self._terms.setdefault(name, TermState(name, self.profile))
 
             def emit(slot: str, kind: str, sig: Signal | None, severity: str | None = None,
                      specs: tuple[SuggestionSpec, ...] | None = None, note: str = "", _s: TermState = state) -> None:
@@ -244,6 +243,7 @@ class HealthMonitor:
                 targets = self._targets(spec.term or "", term, run_terms)
                 arg_sets = []
                 for t in targets:
+                    value: float | None
                     if spec.relative:
                         if t not in weights:
                             continue  # "×1.5 of the current weight" needs the current weight

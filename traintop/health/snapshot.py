@@ -196,10 +196,10 @@ class _Decoder:
             if saved == {"$b": 1}:
                 continue  # made from the current profile by the constructor
             object.__setattr__(obj, name, self.value(saved, current[name]))  # frozen dataclasses too
-        if cls is Alert:
+        if isinstance(obj, Alert):
             _check_alert(obj)
-        elif cls is Suggestion and not (isinstance(obj.cmd, str) and isinstance(obj.args, dict)
-                                         and isinstance(obj.label, str)):
+        elif isinstance(obj, Suggestion) and not (isinstance(obj.cmd, str) and isinstance(obj.args, dict)
+                                                  and isinstance(obj.label, str)):
             raise SnapshotError("a bad suggestion")
         return obj
 

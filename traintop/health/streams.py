@@ -116,7 +116,7 @@ class EpochMeans:
 
     def extend(self, x: np.ndarray, epochs: np.ndarray, steps: np.ndarray) -> list[tuple[int, int, float, int]]:
         """Add values; return ``(epoch, its last step, mean, index of the value that closed it)``."""
-        done = []
+        done: list[tuple[int, int, float, int]] = []
         if len(x) == 0:
             return done
         change = np.flatnonzero(epochs[1:] != epochs[:-1]) + 1

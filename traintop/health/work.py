@@ -76,7 +76,8 @@ class WorkWatch:
 
     def _one(self, kind: str, d: dict[str, Any], emit: Emit, evidence: Callable[[str], dict[str, Any] | None]) -> None:
         t = self.tally[kind]
-        step = d.get("step") if isinstance(d.get("step"), int) else 0
+        raw = d.get("step")
+        step = raw if isinstance(raw, int) else 0
         severity, specs, what = WORK[kind]
         if d.get("error") is None:
             t.done += 1

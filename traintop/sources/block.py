@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -33,6 +34,7 @@ from traintop.sources.typed import (
     LINE_DECODER,
     WEIGHTS_DECODER,
     Ev,
+    EvFields,
     NotOneTermSet,
     TermSet,
     coerce,
@@ -117,9 +119,9 @@ def _decode_fast(data: bytes, offset: int, source: str, *, structs: bool = True)
     if not data:
         return Block()
     term_set = term_set_of(data) if structs and len(data) >= STRUCT_MIN_BYTES else None
-    evs = struct_decode(data, term_set) if term_set is not None else None
+    evs: Sequence[EvFields] | None = struct_decode(data, term_set) if term_set is not None else None
     kinds = kinds_of(evs) if evs is not None else None
-    if evs is None or kinds is None or not same_order(data, kinds, term_set):  # type: ignore[arg-type]
+    if evs is None or kinds is None or term_set is None or not same_order(data, kinds, term_set):
         term_set = None
         try:
             evs = BLOCK_DECODER.decode_lines(data)
@@ -190,7 +192,7 @@ def _typed(line: bytes) -> Ev:
     return ev if in_range(ev) else coerce(decode_line(line))
 
 
-def build(evs: list[Ev], full: dict[int, dict[str, Any]], where: list[int] | None, source: str,
+def build(evs: Sequence[EvFields], full: dict[int, dict[str, Any]], where: list[int] | None, source: str,
           term_set: TermSet | None = None, kinds: np.ndarray | None = None) -> Block:
     """Columns of typed events; ``full`` holds the whole event of every rare one, by index.
 
@@ -230,7 +232,7 @@ _STEP, _EPOCH, _LOSSES = operator.attrgetter("step"), operator.attrgetter("epoch
 _WEIGHTS_OF = operator.attrgetter("weights")
 
 
-def _pick(items: list[Any], idx: list[int]) -> list[Any]:
+def _pick(items: Sequence[Any], idx: list[int]) -> list[Any]:
     """``[items[i] for i in idx]``, in one C call."""
     if len(idx) > 1:
         return list(operator.itemgetter(*idx)(items))
@@ -240,7 +242,7 @@ _STEP_FIXED = {name: operator.attrgetter(name) for name in ("t", *STEP_FLOATS)}
 _EVAL_FIXED = {name: operator.attrgetter(name) for name in ("t", "total")}
 
 
-def _column(rows: list[Any], get: Any) -> np.ndarray:
+def _column(rows: Sequence[Any], get: Any) -> np.ndarray:
     """One float column: ``get`` reads each row's value; None (absent, or null) becomes NaN."""
     try:
         return np.fromiter(map(get, rows), dtype=np.float64, count=len(rows))
@@ -248,7 +250,7 @@ def _column(rows: list[Any], get: Any) -> np.ndarray:
         return np.array(list(map(get, rows)), dtype=np.float64)
 
 
-def _epochs(rows: list[Ev]) -> np.ndarray:
+def _epochs(rows: list[EvFields]) -> np.ndarray:
     """The epoch column: -1 where absent; ``OverflowError`` beyond int32."""
     try:
         return np.fromiter(map(_EPOCH, rows), dtype=np.int32, count=len(rows))
@@ -282,7 +284,7 @@ def _terms(losses: list[Any], term_set: TermSet | None = None) -> dict[str, np.n
 
 def _present(losses: list[dict[str, Any] | None], terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """For each term some row lacks, which rows reported it."""
-    if not terms or (not losses.count(None) and set(map(len, losses)) == {len(terms)}):  # type: ignore[arg-type]
+    if not terms or (not losses.count(None) and set(map(len, cast("list[dict[str, Any]]", losses))) == {len(terms)}):
         return {}  # every row has every term: each row's keys are among ``terms``, and as many
     out = {}
     for name in terms:
@@ -292,7 +294,7 @@ def _present(losses: list[dict[str, Any] | None], terms: dict[str, np.ndarray]) 
     return out
 
 
-def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> np.ndarray | None:
+def _apply_flags(rows: list[EvFields], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray]) -> np.ndarray | None:
     """Restore values written as null with a ``nonfinite`` flag (``{"losses.loss_mel": "nan"}``);
     return the rows whose flags name a loss (a term or the total), or None when no row has flags."""
     flags = list(map(_NONFINITE, rows))
@@ -314,8 +316,9 @@ def _apply_flags(rows: list[Ev], fixed: dict[str, np.ndarray], terms: dict[str, 
     return logged
 
 
-def _logged_nonfinite(rows: list[Ev], losses: list[Any], fixed: dict[str, np.ndarray], terms: dict[str, np.ndarray],
-                      present: dict[str, np.ndarray], flagged: np.ndarray | None) -> np.ndarray:
+def _logged_nonfinite(rows: list[EvFields], losses: list[Any], fixed: dict[str, np.ndarray],
+                      terms: dict[str, np.ndarray], present: dict[str, np.ndarray],
+                      flagged: np.ndarray | None) -> np.ndarray:
     """The ``nonfinite`` column: rows that logged a NaN/Inf loss — flagged, or a non-finite number (a
     lenient decode of ``NaN``, an event built in memory). A NaN from an absent or null value is no loss."""
     logged = np.zeros(len(rows), dtype=bool) if flagged is None else flagged
@@ -335,7 +338,7 @@ def _logged_nonfinite(rows: list[Ev], losses: list[Any], fixed: dict[str, np.nda
     return logged.astype(np.int8)
 
 
-def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
+def _train_rows(rows: list[EvFields], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
     if not rows:
         return Rows(event=event)
     fixed = {"step": np.fromiter(map(_STEP, rows), dtype=np.int64, count=len(rows)),
@@ -348,7 +351,7 @@ def _train_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = No
     return Rows(fixed, terms, event, present)
 
 
-def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
+def _eval_rows(rows: list[EvFields], event: np.ndarray, term_set: TermSet | None = None) -> Rows:
     if not rows:
         return Rows(event=event)
     fixed = {"step": np.array([-1 if e.step is None else e.step for e in rows], dtype=np.int64),
@@ -360,7 +363,7 @@ def _eval_rows(rows: list[Ev], event: np.ndarray, term_set: TermSet | None = Non
     return Rows(fixed, terms, event, present)
 
 
-def _system_rows(rows: list[Ev], event: np.ndarray) -> Rows:
+def _system_rows(rows: list[EvFields], event: np.ndarray) -> Rows:
     if not rows:
         return Rows(event=event)
     fixed = {"t": np.array([e.t for e in rows], dtype=np.float64),
@@ -378,12 +381,12 @@ def _system_rows(rows: list[Ev], event: np.ndarray) -> Rows:
 def _weights(w: msgspec.Raw | dict[str, float] | None) -> dict[str, float] | None:
     """A row's weights: raw bytes from a whole-block decode are decoded here (``DecodeError`` when not
     a map of numbers: the per-line path coerces them); absent and ``null`` are None."""
-    if w.__class__ is msgspec.Raw:
-        return WEIGHTS_DECODER.decode(w) if len(w) else None  # type: ignore[arg-type]
-    return w  # type: ignore[return-value]
+    if isinstance(w, msgspec.Raw):  # a final class: the same test as ``w.__class__ is msgspec.Raw``
+        return WEIGHTS_DECODER.decode(w) if len(w) else None
+    return w
 
 
-def _weight_changes(rows: list[Ev]) -> list[tuple[int, dict[str, float]]]:
+def _weight_changes(rows: list[EvFields]) -> list[tuple[int, dict[str, float]]]:
     """``(row, weights)`` wherever a row's weights differ from the last row that logged any."""
     out: list[tuple[int, dict[str, float]]] = []
     last: dict[str, float] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class Column:
 class Table:
     """Rows of fixed columns plus a dynamic set of float32 term columns, all of equal length."""
 
-    def __init__(self, fixed: dict[str, type]) -> None:
+    def __init__(self, fixed: Mapping[str, type[np.generic]]) -> None:
         self._fixed = {name: Column(dtype) for name, dtype in fixed.items()}
         self._terms: dict[str, Column] = {}
         self._n = 0
@@ -111,7 +111,8 @@ class Table:
         self._terms = {name: Column.adopt(values, np.float32) for name, values in terms.items()}
         self._n = count
 
-    def append_batch(self, fixed: dict[str, Sequence], terms: dict[str, Sequence], count: int) -> None:
+    def append_batch(self, fixed: Mapping[str, Sequence[float] | np.ndarray],
+                     terms: Mapping[str, Sequence[float] | np.ndarray], count: int) -> None:
         """Append ``count`` rows: fixed columns (a missing one: NaN, or 0 for integers) and any term
         lists (missing → NaN)."""
         if count == 0:
@@ -122,11 +123,11 @@ class Table:
             else:
                 col.pad(count, 0 if col.values.dtype.kind in "iu" else NAN)
         for name, vals in terms.items():
-            col = self._terms.get(name)
-            if col is None:
-                col = self._terms[name] = Column(np.float32, capacity=self._n + count)
-                col.pad(self._n)
-            col.extend(vals)
+            term = self._terms.get(name)
+            if term is None:
+                term = self._terms[name] = Column(np.float32, capacity=self._n + count)
+                term.pad(self._n)
+            term.extend(vals)
         for name, col in self._terms.items():
             if name not in terms:
                 col.pad(count)

@@ -33,7 +33,8 @@ def event_paths(run: Path) -> list[Path]:
     return [run / EVENTS_FILE] if format_of(run) == "jsonl" else event_files(run)
 
 
-def _mtime(run: Path) -> float:
+def last_change(run: Path) -> float:
+    """When the run's events last changed (the newest mtime of its event files; 0 when unreadable)."""
     try:
         return max(os.stat(f, follow_symlinks=False).st_mtime for f in event_paths(run))
     except (OSError, ValueError):
@@ -65,7 +66,7 @@ def find_runs(root: str | Path, *, newest_first: bool = True) -> list[Path]:
         return []
     runs = {p for p in root.iterdir() if p.is_dir() and format_of(p) == "jsonl"}
     runs.update(p for p in find_tensorboard_runs(root) if format_of(p) == "tensorboard")  # any depth
-    return sorted(runs, key=_mtime, reverse=True) if newest_first else sorted(runs)
+    return sorted(runs, key=last_change, reverse=True) if newest_first else sorted(runs)
 
 
 def run_name(root: Path, run: Path) -> str:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traintop.sources.lines import TailNotice
 from traintop.sources.waker import FileWaker
@@ -35,10 +36,15 @@ class Follower:
     ``rewatch(waker)``.
     """
 
-    path: Path
     use_watchdog: bool
     watch_mode = "polling"
     _waker: FileWaker | None = None
+
+    if TYPE_CHECKING:  # a subclass's attribute or property; a real property here would refuse the attribute
+        @property
+        def path(self) -> Path:
+            """The file the loop watches."""
+            ...
 
     def poll(self) -> ReadUpdate:
         """Apply what was written since the last read."""

@@ -26,11 +26,12 @@ from traintop.sources.columns import NAN, Table
 from traintop.sources.lines import TailNotice
 
 # ``nonfinite``: 1 where the row logged a NaN/Inf loss (NaN in a column also means "not reported")
-_STEP_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32,
-               "lr": np.float64, "grad_norm": np.float32, "step_time": np.float32,
-               "loader_time": np.float32, "nonfinite": np.int8}
-_EVAL_FIXED = {"step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32, "nonfinite": np.int8}
-_SYSTEM_FIXED = {"t": np.float64, "cpu": np.float32, "rss": np.float64}
+_STEP_FIXED: dict[str, type[np.generic]] = {
+    "step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32, "lr": np.float64,
+    "grad_norm": np.float32, "step_time": np.float32, "loader_time": np.float32, "nonfinite": np.int8}
+_EVAL_FIXED: dict[str, type[np.generic]] = {
+    "step": np.int64, "epoch": np.int32, "t": np.float64, "total": np.float32, "nonfinite": np.int8}
+_SYSTEM_FIXED: dict[str, type[np.generic]] = {"t": np.float64, "cpu": np.float32, "rss": np.float64}
 MAX_NOTICES = 200  # keep the first bad-line notices; count the rest
 REVISION_KINDS = ("steps", "evals", "system", "events", "notices")
 # plain (JSON-ready) attributes a snapshot carries as they are

@@ -30,6 +30,7 @@ class RunSource(Protocol):
     read_only: str | None  # why no command can be sent (None: a trainer of ours reads control.jsonl)
     has_heartbeat: bool  # its writer sends heartbeats and a run_end: a quiet run is stalled, not idle
     cacheable: bool  # its health may be cached beside the events (the file names the cache's validity)
+    watch_mode: str  # how its follow loop learns of new bytes: "inotify", else polling
 
     @property
     def path(self) -> Path:

@@ -12,8 +12,9 @@ evaluation has exactly those terms, and the first of each lists them in that ord
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -41,8 +42,12 @@ class Gpu(msgspec.Struct, gc=False):
     power: float | None = None
 
 
-class Ev(msgspec.Struct, gc=False):
-    """The fields of any event that go into columns; everything else stays in the line."""
+class EvFields(msgspec.Struct, gc=False):
+    """The fields of any event that go into columns; everything else stays in the line.
+
+    The base of every typed view, never decoded itself: ``losses`` and ``weights`` are each view's own
+    (``Ev``: dicts; ``RawWeightsEv``: raw ``weights``; a ``TermSet``'s: a Struct of ``losses``).
+    """
 
     type: str | None = None
     seq: int | None = None
@@ -50,8 +55,8 @@ class Ev(msgspec.Struct, gc=False):
     v: int | None = None
     step: int | None = None
     epoch: int | None = None
-    losses: dict[str, float | None] | None = None
-    weights: dict[str, float] | None = None
+    losses: dict[str, float | None] | msgspec.Struct | None = None
+    weights: dict[str, float] | msgspec.Raw | None = None
     total: float | None = None
     lr: float | None = None
     grad_norm: float | None = None
@@ -63,11 +68,20 @@ class Ev(msgspec.Struct, gc=False):
     rss: float | None = None
 
 
-class RawWeightsEv(Ev, gc=False):
-    """``Ev`` as a whole block decodes it: ``weights`` kept as raw bytes, decoded only where they change
-    (a run logs the same weights on every step: comparing bytes is cheaper than building a dict)."""
+class Ev(EvFields, gc=False):
+    """An event as one line decodes it (or ``coerce`` builds it): losses and weights as dicts."""
 
-    weights: msgspec.Raw = msgspec.Raw()  # type: ignore[assignment]
+    losses: dict[str, float | None] | None = None
+    weights: dict[str, float] | None = None
+
+
+class RawWeightsEv(EvFields, gc=False):
+    """An event as a whole block decodes it (``Ev``'s fields): ``weights`` kept as raw bytes, decoded
+    only where they change (a run logs the same weights on every step: comparing bytes is cheaper than
+    building a dict)."""
+
+    losses: dict[str, float | None] | None = None
+    weights: msgspec.Raw = msgspec.Raw()
 
 
 def _num(v: Any) -> float | None:
@@ -137,7 +151,9 @@ class TermSet:
         fields = [f"t{i}" for i in range(len(names))]  # any term name, as the JSON key it is renamed from
         losses = msgspec.defstruct("Losses", [(f, float | None) for f in fields], forbid_unknown_fields=True,
                                    rename=dict(zip(fields, names)), gc=False)
-        event = msgspec.defstruct("TermSetEv", [("losses", losses | None, None)], bases=(RawWeightsEv,), gc=False)
+        # a RawWeightsEv whose losses are a Struct: of the typed views, only EvFields says so
+        event = cast("type[EvFields]", msgspec.defstruct("TermSetEv", [("losses", losses | None, None)],
+                                                          bases=(RawWeightsEv,), gc=False))
         self.decoder = msgspec.json.Decoder(event)
         self.losses_type = losses
         self.getters = [operator.attrgetter(f) for f in fields]  # one per term, in ``names`` order
@@ -191,11 +207,11 @@ def term_set_of(data: bytes) -> TermSet | None:
     return decoder_for(tuple(first[1].losses))
 
 
-def struct_decode(data: bytes, term_set: TermSet) -> list[Ev] | None:
+def struct_decode(data: bytes, term_set: TermSet) -> list[EvFields] | None:
     """The block decoded with ``term_set``'s decoder: every step and evaluation must have exactly
     those terms (else it fails to decode, and None is returned)."""
     try:
-        return term_set.decoder.decode_lines(data)  # type: ignore[no-any-return]
+        return term_set.decoder.decode_lines(data)
     except DECODE_ERRORS:
         term_set.misses += 1
         return None
@@ -216,6 +232,6 @@ def same_order(data: bytes, kinds: np.ndarray, term_set: TermSet) -> bool:
     return True
 
 
-def kinds_of(evs: list[Ev]) -> np.ndarray:
+def kinds_of(evs: Sequence[EvFields]) -> np.ndarray:
     """Each event's kind (``KIND_STEP`` ...; ``KIND_RARE`` for any other type)."""
     return np.fromiter(map(KINDS.get, map(TYPE, evs), repeat(KIND_RARE)), dtype=np.int8, count=len(evs))

@@ -109,7 +109,7 @@ class BrailleCanvas:
         centres = self.y1 - (np.arange(h) + 0.5) / h * span
         row_bg: list[Style | None] = []
         for yc in centres:
-            bg = None
+            bg: Style | None = None
             for low, high, style in self.bands:
                 if low <= yc <= high:
                     bg = style
@@ -127,8 +127,8 @@ class BrailleCanvas:
             for a, b in zip(cuts, cuts[1:]):  # one span per run of cells drawn by the same layer
                 o = int(owners[a])
                 fg = styles[o] if o >= 0 else None
-                style = (fg + bg) if (fg and bg) else (fg or bg)
-                if style is not None:
-                    text.stylize(style, a, b)
+                cell = (fg + bg) if (fg and bg) else (fg or bg)
+                if cell is not None:
+                    text.stylize(cell, a, b)
             lines.append(text)
         return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from traintop.protocol import Command
@@ -26,10 +27,10 @@ class SentLog:
         """Remember ``command``."""
         self.items[command.id] = SentCommand(command, origin)
 
-    def latest(self, predicate: object = None) -> SentCommand | None:
+    def latest(self, predicate: Callable[[SentCommand], bool] | None = None) -> SentCommand | None:
         """The most recent command (matching ``predicate`` when given)."""
         for sent in reversed(self.items.values()):
-            if predicate is None or predicate(sent):  # type: ignore[operator]
+            if predicate is None or predicate(sent):
                 return sent
         return None
 

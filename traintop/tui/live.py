@@ -123,12 +123,13 @@ class LiveRun:
         self.judged = True
         return RunUpdate(events=update.events, alerts_changed=changed)
 
-    def follow(self, on_update: Callable[[RunUpdate], None], stop: threading.Event) -> None:
+    def follow(self, on_update: Callable[[RunUpdate], object], stop: threading.Event) -> None:
         """Tail the events file from where ``open`` stopped until ``stop`` is set."""
         pending = RunUpdate()
         # ``open`` judged what it read: the next pass is due when rows arrive (or after a quiet while)
-        cadence = {"last_health": time.monotonic() if self.judged else -math.inf, "unjudged": not self.judged,
-                   "first": True, "last_post": -math.inf, "news": self._news()}
+        cadence: dict[str, Any] = {"last_health": time.monotonic() if self.judged else -math.inf,
+                                   "unjudged": not self.judged, "first": True, "last_post": -math.inf,
+                                   "news": self._news()}
 
         def on_read(update: ReadUpdate) -> None:
             if update.restarted:

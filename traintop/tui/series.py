@@ -7,7 +7,9 @@ long as the chart is wide, whatever the length of the series.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +44,9 @@ def ema_continue(values: np.ndarray, strength: float, state: EmaState) -> tuple[
     finite = np.isfinite(x)
     if not finite.any():
         return out, state
-    if state.ema is None:
-        state = EmaState(Ema(min(max(float(strength), 0.0), 0.999999)))
-    out[finite] = state.ema.extend(x[finite])
+    ema = state.ema if state.ema is not None else Ema(min(max(float(strength), 0.0), 0.999999))
+    out[finite] = ema.extend(x[finite])
+    state = EmaState(ema) if state.ema is None else state
     return out, state
 
 
@@ -86,14 +88,14 @@ def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> 
     return Decimated(lo, hi, last)
 
 
-def _key(x: np.ndarray, keys: object, rounding: object) -> object:
+def _key(x: np.ndarray, keys: Any, rounding: Callable[[Any], Any]) -> Any:
     """Search keys in ``x``'s own dtype: a float key makes numpy convert a whole integer column first.
 
     For integer steps, ``x >= k`` ⟺ ``x >= ceil(k)`` and ``x <= k`` ⟺ ``x <= floor(k)``: the same rows.
     """
     if x.dtype.kind not in "iu":
         return keys
-    rounded = np.asarray(rounding(keys), dtype=np.float64)  # type: ignore[operator]
+    rounded = np.asarray(rounding(keys), dtype=np.float64)
     info = np.iinfo(x.dtype)
     return np.clip(rounded, info.min, info.max).astype(x.dtype)
 
@@ -103,9 +105,9 @@ def column_edges(x0: float, x1: float, width: int) -> np.ndarray:
     return x0 + (x1 - x0) * np.arange(1, width) / width
 
 
-def map_decimated(d: Decimated, fn: object) -> Decimated:
+def map_decimated(d: Decimated, fn: Callable[[np.ndarray], np.ndarray]) -> Decimated:
     """Apply a monotonic rising ``fn`` (log10) after decimation: min / max / last commute with it."""
-    return Decimated(fn(d.lo), fn(d.hi), fn(d.last))  # type: ignore[operator]
+    return Decimated(fn(d.lo), fn(d.hi), fn(d.last))
 
 
 def nice_range(lo: float, hi: float, log: bool) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ class RunSummary:
     worst_rank: int = 0  # 1 + health's severity rank of the worst alert (0: none)
 
 
-def summarize(name: str, history: RunHistory, now: float, alerts: list[Any] = ()) -> RunSummary:
+def summarize(name: str, history: RunHistory, now: float, alerts: Sequence[Any] = ()) -> RunSummary:
     """Everything the header and the runs list show about ``history``."""
     rs = history.run_start or {}
     planned = rs.get("planned_steps") if isinstance(rs.get("planned_steps"), int) else None

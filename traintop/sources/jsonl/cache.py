@@ -133,8 +133,7 @@ def _load(events: Path, path: Path) -> tuple[RunHistory, int] | None:
         return None  # a cache of more bytes than the file holds: the file was truncated since
     if meta["key"] != _key(events, offset):
         return None  # another file, or the same file rewritten: the JSONL wins
-    state = meta.get("state")
-    check_state(state)
+    state = check_state(meta.get("state"))
     _check_arrays(arrays, state["terms_order"])
     return RunHistory.restore(arrays, state), offset
 
@@ -255,13 +254,15 @@ STATE_TYPES: dict[str, Callable[[Any], bool]] = {
     "last_weights": _optional(_dict_of(_is_num)),
     "terms_order": lambda v: isinstance(v, dict) and all(_list_of(_is_str)(v.get(k)) for k in TABLES),
 }
-def check_state(state: Any) -> None:
-    """Raise ``CacheError`` naming the first field of a snapshot's state that is missing or of a wrong type."""
+def check_state(state: Any) -> dict[str, Any]:
+    """``state`` once checked; raise ``CacheError`` naming the first field of a snapshot's state that is
+    missing or of a wrong type."""
     if not isinstance(state, dict):
         raise CacheError("no state")
     for name, check in STATE_TYPES.items():
         if name not in state or not check(state[name]):
             raise CacheError(f"state.{name}: missing or of a wrong type")
+    return state
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], terms_order: dict[str, list[str]]) -> None:

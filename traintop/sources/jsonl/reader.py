@@ -61,6 +61,7 @@ class RunReader(Follower):
     copies out what it draws.
     """
 
+    path: Path  # the events file: an attribute here, where ``Follower`` only reads it
     read_only: str | None = None  # a trainer of ours reads the run's control.jsonl
     has_heartbeat = True
     cacheable = True

@@ -319,8 +319,8 @@ def _decode_starts(buf: Buf, starts: np.ndarray, offset: int, out: BulkScan) -> 
                 simple[idx] = True
                 found.setdefault(tag, []).append((offset + s[idx], step, wall, value))
         for i in np.flatnonzero(good & ~simple).tolist():
-            at = int(s[i])
-            out.others.append((offset + at, bytes(buf[at + HEADER:at + HEADER + length])))
+            pos = int(s[i])
+            out.others.append((offset + pos, bytes(buf[pos + HEADER:pos + HEADER + length])))
     for tag, groups in found.items():
         at, step, wall, value = (np.concatenate(c) for c in zip(*groups, strict=True))
         order = np.argsort(at, kind="stable")

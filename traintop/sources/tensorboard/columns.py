@@ -75,8 +75,9 @@ def _with_held(pending: Pending, series: dict[str, Series]) -> dict[str, Series]
     return out
 
 
-def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Columns:
-    """Columns of one stream's rows for every step of a read but the newest, which joins ``pending``.
+def stream_rows(stream: str, pending: Pending, series: dict[str, Series], *, hold_newest: bool = True) -> Columns:
+    """Columns of one stream's rows for every step of a read but the newest, which joins ``pending``
+    (``hold_newest`` False: the newest too — nothing new came, so it is complete).
     ``series``: each name's values in file order; a repeated (step, name) keeps the later value."""
     if pending.rows:
         series = _with_held(pending, series)
@@ -90,11 +91,11 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     if not series:
         return {}, {}
     if not all((s[1:] > s[:-1]).all() for s, _, _ in series.values()):
-        return _sorted_rows(stream, pending, series)
-    newest = max(int(s[-1]) for s, _, _ in series.values())
+        return _sorted_rows(stream, pending, series, hold_newest)
+    newest = max(int(s[-1]) for s, _, _ in series.values()) if hold_newest else None
     kept = {name: len(s) - int(s[-1] == newest) for name, (s, _, _) in series.items()}
     for name, (s, w, v) in series.items():
-        if s[-1] == newest:
+        if newest is not None and s[-1] == newest:
             pending.add(newest, float(w[-1]), name, float(v[-1]))
     name0, (steps, _, _) = next(iter(series.items()))
     steps = steps[:kept[name0]]
@@ -127,17 +128,19 @@ def stream_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Col
     return _columns(stream, pending, steps, t, cols, logged)
 
 
-def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series]) -> Columns:
+def _sorted_rows(stream: str, pending: Pending, series: dict[str, Series], hold_newest: bool) -> Columns:
     """``stream_rows`` for series whose steps repeat or go back: every value ordered by step, then as read."""
     names = list(series)
     code = np.concatenate([np.full(len(s), i, dtype=np.int64) for i, (s, _, _) in enumerate(series.values())])
     step, wall, value = (np.concatenate(c) for c in zip(*series.values(), strict=True))
     order = np.argsort(step, kind="stable")
     step, code, wall, value = step[order], code[order], wall[order], value[order]
-    newest = np.flatnonzero(step == step[-1])
-    for i in newest.tolist():
-        pending.add(int(step[i]), float(wall[i]), names[int(code[i])], float(value[i]))
-    cut = int(newest[0])
+    cut = len(step)
+    if hold_newest:
+        newest = np.flatnonzero(step == step[-1])
+        for i in newest.tolist():
+            pending.add(int(step[i]), float(wall[i]), names[int(code[i])], float(value[i]))
+        cut = int(newest[0])
     if cut == 0:
         return {}, {}
     step, code, wall, value = step[:cut], code[:cut], wall[:cut], value[:cut]

@@ -20,7 +20,7 @@ import numpy as np
 from traintop.sources.block import Block
 from traintop.sources.lines import TailNotice
 from traintop.sources.tensorboard.bulk import Part
-from traintop.sources.tensorboard.columns import FIXED_OF, Pending, Series, make_block, merged, stream_rows
+from traintop.sources.tensorboard.columns import Columns, Pending, Series, make_block, merged, stream_rows
 from traintop.sources.tensorboard.files import cache_dir
 from traintop.sources.tensorboard.record import Audio, EventRecord
 from traintop.sources.tensorboard.tags import TagRules, classify, guess_profile
@@ -44,23 +44,6 @@ def retag(prefix: str, parts: list[Part], records: list[tuple[int, EventRecord]]
         rec.audio = [(prefix + t, a) for t, a in rec.audio]
         rec.tensors = [(prefix + t, pl, x) for t, pl, x in rec.tensors]
         rec.other = [(prefix + t, k) for t, k in rec.other]
-
-
-def rows_to_events(stream: str, pending: Pending, steps: list[int]) -> list[dict[str, Any]]:
-    """``step`` / ``eval`` events for ``steps`` (taken out of ``pending``)."""
-    out = []
-    for s in steps:
-        pending.last_emitted = s
-        values = pending.rows.pop(s)
-        t = pending.t.pop(s)
-        fixed = {k: values.pop(k) for k in FIXED_OF[stream] if k in values}
-        for k in list(values):
-            if k in ("lr", "grad_norm", "step_time", "loader_time"):
-                values.pop(k)  # an eval-scoped lr or timing: not an eval term
-        ev: dict[str, Any] = {"v": 1, "type": "step" if stream == "train" else "eval", "t": t, "step": s,
-                              "epoch": None, "losses": values, **fixed}
-        out.append(ev)
-    return out
 
 
 def log_mel(wav: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
@@ -167,46 +150,20 @@ class TagMapper:
                            if kind == "bookkeeping" else f"{tag}: a {kind} summary (not shown)") for tag, kind in tags]
 
     def _route(self, tag: str) -> tuple[str, str] | None:
-        route = self._routes.get(tag, ())
-        if route == ():
-            if not self.coqui and tag.split("/")[0] in ("TrainIterStats", "EvalStats"):
-                self.coqui = True
-                self._routes.clear()  # earlier tags may read differently in coqui's scopes
-            route = self._routes[tag] = self._ruled(tag) or classify(tag, self.coqui)
-            if route is not None and route[0] == "bookkeeping":
-                self.unshown.setdefault(tag, "bookkeeping")
-        return route  # type: ignore[return-value]
-
-    def add(self, records: list[EventRecord]) -> list[dict[str, Any]]:
-        """Events for ``records``: samples at once, rows for every step before the newest."""
-        out: list[dict[str, Any]] = []
-        for rec in records:
-            self._resolve(rec)
-        for rec in records:
-            for tag, _ in rec.scalars:
-                self._route(tag)  # a coqui scope anywhere in the read decides how every tag reads
-        for rec in records:
-            for tag, value in rec.scalars:
-                route = self._route(tag)
-                if route is None or route[0] in ("bookkeeping", "ignore"):
-                    continue
-                stream, name = route
-                self.tags.add(tag)
-                if name not in ("lr", "grad_norm", "step_time", "loader_time", "total"):
-                    self.terms.add(name)
-                self.pending[stream].add(rec.step, rec.wall_time, name, value)
-            for tag, audio in rec.audio:
-                out.append(sample_event(self.run_dir, tag, rec.step, rec.wall_time, audio))
-        for stream in ("train", "eval"):
-            p = self.pending[stream]
-            if len(p.rows) > 1:
-                newest = max(p.rows)
-                out.extend(rows_to_events(stream, p, sorted(s for s in p.rows if s != newest)))
-        return self._with_start(out)
+        if tag in self._routes:
+            return self._routes[tag]
+        if not self.coqui and tag.split("/")[0] in ("TrainIterStats", "EvalStats"):
+            self.coqui = True
+            self._routes.clear()  # earlier tags may read differently in coqui's scopes
+        route = self._routes[tag] = self._ruled(tag) or classify(tag, self.coqui)
+        if route is not None and route[0] == "bookkeeping":
+            self.unshown.setdefault(tag, "bookkeeping")
+        return route
 
     def add_bulk(self, parts: list[Part], records: list[tuple[int, EventRecord]]) -> Block:
-        """A ``Block`` for scalars read as arrays (``tfbulk.scan``) plus ``records`` (with their file
-        offsets) decoded one by one."""
+        """A ``Block`` for scalars read as arrays (``bulk.scan``: a big read) plus ``records`` (with
+        their file offsets) decoded one by one (a small read is records alone): every step of the
+        read but each stream's newest, which is held back until it is complete."""
         loose: dict[str, list[tuple[int, int, float, float]]] = {}
         for _, rec in records:
             self._resolve(rec)
@@ -214,9 +171,9 @@ class TagMapper:
             for t, v in rec.scalars:
                 loose.setdefault(t, []).append((at, rec.step, rec.wall_time, v))
         for t, vals in loose.items():
-            at, step, wall, value = zip(*vals, strict=True)
+            offsets, step, wall, value = zip(*vals, strict=True)
             parts.append(Part(t, np.array(step, dtype=np.int64), np.array(wall, dtype=np.float64),
-                              np.array(value, dtype=np.float64), at[0], at=np.array(at, dtype=np.int64)))
+                              np.array(value, dtype=np.float64), offsets[0], at=np.array(offsets, dtype=np.int64)))
         for p in parts:
             self._route(p.tag)  # a coqui scope anywhere in the read decides how every tag reads
         by_name: dict[str, dict[str, list[Part]]] = {"train": {}, "eval": {}}
@@ -234,6 +191,10 @@ class TagMapper:
             series: dict[str, Series] = {name: merged(ps) for name, ps in names.items()}
             out[stream] = stream_rows(stream, self.pending[stream], series)
         rare = [sample_event(self.run_dir, t, rec.step, rec.wall_time, a) for _, rec in records for t, a in rec.audio]
+        return self._block(out, rare)
+
+    def _block(self, out: dict[str, Columns], rare: list[dict[str, Any]]) -> Block:
+        """The rows and rare events as one ``Block``, after the ``run_start`` when they are the first."""
         first = [x[0]["t"][0] for x in out.values() if len(x[0].get("t", ()))]
         if (first or rare) and not self.started:
             self.started = True
@@ -250,20 +211,10 @@ class TagMapper:
         """Whether a newest step is held back (``flush`` would release it)."""
         return any(p.rows for p in self.pending.values())
 
-    def flush(self) -> list[dict[str, Any]]:
-        """Emit the held-back newest steps (nothing new came: they are complete)."""
-        out: list[dict[str, Any]] = []
-        for stream in ("train", "eval"):
-            p = self.pending[stream]
-            out.extend(rows_to_events(stream, p, sorted(p.rows)))
-        return self._with_start(out)
-
-    def _with_start(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        events.sort(key=lambda e: (e["step"], e["type"] != "step"))
-        if events and not self.started:
-            self.started = True
-            events.insert(0, self.run_start(events[0]["t"]))
-        return events
+    def flush(self) -> Block:
+        """The held-back newest steps as rows (nothing new came: they are complete)."""
+        return self._block({stream: stream_rows(stream, self.pending[stream], {}, hold_newest=False)
+                            for stream in ("train", "eval")}, [])
 
     def run_start(self, t: float) -> dict[str, Any]:
         """The ``run_start`` a TensorBoard run never wrote: read-only, profile guessed from its tags."""

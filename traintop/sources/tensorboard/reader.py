@@ -9,13 +9,14 @@ The run is read-only: there is no trainer to steer.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from traintop.protocol.safefile import UnsafeFileError, open_read
 from traintop.sources.block import Block
@@ -133,7 +134,9 @@ class TensorBoardReader(Follower):
                     if self._scratch is not None and want >= BULK_BYTES:
                         if len(self._scratch) < want:
                             self._scratch = bytearray(want)
-                        data = memoryview(self._scratch)[:fh.readinto(memoryview(self._scratch)[:want])]
+                        buffered = cast(io.BufferedReader, fh)  # ``open_read`` opens "rb": a BufferedReader
+                        data: bytes | memoryview = memoryview(self._scratch)[
+                            :buffered.readinto(memoryview(self._scratch)[:want])]
                     else:
                         data = fh.read(want)
             except OSError as exc:
@@ -172,12 +175,9 @@ class TensorBoardReader(Follower):
             earlier = any(g.path.parent == path.parent and g.offset for g in self._files.values() if g is not f)
             if start == 0 and earlier:  # the folder's next writer: it may go back to steps already read
                 self._purge(scan.parts if scan is not None else [], records)
-            if scan is not None:
-                block = self._mapper.add_bulk(scan.parts, records)
-                self._apply(update, notices + self._mapper.notices(), block=block)
-            else:
-                events = self._mapper.add([r for _, r in records]) if records else []
-                self._apply(update, notices + self._mapper.notices(), events)
+            # a big read's scalars come as arrays, a small read's as records: the same rows either way
+            block = self._mapper.add_bulk(scan.parts if scan is not None else [], records)
+            self._apply(update, notices + self._mapper.notices(), block)
         if flush and not got and not torn:  # nothing new, nothing torn: the newest steps are complete
             self._apply(update, [], self._mapper.flush())
         return update
@@ -192,15 +192,12 @@ class TensorBoardReader(Follower):
                 if self.history.purge_from(min(steps)):
                     self._mapper.went_back()
 
-    def _apply(self, update: ReadUpdate, notices: list[TailNotice], events: list[dict[str, Any]] | None = None,
-               block: Block | None = None) -> None:
-        if not (notices or events or (block is not None and block.events)):
+    def _apply(self, update: ReadUpdate, notices: list[TailNotice], block: Block | None = None) -> None:
+        if not (notices or (block is not None and block.events)):
             return
         with self.lock:
             for n in notices:
                 self.history.note(n)
-            if events:
-                update.events += self.history.extend(events)
             if block is not None and block.events:
                 update.events += self.history.extend_block(block)
         update.notices.extend(notices)

@@ -130,6 +130,14 @@ class WireError(ValueError):
     """Bytes that are not the protobuf message they should be."""
 
 
+def _reals(v: int | bytes, size: int) -> tuple[float, ...]:
+    """A tensor's float (``size`` 4) or double (8) values, packed or one; a varint or a length that is
+    no whole number of values (a field written with another wire type) is damage, never a number."""
+    if isinstance(v, int) or len(v) % size:
+        raise WireError(f"a tensor's {'float' if size == 4 else 'double'} values have the wrong wire type")
+    return struct.unpack(f"<{len(v) // size}{'f' if size == 4 else 'd'}", v)
+
+
 def _varint(b: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
@@ -143,9 +151,15 @@ def _varint(b: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(b: bytes) -> list[tuple[int, int, object]]:
-    """``(field number, wire type, value)`` of every field of a message, in order."""
-    out: list[tuple[int, int, object]] = []
+def fields(b: bytes) -> list[tuple[int, int, int | bytes]]:
+    """``(field number, wire type, value)`` of every field of a message, in order: the value is an int
+    for a varint (wire type 0), else the field's bytes (1: 8 bytes, 2: length-delimited, 5: 4 bytes).
+
+    So ``isinstance(v, int)`` is ``wt == 0``; the decoders below write ``wt == 2 and not isinstance(v,
+    int)`` (always true together) where the type checker needs to know a value is bytes.
+    """
+    out: list[tuple[int, int, int | bytes]] = []
+    v: int | bytes
     i, n = 0, len(b)
     while i < n:
         key, i = _varint(b, i)
@@ -215,22 +229,24 @@ def _tensor(b: bytes) -> Tensor:
     """A ``TensorProto``: dtype (1), shape (2: dims (2) of size (1)), content (4), float (5), double (6),
     string (8) values, half values (13)."""
     out = Tensor()
-    content, floats, doubles = b"", [], []
+    content = b""
+    floats: list[float] = []
+    doubles: list[float] = []
     for num, wt, v in fields(b):
-        if num == 1 and wt == 0:
+        if num == 1 and isinstance(v, int):  # wire type 0
             out.dtype = v
-        elif num == 2 and wt == 2:
+        elif num == 2 and wt == 2 and not isinstance(v, int):
             for dnum, dwt, dim in fields(v):
-                if dnum == 2 and dwt == 2:
-                    size = next((x for n, w, x in fields(dim) if n == 1 and w == 0), 0)
+                if dnum == 2 and dwt == 2 and not isinstance(dim, int):
+                    size = next((x for n, _, x in fields(dim) if n == 1 and isinstance(x, int)), 0)
                     out.size *= size - (1 << 64) if size >= 1 << 63 else size
-        elif num == 4 and wt == 2:
+        elif num == 4 and wt == 2 and not isinstance(v, int):
             content = v
         elif num == 5:
-            floats.extend(struct.unpack(f"<{len(v) // 4}f", v) if wt == 2 else struct.unpack("<f", v))
+            floats.extend(_reals(v, 4))
         elif num == 6:
-            doubles.extend(struct.unpack(f"<{len(v) // 8}d", v) if wt == 2 else struct.unpack("<d", v))
-        elif num == 8 and wt == 2:
+            doubles.extend(_reals(v, 8))
+        elif num == 8 and wt == 2 and not isinstance(v, int):
             out.strings.append(v)
     if out.dtype == _DT_FLOAT:
         out.number = floats[0] if floats else (struct.unpack_from("<f", content)[0] if len(content) >= 4 else None)
@@ -244,9 +260,9 @@ def _tensor(b: bytes) -> Tensor:
 def _plugin(b: bytes) -> str | None:
     """The plugin name of a ``SummaryMetadata`` (plugin_data (1) → plugin_name (1))."""
     for num, wt, v in fields(b):
-        if num == 1 and wt == 2:
+        if num == 1 and wt == 2 and not isinstance(v, int):
             for pnum, pwt, pv in fields(v):
-                if pnum == 1 and pwt == 2:
+                if pnum == 1 and pwt == 2 and not isinstance(pv, int):
                     return pv.decode("utf-8", "replace")
     return None
 
@@ -254,30 +270,30 @@ def _plugin(b: bytes) -> str | None:
 def _value(b: bytes, rec: EventRecord) -> None:
     tag, simple, audio, tensor, plugin, other = "", None, None, None, None, None
     for num, wt, v in fields(b):
-        if num == 1 and wt == 2:
+        if num == 1 and wt == 2 and not isinstance(v, int):
             tag = v.decode("utf-8", "replace")
-        elif num == 2 and wt == 5:
+        elif num == 2 and wt == 5 and not isinstance(v, int):
             simple = struct.unpack("<f", v)[0]
         elif num == 4 and wt == 2:
             other = "image"
         elif num == 5 and wt == 2:
             other = "histogram"
-        elif num == 6 and wt == 2:
+        elif num == 6 and wt == 2 and not isinstance(v, int):
             audio = v
-        elif num == 8 and wt == 2:
+        elif num == 8 and wt == 2 and not isinstance(v, int):
             tensor = v
-        elif num == 9 and wt == 2:
+        elif num == 9 and wt == 2 and not isinstance(v, int):
             plugin = _plugin(v)
     if simple is not None:
         rec.scalars.append((tag, simple))
     elif audio is not None:
         a = Audio(b"", 0.0, "")
         for num, wt, v in fields(audio):
-            if num == 1 and wt == 5:
+            if num == 1 and wt == 5 and not isinstance(v, int):
                 a.sample_rate = struct.unpack("<f", v)[0]
-            elif num == 4 and wt == 2:
+            elif num == 4 and wt == 2 and not isinstance(v, int):
                 a.encoded = v
-            elif num == 5 and wt == 2:
+            elif num == 5 and wt == 2 and not isinstance(v, int):
                 a.content_type = v.decode("utf-8", "replace")
         rec.audio.append((tag, a))
     elif tensor is not None:
@@ -290,14 +306,14 @@ def decode_event(data: bytes) -> EventRecord:
     """Decode a serialized ``Event``; raise ``WireError`` when it is not one."""
     rec = EventRecord()
     for num, wt, v in fields(data):
-        if num == 1 and wt == 1:
+        if num == 1 and wt == 1 and not isinstance(v, int):
             rec.wall_time = struct.unpack("<d", v)[0]
-        elif num == 2 and wt == 0:
+        elif num == 2 and isinstance(v, int):  # wire type 0
             rec.step = v - (1 << 64) if v >= 1 << 63 else v
-        elif num == 3 and wt == 2:
+        elif num == 3 and wt == 2 and not isinstance(v, int):
             rec.file_version = v.decode("utf-8", "replace")
-        elif num == 5 and wt == 2:
+        elif num == 5 and wt == 2 and not isinstance(v, int):
             for snum, swt, sv in fields(v):
-                if snum == 1 and swt == 2:
+                if snum == 1 and swt == 2 and not isinstance(sv, int):
                     _value(sv, rec)
     return rec

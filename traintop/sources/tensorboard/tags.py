@@ -19,6 +19,7 @@ What no rule knows, a health profile's ``tags:`` says (``TagRules``).
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 SKIP_SCOPES = {"trainepochstats", "trainfigures", "evalfigures", "testfigures"}
 EVAL_WORDS = {"eval", "evalstats", "val", "valid", "validation"}
@@ -92,7 +93,7 @@ def classify(tag: str, coqui: bool) -> tuple[str, str] | None:
     return stream, name
 
 
-def guess_profile(terms: set[str], tags: set[str] = frozenset()) -> str | None:
+def guess_profile(terms: AbstractSet[str], tags: AbstractSet[str] = frozenset()) -> str | None:
     """The health profile a run's term names (and raw ``tags``) suggest (XTTS GPT, VITS, F5), None when unsure."""
     for name, markers in PROFILE_MARKERS:
         if terms & markers:

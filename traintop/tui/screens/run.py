@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
@@ -41,7 +40,7 @@ CLOCK_EVERY = 5.0  # seconds: the header's clock (elapsed, and idle / stalled on
 WIDE = (140, 40)  # from this size up, every pane is on screen at once
 
 
-class RunScreen(RunControl, Screen[None]):
+class RunScreen(RunControl):
     """Watches and steers one run; the reader worker owns the tail, widgets only draw."""
 
     BINDINGS = [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from traintop.protocol import Command, CommandError, make_command
+from textual.screen import Screen
+
+from traintop.protocol import Command, CommandError, ControlInbox, make_command
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.screens.dialogs import ConfirmScreen, HelpScreen, ValueScreen
 from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
@@ -15,12 +17,21 @@ if TYPE_CHECKING:
     from traintop.tui.live import LiveRun
 
 
-class RunControl:
-    """Mixed into ``RunScreen``: builds commands, sends them through the inbox, tracks their acks."""
+class RunControl(Screen[None]):
+    """The base of ``RunScreen``: builds commands, sends them through the inbox, tracks their acks."""
 
     live: LiveRun
+    inbox: ControlInbox
     sent: SentLog
     alert_sent: dict[tuple[str, str], str]
+
+    def refresh_all(self) -> None:
+        """Redraw every pane from the run's history (the run screen's)."""
+        raise NotImplementedError
+
+    def focus_weights(self, row: str | None = None) -> WeightsPane:
+        """Show the weights editor with ``row`` (a term, or the lr) under the cursor."""
+        raise NotImplementedError
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -28,23 +39,23 @@ class RunControl:
         """Validate and append one command to ``control.jsonl``; say in plain words if it cannot be."""
         read_only = self.live.reader.read_only  # a TensorBoard run: no trainer
         if read_only:
-            self.notify(shown(read_only, MESSAGE_MAX), title="controls unavailable",  # type: ignore[attr-defined]
+            self.notify(shown(read_only, MESSAGE_MAX), title="controls unavailable",
                         severity="warning", markup=False)
             return None
         with self.live.lock:
             terms = self.live.history.terms or None
         try:
             command = make_command(cmd, terms, **args)
-            self.inbox.send(command)  # type: ignore[attr-defined]
+            self.inbox.send(command)
         except CommandError as exc:
-            self.notify(shown(exc, MESSAGE_MAX), title="not sent", severity="error", markup=False)  # type: ignore[attr-defined]
+            self.notify(shown(exc, MESSAGE_MAX), title="not sent", severity="error", markup=False)
             return None
         except OSError as exc:
-            self.notify(shown(f"could not write {self.inbox.path}: {exc.strerror or exc}", MESSAGE_MAX),  # type: ignore[attr-defined]
+            self.notify(shown(f"could not write {self.inbox.path}: {exc.strerror or exc}", MESSAGE_MAX),
                         title="not sent", severity="error", markup=False)
             return None
         self.sent.add(command, origin)
-        self.refresh_all()  # type: ignore[attr-defined]
+        self.refresh_all()
         return command
 
     def _status_of(self, command_id: str) -> tuple[str, str]:
@@ -90,9 +101,9 @@ class RunControl:
                 sent = self.send_command(command.cmd, origin, **command.args)
                 if sent is not None and alert_id is not None and label is not None:
                     self.alert_sent[(alert_id, label)] = sent.id
-                    self.refresh_all()  # type: ignore[attr-defined]
+                    self.refresh_all()
 
-        self.app.push_screen(  # type: ignore[attr-defined]
+        self.app.push_screen(
             ConfirmScreen(f"Stop {shown(self.live.run_dir.name)}?",
                           "The trainer saves a checkpoint, then ends. This cannot be undone from here."), answered)
 
@@ -110,27 +121,26 @@ class RunControl:
 
     def action_weights(self) -> None:
         """Go to the weights editor."""
-        self.focus_weights()  # type: ignore[attr-defined]
+        self.focus_weights()
 
     def action_lr(self) -> None:
         """Type a new learning rate."""
-        pane = self.focus_weights(LR_ROW)  # type: ignore[attr-defined]
+        pane = self.focus_weights(LR_ROW)
         self._ask_value(None, pane.live_values.get(LR_ROW))
 
     def action_help(self) -> None:
         """Show every key."""
-        self.app.push_screen(HelpScreen())  # type: ignore[attr-defined]
+        self.app.push_screen(HelpScreen())
 
     # -- panes that send --------------------------------------------------------------------
 
-    # plain handler names (not @on): the mixin is no MessagePump, so only names are looked up
     def on_alerts_pane_apply(self, event: AlertsPane.Apply) -> None:
         """Send the chosen suggestion (after a confirmation when it stops the run)."""
         ref: SuggestionRef = event.ref
         try:
             command = make_command(ref.cmd, None, **ref.args)
         except CommandError as exc:
-            self.notify(shown(f"{ref.label}: {exc}", MESSAGE_MAX), title="not sent", severity="error",  # type: ignore[attr-defined]
+            self.notify(shown(f"{ref.label}: {exc}", MESSAGE_MAX), title="not sent", severity="error",
                         markup=False)
             return
         if command.cmd == "stop":
@@ -139,7 +149,7 @@ class RunControl:
         sent = self.send_command(command.cmd, "alert", **command.args)
         if sent is not None:
             self.alert_sent[(ref.alert_id, ref.label)] = sent.id
-            self.refresh_all()  # type: ignore[attr-defined]
+            self.refresh_all()
 
     def on_weights_pane_send(self, event: WeightsPane.Send) -> None:
         """Send a staged weight or lr."""
@@ -155,10 +165,10 @@ class RunControl:
                 self._send_value(term, value)
 
         title = "New learning rate" if term is None else f"New weight for {shown(term)}"
-        self.app.push_screen(ValueScreen(title, current), typed)  # type: ignore[attr-defined]
+        self.app.push_screen(ValueScreen(title, current), typed)
 
     def _send_value(self, term: str | None, value: float) -> None:
-        self.query_one(WeightsPane).sent(term)  # type: ignore[attr-defined]
+        self.query_one(WeightsPane).sent(term)
         if term is None:
             self.send_command("set_lr", "weights", value=value)
         else:

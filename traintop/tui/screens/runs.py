@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import work
@@ -22,6 +22,9 @@ from traintop.sources.source import peek_run
 from traintop.tui.messages import RunsScanned
 from traintop.tui.summary import RunSummary, summarize
 from traintop.tui.widgets.header import ENDED, STATUS_STYLE
+
+if TYPE_CHECKING:
+    from traintop.tui.app import TraintopApp
 
 SCAN_EVERY = 2.0  # seconds between rescans of the folder while runs change
 QUIET_SCAN_EVERY = 8.0  # ... and once a scan found nothing new (statuses still move with the clock)
@@ -172,7 +175,7 @@ class RunsScreen(Screen[None]):
         if message.final:
             self.set_timer(SCAN_EVERY if message.changed else QUIET_SCAN_EVERY, self.action_rescan)
         if len(found) == 1 and found[0][0] == self.root:
-            self.app.open_run(self.root, replace=True)  # type: ignore[attr-defined]
+            cast("TraintopApp", self.app).open_run(self.root, replace=True)
             return
         table = self.query_one(DataTable)
         rows = [(path, self._cells(s)) for path, s in found]
@@ -209,7 +212,7 @@ class RunsScreen(Screen[None]):
         """Open the run under the cursor."""
         table = self.query_one(DataTable)
         if self.paths and 0 <= table.cursor_row < len(self.paths):
-            self.app.open_run(self.paths[table.cursor_row])  # type: ignore[attr-defined]
+            cast("TraintopApp", self.app).open_run(self.paths[table.cursor_row])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row opens it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rich.segment import Segment
@@ -59,8 +60,8 @@ class LossChart(Widget):
 
     view: reactive[ChartView] = reactive(ChartView, layout=False)
 
-    def __init__(self, live: LiveRun, term: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, live: LiveRun, term: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.live = live
         self.term = term
         self._ema = np.empty(0, dtype=np.float32)

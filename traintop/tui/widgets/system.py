@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from rich.text import Text
@@ -71,8 +72,8 @@ def system_text(h: RunHistory, width: int) -> Text:
 class SystemPane(Widget):
     """Machine readings of the run, drawn at the width the pane has."""
 
-    def __init__(self, live: LiveRun, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, live: LiveRun, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.live = live
 
     def render(self) -> Text:
