@@ -160,13 +160,13 @@ class Instrumentation:
         run.on("sample", lambda c: self._sample_command(trainer, c.id))
         run.on("set_lr", lambda c: self.change_lr(trainer, value=c.args["value"]))
         run.on("scale_lr", lambda c: self.change_lr(trainer, factor=c.args["factor"]))
-        model = trainer._get_model()
+        model: Any = trainer._get_model()  # its hook methods are replaced on this instance below
         orig_backward, orig_clip = model.before_backward_pass, model.before_gradient_clipping
 
         def before_backward_pass(loss_dict: dict[str, Any], optimizer: Any) -> None:
             # One host read of the total. coqui .item()s every loss right after this step anyway,
             # so on a GPU this moves that sync earlier rather than adding one.
-            value = loss_dict.get("loss")
+            value: Any = loss_dict.get("loss")  # a tensor, a float or absent
             if hasattr(value, "detach"):
                 value = value.detach()
             if value is not None and not math.isfinite(float(value)):
@@ -376,6 +376,8 @@ class Instrumentation:
                 raise CommandRejected(
                     f"scale_lr {factor:g}: the learning rate would go from {current:g} to {new:g}, "
                     f"outside [{MIN_LR:g}, {MAX_LR:g}]; set one with set_lr instead")
+        elif value is None:
+            raise TypeError("change_lr needs a value (set_lr) or a factor (scale_lr)")
         elif usable:
             factor = float(value) / current  # scaling keeps the ratio between optimizers
         else:  # a rate of 0 (or a denormal) cannot be scaled back: set it outright

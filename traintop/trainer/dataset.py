@@ -144,7 +144,7 @@ class EspeakVoice:
         """espeak-ng's output rate (22050 Hz)."""
         return self._rate
 
-    def _on_audio(self, wav: ctypes.POINTER(ctypes.c_short), n: int, _events: int) -> int:
+    def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], n: int, _events: int) -> int:
         if n > 0 and wav:
             self._chunks.append(ctypes.string_at(wav, n * 2))
         return 0  # 0 = keep synthesizing

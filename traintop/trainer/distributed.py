@@ -70,9 +70,13 @@ class CommandBroadcast:
             return effects or BoundaryEffects()
         import torch.distributed as dist
 
-        box = [effects.to_dict() if self.rank == 0 and effects is not None else None]
+        box: list[dict[str, Any] | None] = [
+            effects.to_dict() if self.rank == 0 and effects is not None else None]
         dist.broadcast_object_list(box, src=0)
-        return BoundaryEffects(**box[0])
+        sent = box[0]
+        if sent is None:
+            raise RuntimeError("rank 0 broadcast no boundary effects")  # it always passes its own
+        return BoundaryEffects(**sent)
 
 
 def mirror(effects: BoundaryEffects, set_weight: Any, optimizers: list[Any],

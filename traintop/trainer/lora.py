@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULT_TARGETS = ["c_attn", "c_proj", "c_fc"]
-LORA_KEYS = {"rank": int, "alpha": (int, float), "dropout": (int, float), "targets": list}
+LORA_KEYS: dict[str, type | tuple[type, ...]] = {
+    "rank": int, "alpha": (int, float), "dropout": (int, float), "targets": list}
 ADAPTER = "default"  # peft's adapter name
 
 
@@ -34,7 +35,7 @@ def lora_spec(raw: Any, where: str) -> dict[str, Any] | None:
         if isinstance(value, bool) or not isinstance(value, LORA_KEYS[key]):
             raise LoraError(f"{where}: key 'training.lora.{key}' has the wrong type: {value!r}")
     rank = int(raw.get("rank", 16))
-    spec = {"rank": rank, "alpha": float(raw.get("alpha", 2 * rank)),
+    spec: dict[str, Any] = {"rank": rank, "alpha": float(raw.get("alpha", 2 * rank)),
             "dropout": float(raw.get("dropout", 0.05)),
             "targets": list(raw.get("targets") or DEFAULT_TARGETS)}
     if rank < 1:

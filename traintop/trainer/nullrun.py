@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from traintop.protocol.control import ControlState, Decision
+from traintop.protocol.control import ControlNotice, ControlState, Decision
 from traintop.trainer.replay import AckHistory
 from traintop.trainer.run import Run
 
 
 class _NullWriter:
     next_seq = 0
+    path = Path(os.devnull)  # an empty history of acks
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         return {"type": type, **fields}
@@ -38,7 +40,7 @@ class _NullControl:
     def poll(self) -> list[Decision]:
         return []
 
-    def take_notices(self) -> list[Any]:
+    def take_notices(self) -> list[ControlNotice]:
         return []
 
     def commit(self, decision: Decision) -> None:
@@ -69,7 +71,7 @@ class NullRun(Run):
 
     def __init__(self, terms: dict[str, float]) -> None:  # noqa: D107 - see class docstring
         self.run_dir = Path(".")
-        self.writer = _NullWriter()  # type: ignore[assignment]
+        self.writer = _NullWriter()
         self.weights = {k: float(v) for k, v in terms.items()}
         self.lr = None
         self.step = 0
@@ -84,9 +86,9 @@ class NullRun(Run):
         self._inflight = None
         self._previous = AckHistory()
         self._resume = {}
-        self.lock = _NullLock()  # type: ignore[assignment]
-        self.control = _NullControl()  # type: ignore[assignment]
-        self.monitor = _NullMonitor()  # type: ignore[assignment]
+        self.lock = _NullLock()
+        self.control = _NullControl()
+        self.monitor = _NullMonitor()
         self._ended = False
         self._later = deque()
         self._lock = threading.Lock()

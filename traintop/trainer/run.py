@@ -41,11 +41,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from traintop.protocol.control import Command, ControlReader, ControlState, Decision
+from traintop.protocol.control import Command, ControlNotice, ControlReader, ControlState, Decision
 from traintop.protocol.rundir import CONTROL_FILE, ensure_private_dir, new_run_dir
 from traintop.protocol.safefile import open_append
 from traintop.protocol.writer import EventWriter
@@ -56,6 +56,43 @@ from traintop.trainer.system import SystemMonitor
 Handler = Callable[[Command], dict[str, Any] | None]
 SELF_HANDLED = frozenset({"pause", "resume", "stop", "set_weight"})
 WHILE_PAUSED = frozenset({"resume", "stop", "save", "set_weight", "set_lr", "scale_lr", "pause"})
+
+
+class EventSink(Protocol):
+    """Where a run's events go: the run's ``EventWriter`` (``NullRun``: nowhere)."""
+
+    path: Path
+
+    @property
+    def next_seq(self) -> int: ...
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]: ...
+    def emit_final(self, type: str, **fields: Any) -> dict[str, Any]: ...
+    def size(self) -> int: ...
+    def sync(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class CommandSource(Protocol):
+    """Where a run's commands come from: its ``ControlReader`` (``NullRun``: none)."""
+
+    def poll(self) -> list[Decision]: ...
+    def take_notices(self) -> list[ControlNotice]: ...
+    def commit(self, decision: Decision) -> None: ...
+    def snapshot(self, also: Decision | None = None) -> ControlState: ...
+    def close(self) -> None: ...
+
+
+class Releasable(Protocol):
+    """The run directory's lock (``RunLock``)."""
+
+    def release(self) -> None: ...
+
+
+class Heartbeat(Protocol):
+    """The thread that emits ``system`` events (``SystemMonitor``)."""
+
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
 
 
 class CommandRejected(Exception):
@@ -96,12 +133,12 @@ class Run:
                  poll_interval: float = 0.1, resume_state: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         ensure_private_dir(self.run_dir)
-        self.lock = RunLock.acquire(self.run_dir)  # one trainer per run directory
+        self.lock: Releasable = RunLock.acquire(self.run_dir)  # one trainer per run directory
         try:
             os.close(open_append(self.run_dir / CONTROL_FILE))  # exists, 0600, from the start
         except OSError:
             pass  # a directory or a dangling link in its place: the reader says so, training goes on
-        self.writer = EventWriter(self.run_dir)
+        self.writer: EventSink = EventWriter(self.run_dir)
         self.weights: dict[str, float] = {k: float(v) for k, v in terms.items()}
         self.lr: float | None = None
         self.step = 0
@@ -123,9 +160,9 @@ class Run:
         self._watch_stop = threading.Event()
         self.confirm_stop = False  # the stop ack waits for the final checkpoint (see confirm_stopped)
         self.stop_command: str | None = None  # the id of the stop command awaiting that answer
-        self.control = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
-                                     state=control_state)
-        self.monitor = SystemMonitor(self.writer.emit, interval=system_interval)
+        self.control: CommandSource = ControlReader(self.run_dir, terms=lambda: self.weights.keys(),
+                                                    state=control_state)
+        self.monitor: Heartbeat = SystemMonitor(self.writer.emit, interval=system_interval)
         self._ended = False
         self._resume = resume_state or {}
         if resume_state:
@@ -204,7 +241,7 @@ class Run:
         """Emit a ``state`` event (``running`` / ``paused`` / ``stopping``)."""
         self.writer.emit("state", state=state)
 
-    def log_step(self, step: int, epoch: int, losses: dict[str, float], *,
+    def log_step(self, step: int, epoch: int, losses: Mapping[str, float | None], *,
                  weights: dict[str, float] | None = None, total: float | None = None,
                  lr: float | None = None, grad_norm: float | None = None,
                  step_time: float | None = None, loader_time: float | None = None,
@@ -212,23 +249,24 @@ class Run:
         """Log one step: raw (unweighted) losses, the weights beside them, and the optimized total.
 
         ``total`` defaults to the weighted sum of ``losses`` with ``weights`` (default: the live
-        weights). Pass plain floats: ``.item()`` only at your log interval (a GPU sync point).
+        weights; a term whose value is None, one that cannot be measured this step, adds nothing).
+        Pass plain floats: ``.item()`` only at your log interval (a GPU sync point).
         """
         self.step = step
         w = self.weights if weights is None else weights
         if total is None:
-            total = sum(float(v) * w.get(k, 1.0) for k, v in losses.items())
+            total = sum(float(v) * w.get(k, 1.0) for k, v in losses.items() if v is not None)
         if lr is not None:
             self.lr = lr
         self.writer.emit("step", step=step, epoch=epoch, losses=losses, weights=dict(w),
                          total=total, lr=lr, grad_norm=grad_norm, step_time=step_time,
                          loader_time=loader_time, **extra)
 
-    def log_eval(self, step: int, epoch: int, losses: dict[str, float],
+    def log_eval(self, step: int, epoch: int, losses: Mapping[str, float | None],
                  total: float | None = None) -> None:
         """Log the average losses over the eval set."""
         if total is None:
-            total = sum(float(v) * self.weights.get(k, 1.0) for k, v in losses.items())
+            total = sum(float(v) * self.weights.get(k, 1.0) for k, v in losses.items() if v is not None)
         self.writer.emit("eval", step=step, epoch=epoch, losses=losses, total=total)
 
     def log_checkpoint(self, step: int, path: str | Path, *, is_best: bool = False,
@@ -412,7 +450,7 @@ class Run:
             return [c]
         self._inflight = d  # a checkpoint written by this handler counts the command as handled
         try:
-            state = handler(c)
+            result = handler(c)
         except CommandRejected as exc:
             self._answer(d, "rejected", str(exc))
             return []
@@ -425,7 +463,7 @@ class Run:
             return []
         finally:
             self._inflight = None
-        self._answer(d, "applied", state=state or {})
+        self._answer(d, "applied", state=result or {})
         return []
 
     def _apply_own(self, c: Command) -> tuple[str, str, dict[str, Any]]:

@@ -31,7 +31,7 @@ class WarmupCosineLR(LRScheduler):
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list[float]:
         """Rates for the current step."""
         f = self.factor(max(0, self.last_epoch))
         return [base * f for base in self.base_lrs]

@@ -78,7 +78,7 @@ def _coqui_output_in(directory: Path) -> Iterator[None]:
     import trainer.trainer as coqui_trainer_module
 
     original = coqui_trainer_module.get_experiment_folder_path
-    coqui_trainer_module.get_experiment_folder_path = lambda root, name: Path(root)
+    coqui_trainer_module.get_experiment_folder_path = lambda root_path, model_name: Path(root_path)
     argv0 = sys.argv[0]
     sys.argv[0] = ""  # coqui copies the launching script into its output folder otherwise
     try:
@@ -88,7 +88,7 @@ def _coqui_output_in(directory: Path) -> Iterator[None]:
         sys.argv[0] = argv0
 
 
-SIGNAL_REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+SIGNAL_REASONS: dict[int, str] = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
 class SignalStop:
@@ -267,8 +267,10 @@ def build_trainer(run: Run, bundle: Any, recipe: dict[str, Any], run_dir: Path, 
         bundle.set_weight(term, value)
     per_epoch = max(1, math.ceil(len(train) / t["batch_size"]))
     total = max_steps or per_epoch * t["epochs"]
-    trainer.scheduler = [WarmupCosineLR(o, t["warmup_steps"], total, t["min_lr_ratio"])
-                         for o in trainer.optimizer]
+    # coqui annotates its schedulers with torch's legacy ``_LRScheduler``; it steps any LRScheduler
+    schedulers: list[Any] = [WarmupCosineLR(o, t["warmup_steps"], total, t["min_lr_ratio"])
+                             for o in trainer.optimizer]
+    trainer.scheduler = schedulers
     if ckpt:
         _restore(trainer, ckpt, bundle.checkpoint_exclude)
     trainer.config.run_eval_steps = recipe["cadence"].get("eval_every")

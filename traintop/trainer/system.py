@@ -37,14 +37,16 @@ class GpuProbe:
         nv = self._nvml
         if nv is None:
             return []
-        out = []
-        for i, h in enumerate(self._handles):
-            out.append({"index": i, "util": _try(lambda h=h: nv.nvmlDeviceGetUtilizationRates(h).gpu),
-                        "mem_used": _try(lambda h=h: nv.nvmlDeviceGetMemoryInfo(h).used),
-                        "mem_total": _try(lambda h=h: nv.nvmlDeviceGetMemoryInfo(h).total),
-                        "temp": _try(lambda h=h: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
-                        "power": _try(lambda h=h: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)})
-        return out
+        return [_gpu_reading(nv, i, h) for i, h in enumerate(self._handles)]
+
+
+def _gpu_reading(nv: Any, index: int, h: Any) -> dict[str, Any]:
+    """One GPU's counters through the ``pynvml`` module ``nv``; a counter it lacks is None."""
+    return {"index": index, "util": _try(lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu),
+            "mem_used": _try(lambda: nv.nvmlDeviceGetMemoryInfo(h).used),
+            "mem_total": _try(lambda: nv.nvmlDeviceGetMemoryInfo(h).total),
+            "temp": _try(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
+            "power": _try(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)}
 
 
 def _cuda_peak() -> int | None:

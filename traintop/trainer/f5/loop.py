@@ -252,6 +252,8 @@ class F5Loop:
         if factor is None:
             if not current > 0:
                 raise CommandRejected("set_lr: the current learning rate is 0, nothing to scale")
+            if value is None:
+                raise TypeError("_set_lr needs a value (set_lr) or a factor (scale_lr)")
             factor = float(value) / current
         scale_schedule(self.optimizer, self.scheduler, factor)
         self.run.lr = self.optimizer.param_groups[0]["lr"]

@@ -106,7 +106,7 @@ def load_pretrained(cfm: Any, ckpt: Path) -> None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
         tensors = state.get("ema_model_state_dict") or state
         keys, get = list(tensors), tensors.__getitem__
-    mapped = {_cfm_key(k): k for k in keys if _cfm_key(k) is not None}
+    mapped = {own_key: k for k in keys if (own_key := _cfm_key(k)) is not None}
     missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
     if missing or unexpected:
         raise RecipeAssetError(f"{ckpt}: does not fit the recipe's f5.arch: missing {missing[:4]}, "
