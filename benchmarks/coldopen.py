@@ -52,7 +52,7 @@ def time_report(run: Path) -> float:
 
 def time_open(run: Path) -> float:
     """Seconds for ``RunReader.open`` alone in a fresh interpreter (imports excluded): every series ready."""
-    code = ("import sys, time; from traintop.protocol import RunReader; r = RunReader(sys.argv[1]); "
+    code = ("import sys, time; from traintop.sources.jsonl.reader import RunReader; r = RunReader(sys.argv[1]); "
             "t = time.perf_counter(); r.open(); print(time.perf_counter() - t, r.cache_used)")
     out = subprocess.run([sys.executable, "-c", code, str(run)], check=True, capture_output=True, text=True,
                          cwd=REPO)

@@ -102,7 +102,7 @@ def generate_tfevents(folder: Path, steps: int) -> None:
 
 def time_traintop(path: Path) -> tuple[float, int]:
     """Seconds for ``load_history`` in a fresh interpreter (no warm caches of ours)."""
-    code = ("import time,sys; t=time.perf_counter(); from traintop.protocol import load_history; "
+    code = ("import time,sys; t=time.perf_counter(); from traintop.sources.jsonl.load import load_history; "
             "h,_=load_history(sys.argv[1]); [h.steps.term(x) for x in h.terms]; "
             "print(time.perf_counter()-t, len(h.steps))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
