@@ -63,10 +63,8 @@ class LiveRun:
         self.loaded = False
         self.use_watchdog = use_watchdog
         self.clock = clock
-        self.monitor: Any = None
         self.alerts: list[Any] = []
         self.health_error: str | None = None
-        self._monitor_factory = monitor_factory
         self._alert_key: tuple = ()
         self._health: dict[str, tuple[str | None, list[tuple[float, float, str]], str | None]] = {}
         self._ema: dict[tuple[str, bool, float], tuple[int, np.ndarray, EmaState]] = {}
@@ -78,6 +76,15 @@ class LiveRun:
         # first drawing does not share the interpreter with it (None: no screen to wait for)
         self.first_drawn: threading.Event | None = None
         self.settled = False  # ... and the first smoothing too
+
+    @property
+    def monitor(self) -> Any:
+        """The health monitor (the pipeline's: the one its first pass left, or a fresh one after a restart)."""
+        return self.pipeline.monitor
+
+    @monitor.setter
+    def monitor(self, value: Any) -> None:
+        self.pipeline.monitor = value
 
     @property
     def history(self) -> RunHistory:
@@ -115,7 +122,7 @@ class LiveRun:
         self.loaded = True
         if self.history.events or self.history.run_start is not None:
             try:
-                self.monitor = self.pipeline.first_pass(background=True)
+                self.pipeline.first_pass(background=True)
             except Exception as exc:  # noqa: BLE001 - a health bug must not take the watcher down
                 self.health_error = f"health checks stopped: {type(exc).__name__}: {exc}"
         # the first drawing has its zones and alerts (or says why health stopped)
@@ -208,7 +215,7 @@ class LiveRun:
             if self.monitor is None:
                 if self.history.run_start is None and not len(self.history.steps):
                     return False
-                self.monitor = self._monitor_factory(self.history)
+                self.monitor = self.pipeline.monitor_factory(self.history)
                 if self.monitor is None:
                     return False
             self.monitor.update(self.history, self.clock())
