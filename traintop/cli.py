@@ -28,11 +28,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
               "open the terminal app on a run directory or a folder of runs",
               "  traintop watch                 # every run under ./logs\n"
               "  traintop watch logs/my-voice-20261121-101500\n"
+              "  traintop watch logs/voice-a logs/voice-b    # compare runs, term by term\n"
               "  NO_COLOR=1 traintop watch --poll logs/   # NFS / sshfs: poll instead of inotify"),
     "serve": ("traintop.serve", "add_serve_arguments", "run_serve",
               "the same app in a browser, behind a token that the printed URL carries",
               "  traintop serve                          # prints http://127.0.0.1:8000/?token=..., runs under ./logs\n"
               "  traintop serve logs/my-run --port 8080\n"
+              "  traintop serve logs/voice-a logs/voice-b   # a comparison in the browser\n"
               "  traintop serve --token-file ~/.traintop-token   # a token you chose (chmod 600)\n"
               "  ssh -L 8000:localhost:8000 gpu-box      # then open the printed URL here"),
     "ctl": ("traintop.commands.ctl", "add_ctl_arguments", "run_ctl",
@@ -46,6 +48,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str, str]] = {
                "  traintop report logs/my-run\n"
                "  traintop report logs/my-run --json | jq .verdict\n"
                "  traintop report logs/my-run --profile seed-six-term\n"
+               "  traintop report logs/voice-a logs/voice-b --json   # compare runs\n"
                "  traintop report logs/my-run --follow --on-alert 'mail -s traintop me@example.org'"),
     "demo": ("traintop.demo", "add_demo_arguments", "run_demo",
              "train a tiny real model on synthesized speech and watch it live",

@@ -30,8 +30,9 @@ TOKEN_ENV = "TRAINTOP_SERVE_TOKEN"
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``traintop serve``."""
-    parser.add_argument("path", nargs="?", default="logs", type=Path,
-                        help="a run directory or a folder of runs (default: ./logs)")
+    parser.add_argument("path", nargs="*", default=[Path("logs")], type=Path, metavar="PATH",
+                        help="a run directory or a folder of runs (default: ./logs); two to eight run "
+                             "directories: their comparison")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "the token is required on every address)")
@@ -105,9 +106,11 @@ def browse_url(host: str, port: int, token: str | None, public_url: str | None =
     return f"{base}/?token={quote(token, safe='')}" if token else f"{base}/"
 
 
-def watch_command(path: Path, poll: bool) -> str:
-    """The shell command textual-serve runs for each browser: this interpreter's ``traintop watch``."""
-    argv = [sys.executable, "-m", "traintop.cli", "watch", str(path.resolve())]
+def watch_command(path: Path | list[Path], poll: bool) -> str:
+    """The shell command textual-serve runs for each browser: this interpreter's ``traintop watch``
+    (on several runs: their comparison)."""
+    paths = path if isinstance(path, list) else [path]
+    argv = [sys.executable, "-m", "traintop.cli", "watch", *(str(p.resolve()) for p in paths)]
     if poll:
         argv.append("--poll")
     return "exec " + shlex.join(argv)  # exec: the shell textual-serve starts becomes the app, one process a tab
@@ -115,7 +118,15 @@ def watch_command(path: Path, poll: bool) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; returns the exit code."""
-    path: Path = args.path
+    from traintop.sources.find import runs_to_compare
+
+    paths = list(args.path) if isinstance(args.path, list) else [args.path]
+    try:
+        compare = runs_to_compare(paths)
+    except ValueError as exc:
+        print(f"traintop serve: {exc}", file=sys.stderr)
+        return 2
+    path: Path = paths[0]
     if path.is_file() and path.name != "events.jsonl":
         print(f"traintop serve: {path} is a file; give a run directory (holding events.jsonl) "
               "or a folder of runs", file=sys.stderr)
@@ -138,10 +149,11 @@ def run_serve(args: argparse.Namespace) -> int:
     os.environ.pop(TOKEN_ENV, None)  # the tabs' `traintop watch` processes inherit this environment
     from traintop.web import WatchServer  # aiohttp and textual-serve load only here
 
-    server = WatchServer(watch_command(path, args.poll), host=args.host, port=args.port, token=token,
-                         public_url=args.public_url, title=f"traintop · {path}", max_tabs=args.max_tabs,
+    shown_as = " ".join(str(p) for p in compare) if compare else str(path)
+    server = WatchServer(watch_command(compare or path, args.poll), host=args.host, port=args.port, token=token,
+                         public_url=args.public_url, title=f"traintop · {shown_as}", max_tabs=args.max_tabs,
                          check_host=is_loopback(args.host))
-    print(f"traintop serve: {path} in a browser at\n    {browse_url(args.host, args.port, token, args.public_url)}",
+    print(f"traintop serve: {shown_as} in a browser at\n    {browse_url(args.host, args.port, token, args.public_url)}",
           flush=True)
     print("traintop serve: anyone with this URL can steer the run; requests without the token are refused",
           flush=True)

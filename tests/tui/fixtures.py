@@ -201,3 +201,39 @@ def tiny_wav(path: Path) -> None:
         w.setsampwidth(2)
         w.setframerate(22050)
         w.writeframes(b"\x00\x01" * 2205)
+
+
+def weight_run(root: Path, name: str, *, mel_weight: float = 45.0, speed: float = 80.0, steps: int = 400,
+               change_at: int | None = None, extra_term: bool = False, batch_size: int = 4,
+               end: bool = True, clock: FixedClock | None = None) -> Path:
+    """An xtts_tiny-shaped run for comparisons: its ``loss_mel`` weight and how fast ``loss_mel``
+    falls are the run's own; ``change_at`` applies ``set_weight speaker 1.2`` there (its ack as the
+    trainer writes it, and the new weight in the steps after); a ``run.yaml`` names its batch size."""
+    run = root / name
+    clock = clock or FixedClock()
+    w = EventWriter(run, clock=clock)
+    terms = {"loss_mel": mel_weight, "loss_text_ce": 0.01, "speaker": 0.8}
+    if extra_term:
+        terms["loss_dur"] = 1.0
+    _run_start(w, name, "xtts_tiny", terms, 1000, 10, profile="xtts")
+    for step in range(1, steps + 1):
+        if step == change_at:
+            w.emit("ack", id=f"cmd-{step}", status="applied", reason="", step=step - 1,
+                   state={"term": "speaker", "weight": 1.2, "previous": 0.8, "from_step": step})
+            terms = {**terms, "speaker": 1.2}
+        fast = terms["speaker"] > 1.0
+        losses = {"loss_mel": 2.0 * math.exp(-step / speed) + 0.1 + 0.01 * math.sin(step / 3),
+                  "loss_text_ce": 5.0 - step / 200, "speaker": 0.9 * math.exp(-step / (120 if fast else 300)) + 0.05}
+        if extra_term:
+            losses["loss_dur"] = 1.0 / (1 + step / 50)
+        w.emit("step", step=step, epoch=step // 100, losses=losses, weights=terms,
+               total=sum(terms[k] * v for k, v in losses.items()), lr=1e-4, grad_norm=1.0, step_time=0.2,
+               loader_time=0.01)
+        clock.advance(0.2)
+        if step % 20 == 0:
+            _system(w, False, step)
+    if end:
+        w.emit("run_end", status="completed", step=steps, error=None)
+    w.close()
+    (run / "run.yaml").write_text(f"recipe: xtts_tiny\ntraining:\n  lr: 0.0001\n  batch_size: {batch_size}\n")
+    return run

@@ -87,3 +87,28 @@ class TestRunsScreen:
 def test_broken_run(snap_compare, logs: Path, size) -> None:
     run = garbage_run(logs)
     assert snap_compare(make_app(run, run_clock(run)), terminal_size=size, run_before=_run_screen_before())
+
+
+COMPARE_SIZES = [(80, 24), (120, 36), (200, 60)]
+
+
+@pytest.mark.parametrize("size", COMPARE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("runs", [2, 5], ids=lambda n: f"{n}runs")
+def test_compare(snap_compare, logs: Path, size, runs: int) -> None:
+    """A comparison at the tmux split sizes and a big terminal's grid: legend, what differs, the
+    selected term's table and chart (a chart per term when wide), every run's alerts."""
+    from tests.tui.fixtures import T0, FixedClock, weight_run
+    from tests.tui.test_compare import wait_compared
+    from traintop.tui.comparison import LABELS
+
+    shapes = [(45.0, 80.0, 400, None), (30.0, 50.0, 300, 150), (45.0, 140.0, 400, None), (60.0, 60.0, 250, None),
+              (20.0, 100.0, 350, 200)]
+    paths = [weight_run(logs, f"voice-{LABELS[i].lower()}", mel_weight=w, speed=sp, steps=n, change_at=c,
+                        batch_size=4 + 4 * (i % 2)) for i, (w, sp, n, c) in enumerate(shapes[:runs])]
+
+    async def before(pilot) -> None:
+        await wait_compared(pilot, LABELS[:runs])
+        await pilot.pause()
+
+    app = make_app(paths[0], FixedClock(T0 + 1_000), compare=paths)
+    assert snap_compare(app, terminal_size=size, run_before=before)

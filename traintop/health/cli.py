@@ -1,6 +1,7 @@
-"""``traintop report RUN_DIR [--profile NAME|PATH] [--json] [--follow --on-alert CMD]``.
+"""``traintop report RUN_DIR [RUN_DIR…] [--profile NAME|PATH] [--json] [--follow --on-alert CMD]``.
 
-Exit codes: 0 healthy, 1 warning, 2 critical, 3 the run (or the profile asked for) could not be read.
+Two or more runs are compared (``health.compare_report``). Exit codes: 0 healthy, 1 warning,
+2 critical (the worst run's), 3 a run (or the profile asked for) could not be read.
 Kept light at import time: ``traintop --help`` imports this module to build its parser.
 """
 
@@ -18,9 +19,10 @@ EXIT_UNREADABLE = 3
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``report`` subcommand's arguments to ``parser``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR",
+    parser.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
                         help="the run directory (holding events.jsonl or TensorBoard event files), or a folder "
-                             "of runs: one line per run")
+                             "of runs: one line per run; two or more runs (at most 8) are compared: who is "
+                             "ahead on each term, and what differs")
     parser.add_argument("--all", action="store_true", help="on a folder of runs: every run's whole report")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
                         help="health profile: a built-in name (seed-six-term, vits, xtts-gpt) or a YAML file; "
@@ -77,6 +79,11 @@ def run_report(args: argparse.Namespace) -> int:
     """Run ``traintop report``; return the exit code."""
     from traintop.sources.find import find_runs, is_run_dir
 
+    paths = args.run_dir if isinstance(args.run_dir, list) else [args.run_dir]
+    if len(paths) > 1:
+        return _compare(paths, args)
+    args.run_dir = paths[0]  # one path: a run, or a folder of runs, as before
+
     root = Path(args.run_dir)
     if root.is_dir() and not is_run_dir(root) and not args.follow:
         runs = find_runs(root)
@@ -107,3 +114,17 @@ def run_report(args: argparse.Namespace) -> int:
 
         print_report(report, run_dir)
     return EXIT_CODES[report["verdict"]]
+
+
+def _compare(paths: list[str], args: argparse.Namespace) -> int:
+    """``traintop report A B [C…]``: the options that need one run refused, then the comparison."""
+    from traintop.health.compare_report import MAX_RUNS, report_comparison
+
+    for option, given in (("--follow", args.follow), ("--on-alert", args.on_alert), ("--all", args.all)):
+        if given:
+            print(f"traintop report: {option} takes one run, not {len(paths)}", file=sys.stderr)
+            return EXIT_UNREADABLE
+    if len(paths) > MAX_RUNS:
+        print(f"traintop report: at most {MAX_RUNS} runs are compared, not {len(paths)}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return report_comparison(paths, args.profile, as_json=args.json)

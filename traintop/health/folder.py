@@ -20,8 +20,8 @@ from traintop.sources.find import run_name
 RANK = {"critical": 0, "warning": 1, "healthy": 2}
 
 
-def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
-    """The report of one run, or why it could not be read."""
+def open_judged(run_dir: Path, profile_name: str | None) -> tuple[JudgedRun, Any] | str:
+    """One run opened and judged once (its ``JudgedRun`` and updated monitor), or why it could not be read."""
     try:
         rules = load_profile(profile_name).tags if profile_name is not None else ()
         run = JudgedRun(run_dir, monitor_factory=profile_factory(profile_name), use_watchdog=False, tag_rules=rules)
@@ -35,6 +35,15 @@ def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
     except ProfileError as exc:
         return str(exc)
     mon.update(run.history)  # the stall check on the wall clock
+    return run, mon
+
+
+def judge_run(run_dir: Path, profile_name: str | None) -> dict[str, Any] | str:
+    """The report of one run, or why it could not be read."""
+    opened = open_judged(run_dir, profile_name)
+    if isinstance(opened, str):
+        return opened
+    run, mon = opened
     return build_report(run.history, mon.profile, monitor=mon)
 
 

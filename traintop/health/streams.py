@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -383,3 +384,37 @@ class SpikeDetector:
                                           f"{self._median:.4g} (threshold {self.z:g})",
                               {"value": v, "median": self._median, "mad": self._mad, "z": score, "threshold": self.z,
                                "baseline_points": len(self._win), "window": [step, step]}))
+
+
+def debiased_ema(values: np.ndarray, strength: float) -> np.ndarray:
+    """TensorBoard's smoothing: ``last = last*s + (1-s)*x``, shown as ``last / (1 - s**n)``.
+
+    ``n`` counts finite values only; non-finite inputs stay NaN in the output and do not move the
+    average (as in TensorBoard). The arithmetic is health's ``Ema`` (one EMA for the whole app).
+    """
+    return ema_continue(values, strength, EmaState())[0]
+
+
+@dataclass
+class EmaState:
+    """Where a smoothing pass stopped (health's ``Ema``, created on the first finite value)."""
+
+    ema: Ema | None = None
+
+    @property
+    def count(self) -> int:
+        """Finite values smoothed so far."""
+        return self.ema.n if self.ema is not None else 0
+
+
+def ema_continue(values: np.ndarray, strength: float, state: EmaState) -> tuple[np.ndarray, EmaState]:
+    """Smooth ``values`` that follow those summarized by ``state``; return them and the state (advanced)."""
+    x = np.asarray(values, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    finite = np.isfinite(x)
+    if not finite.any():
+        return out, state
+    ema = state.ema if state.ema is not None else Ema(min(max(float(strength), 0.0), 0.999999))
+    out[finite] = ema.extend(x[finite])
+    state = EmaState(ema) if state.ema is None else state
+    return out, state

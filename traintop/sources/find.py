@@ -9,6 +9,7 @@ from typing import Literal
 
 from traintop.protocol.rundir import EVENTS_FILE, RunDirError, check_dir, has_events
 from traintop.protocol.safefile import inside_run
+from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.sources.tensorboard.files import cache_dir, event_files, find_tensorboard_runs, is_tensorboard_run
 
 Format = Literal["jsonl", "tensorboard"]
@@ -90,6 +91,23 @@ def resolve_run(path: str | Path) -> Path:
             return below[0]
         raise RunDirError(f"{p}: not a run directory (no {EVENTS_FILE} nor events.out.tfevents.* inside)")
     return p
+
+
+def runs_to_compare(paths: list[Path], most: int = 8) -> list[Path]:
+    """The run directories ``paths`` name when there are several (an ``events.jsonl`` stands for its
+    run); empty for one path (no comparison). ``ValueError`` says which path is no run, or why not."""
+    if len(paths) < 2:
+        return []
+    if len(paths) > most:
+        raise ValueError(f"a comparison takes 2 to {most} runs; {len(paths)} were given")
+    runs = [p.parent if p.name == EVENTS_FILE and p.is_file() else p for p in paths]
+    for p in runs:
+        if not is_run_dir(p):
+            raise ValueError(f"{shown(p, MESSAGE_MAX)} is not a run directory (holding events.jsonl or TensorBoard "
+                             "event files); a comparison takes run directories")
+    if len({p.resolve() for p in runs}) < len(runs):
+        raise ValueError("the same run is named twice; a comparison takes different runs")
+    return runs
 
 
 def run_file(run_dir: str | Path, named: str) -> Path:

@@ -13,6 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from traintop.health.compare import Change
 from traintop.protocol import EVENTS_FILE
 from traintop.sources.find import is_run_dir
 from traintop.tui.live import LiveRun, default_monitor_factory
@@ -46,8 +47,29 @@ PALETTE: list[tuple[str, str, str, tuple]] = [
     ("Less smooth", "less EMA smoothing (<)", "strength", (-1,)),
     ("Toggle log-y", "logarithmic y axis (g)", "toggle_log", ()),
     ("Raw / weighted", "show losses raw or multiplied by their weight (v)", "toggle_weighted", ()),
+    ("Compare before / after a change", "this run's steps after a weight or lr change over as many before it (c)",
+     "compare", ()),
     ("Back to the runs list", "every run in this run's folder (Esc)", "back", ()),
     ("Help", "every key (?)", "help", ()),
+]
+RUNS_PALETTE: list[tuple[str, str, str, tuple]] = [
+    ("Mark run", "mark / unmark the run under the cursor for a comparison (space)", "mark", ()),
+    ("Compare marked runs", "overlay the marked runs term by term; one run: before / after a change (c)",
+     "compare", ()),
+]
+COMPARE_PALETTE: list[tuple[str, str, str, tuple]] = [
+    ("Next term", "the next term's table and chart (] or ↓)", "cycle", (1,)),
+    ("Previous term", "the previous term's table and chart ([ or ↑)", "cycle", (-1,)),
+    ("Align by wall time", "seconds since each run began, or back to steps (t)", "align_time", ()),
+    ("Align by relative step", "steps from each start, then from each resume, then the runs' own steps (r)",
+     "align_relative", ()),
+    ("What differs", "every setting and command that differs between the runs (d)", "diff", ()),
+    ("Toggle smoothing", "EMA lines or raw lines (m)", "toggle_smoothing", ()),
+    ("Toggle log-y", "logarithmic y axis (g)", "toggle_log", ()),
+    ("Raw / weighted", "values raw or multiplied by their weight (v)", "toggle_weighted", ()),
+    ("Zoom in", "fewer steps; the newest stay in view (+)", "zoom", (1,)),
+    ("Zoom out", "more steps (-)", "zoom", (-1,)),
+    ("Whole runs", "every step of every run (0)", "zoom", (0,)),
 ]
 
 
@@ -61,8 +83,9 @@ class TraintopApp(App[int]):
 
     def __init__(self, path: str | Path, *, use_watchdog: bool = True, clock: Callable[[], float] = time.time,
                  monitor_factory: Callable[[Any], Any] = default_monitor_factory, live: LiveRun | None = None,
-                 tag_rules: tuple[tuple[str, str], ...] = ()) -> None:
+                 tag_rules: tuple[tuple[str, str], ...] = (), compare: list[Path] | None = None) -> None:
         super().__init__()
+        self.compare_paths = compare or []  # ``traintop watch A B …``: a comparison is the first screen
         # A big cold open parses in spawned processes; their resource tracker must start while
         # sys.stderr is still the real one (Textual replaces it, and spawn then fails on its fileno).
         from multiprocessing import resource_tracker
@@ -78,6 +101,9 @@ class TraintopApp(App[int]):
     def on_mount(self) -> None:
         """A run directory opens at once; anything else is a folder to list (or wait for)."""
         self.set_timer(GC_PAUSE, gc.enable)  # ``traintop watch`` paused the collector for its start-up
+        if len(self.compare_paths) > 1:
+            self.open_compare(self.compare_paths, first=True)
+            return
         path = self.path
         if path.is_file() and path.name == EVENTS_FILE:
             path = self.path = path.parent
@@ -98,9 +124,21 @@ class TraintopApp(App[int]):
         else:
             self.push_screen(screen)
 
+    def open_compare(self, paths: list[Path], *, cut: Change | None = None, first: bool = False) -> None:
+        """Compare the runs at ``paths`` (one run: before / after ``cut``, asked for when None)."""
+        from traintop.tui.screens.compare import CompareScreen
+
+        options = {"monitor_factory": self.monitor_factory, "use_watchdog": self.use_watchdog, "clock": self.clock,
+                   "tag_rules": self.tag_rules}
+        self.push_screen(CompareScreen(paths, cut=cut, clock=self.clock, options=options, can_go_back=not first))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette offers every run action besides Textual's own."""
         yield from super().get_system_commands(screen)
-        if isinstance(screen, RunScreen):
-            for title, help_text, action, args in PALETTE:
-                yield SystemCommand(title, help_text, partial(getattr(screen, f"action_{action}"), *args))
+        from traintop.tui.screens.compare import CompareScreen
+
+        table = {RunScreen: PALETTE, RunsScreen: RUNS_PALETTE, CompareScreen: COMPARE_PALETTE}
+        for kind, commands in table.items():
+            if isinstance(screen, kind):
+                for title, help_text, action, args in commands:
+                    yield SystemCommand(title, help_text, partial(getattr(screen, f"action_{action}"), *args))

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``traintop watch``."""
-    parser.add_argument("path", nargs="?", default="logs", type=Path,
-                        help="a run directory or a folder of runs (default: ./logs); waited for if missing")
+    parser.add_argument("path", nargs="*", default=[Path("logs")], type=Path, metavar="PATH",
+                        help="a run directory or a folder of runs (default: ./logs; waited for if missing); "
+                             "two to eight run directories: compare them")
     parser.add_argument("--poll", action="store_true",
                         help="poll the events file instead of inotify (NFS, sshfs and other silent filesystems)")
     parser.add_argument("--profile", metavar="NAME|PATH", default=None,
@@ -26,7 +27,15 @@ def run_watch(args: argparse.Namespace) -> int:
     """Run the app until the person quits; the trainer is never touched."""
     from traintop.protocol.text import MESSAGE_MAX, shown
 
-    path: Path = args.path
+    paths = list(args.path) if isinstance(args.path, list) else [args.path]
+    from traintop.sources.find import runs_to_compare
+
+    try:
+        compare = runs_to_compare(paths)
+    except ValueError as exc:
+        print(f"traintop watch: {exc}", file=sys.stderr)
+        return 2
+    path: Path = paths[0]
     if path.is_file() and path.name != "events.jsonl":
         print(f"traintop watch: {shown(path, MESSAGE_MAX)} is a file; give a run directory (holding events.jsonl or "
               "TensorBoard event files) "
@@ -48,10 +57,10 @@ def run_watch(args: argparse.Namespace) -> int:
     # start-up builds many objects and no garbage worth a collection pass: the app turns the
     # collector back on once it has drawn the run (or after GC_PAUSE seconds at most)
     gc.disable()
-    live = start_open(path, not args.poll, options)
+    live = start_open(path, not args.poll, options) if not compare else None
     from traintop.tui.app import TraintopApp  # Textual is imported only here, while the run is read
 
-    app = TraintopApp(path, use_watchdog=not args.poll, live=live, **options)
+    app = TraintopApp(path, use_watchdog=not args.poll, live=live, compare=compare, **options)
     app.run()
     return int(app.return_code or 0)
 

@@ -77,6 +77,11 @@ HELP = [
               ("m", "EMA smoothing on / off"), ("< >", "smoothing strength"), ("g", "log-y"),
               ("v", "raw / weighted values"), ("+ -", "zoom steps"), ("← →", "pan (charts focused)"),
               ("0", "whole run, follow new steps"), ("Esc", "back to the runs list")]),
+    ("Compare", [("space", "runs list: mark / unmark a run"),
+                 ("c", "runs list: compare the marked runs (one run: before / after a change); run: before / after"),
+                 ("[ ]", "previous / next term"), ("t", "align by wall time since each start (again: steps)"),
+                 ("r", "align by steps from each start, then from each resume, then by step"),
+                 ("d", "every setting and command that differs"), ("m g v + - 0 ← →", "as on a run's charts")]),
     ("App", [("?", "this help"), ("ctrl+p", "command palette (every action)"),
              ("q", "quit (the trainer keeps running)")]),
 ]

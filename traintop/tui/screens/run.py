@@ -53,6 +53,7 @@ class RunScreen(RunControl):
         Binding("l", "lr", "LR"),
         Binding("question_mark", "help", "Help"),
         Binding("f", "apply_worst", "Apply fix"),
+        Binding("c", "compare", "Before/after", show=False),
         *[Binding(str(i + 1), f"pane('{p}')", PANE_TITLES[i], show=False) for i, p in enumerate(PANES)],
         Binding("right_square_bracket", "cycle(1)", "Next chart", show=False),
         Binding("left_square_bracket", "cycle(-1)", "Prev chart", show=False),
@@ -355,6 +356,24 @@ class RunScreen(RunControl):
             charts.refresh_table()
         else:
             charts.zoom(ZOOM if direction > 0 else 1 / ZOOM)
+
+    def action_compare(self) -> None:
+        """Compare this run before / after one of its weight or lr changes (picked in a dialog)."""
+        from traintop.health.compare import changes
+        from traintop.tui.screens.fork import ForkScreen
+
+        with self.live.lock:
+            found = changes(self.live.history)
+        if not found:
+            self.notify("no weight or lr change in this run yet: nothing to compare before and after", timeout=4)
+            return
+        app: Any = self.app
+
+        def chosen(change: Any) -> None:
+            if change is not None:
+                app.open_compare([self.live.run_dir], cut=change)
+
+        app.push_screen(ForkScreen(self.live.run_dir.name, found), chosen)
 
     def action_back(self) -> None:
         """Back to the runs list: the one this run was opened from, else its folder's (the demo's too)."""

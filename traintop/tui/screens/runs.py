@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from traintop.health.compare import MAX_MEMBERS
 from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.sources.find import find_runs, fingerprint, run_name
 from traintop.sources.history import RunHistory
@@ -123,7 +124,8 @@ def scan(root: Path, now: float, monitor_factory: Any) -> tuple[list[tuple[Path,
 class RunsScreen(Screen[None]):
     """The folder view; rescans every ``SCAN_EVERY`` seconds in a worker."""
 
-    BINDINGS = [Binding("enter", "open", "Open run"), Binding("r", "rescan", "Rescan"),
+    BINDINGS = [Binding("enter", "open", "Open run"), Binding("space", "mark", "Mark"),
+                Binding("c", "compare", "Compare"), Binding("r", "rescan", "Rescan"),
                 Binding("question_mark", "help", "Help")]
 
     def __init__(self, root: Path, *, clock: Any = time.time, monitor_factory: Any = None) -> None:
@@ -132,8 +134,10 @@ class RunsScreen(Screen[None]):
         self.clock = clock
         self.monitor_factory = monitor_factory
         self.paths: list[Path] = []
+        self.marked: list[Path] = []  # runs marked for a comparison, in the order marked
         self._scanner: RunsScanner | None = None
-        self._rows: list[tuple[Path, tuple]] = []  # the lines drawn (a scan that changes none redraws nothing)
+        self._rows: list[tuple[Path, tuple, bool]] = []
+        self._found: list[tuple[Path, RunSummary]] = []  # the lines drawn (a scan that changes none redraws nothing)
         self._scanning = threading.Event()  # a scan is running (the next tick waits for it)
 
     def compose(self) -> ComposeResult:
@@ -177,28 +181,34 @@ class RunsScreen(Screen[None]):
         if len(found) == 1 and found[0][0] == self.root:
             cast("TraintopApp", self.app).open_run(self.root, replace=True)
             return
+        self._found = found
+        self._draw(found)
+        note = self.query_one("#runs-note", Static)
+        note.display = bool(message.note)
+        note.update(Text(shown(message.note, MESSAGE_MAX), style="yellow"))
+
+    def _draw(self, found: list[tuple[Path, RunSummary]]) -> None:
+        """Rebuild the table when a line changed (a marked run's name carries a ● mark)."""
         table = self.query_one(DataTable)
-        rows = [(path, self._cells(s)) for path, s in found]
+        rows = [(path, self._cells(s), path in self.marked) for path, s in found]
         if rows != self._rows:  # a quiet folder redraws nothing: the table is rebuilt only when a line changed
             self._rows = rows
             keep = self.paths[table.cursor_row] if self.paths and 0 <= table.cursor_row < len(self.paths) else None
             self.paths = [p for p, _ in found]
             table.clear()
-            for path, cells in rows:
+            for path, cells, marked in rows:
                 name, status, step, epoch, its, alert, elapsed, recipe, rank = cells
-                table.add_row(Text(name), Text(status, style=STATUS_STYLE.get(status, "")), step, epoch, its,
+                label = Text.assemble(("● ", "bold magenta"), name) if marked else Text(name)
+                table.add_row(label, Text(status, style=STATUS_STYLE.get(status, "")), step, epoch, its,
                               Text(alert, style="bold red" if rank >= 3 else "yellow"), elapsed, Text(recipe),
                               key=str(path))
             if keep in self.paths:
                 table.move_cursor(row=self.paths.index(keep))
-        note = self.query_one("#runs-note", Static)
-        note.display = bool(message.note)
-        note.update(Text(shown(message.note, MESSAGE_MAX), style="yellow"))
 
     @property
     def drawn(self) -> list[tuple[Path, tuple]]:
         """The lines on screen: each run and its cells (name, status, step, epoch, it/s, alert, ...)."""
-        return list(self._rows)
+        return [(path, cells) for path, cells, _ in self._rows]
 
     @staticmethod
     def _cells(s: RunSummary) -> tuple:
@@ -213,6 +223,38 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         if self.paths and 0 <= table.cursor_row < len(self.paths):
             cast("TraintopApp", self.app).open_run(self.paths[table.cursor_row])
+
+    def action_mark(self) -> None:
+        """Mark the run under the cursor for a comparison, or unmark it; the cursor moves down."""
+        table = self.query_one(DataTable)
+        if not self.paths or not 0 <= table.cursor_row < len(self.paths):
+            return
+        path = self.paths[table.cursor_row]
+        if path in self.marked:
+            self.marked.remove(path)
+        elif len(self.marked) >= MAX_MEMBERS:
+            self.notify(f"a comparison takes at most {MAX_MEMBERS} runs; unmark one first", timeout=3)
+            return
+        else:
+            self.marked.append(path)
+        self._draw(self._found)
+        table.move_cursor(row=min(table.cursor_row + 1, len(self.paths) - 1))
+
+    def action_compare(self) -> None:
+        """Compare the marked runs; with one marked (or none: the run under the cursor), that run
+        before / after one of its changes."""
+        marked = [p for p in self.marked if p in self.paths]
+        if len(marked) < 2:
+            table = self.query_one(DataTable)
+            if marked:
+                one = marked
+            elif self.paths and 0 <= table.cursor_row < len(self.paths):
+                one = [self.paths[table.cursor_row]]
+            else:
+                return
+            cast("TraintopApp", self.app).open_compare(one)
+            return
+        cast("TraintopApp", self.app).open_compare(marked)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row opens it."""

@@ -55,7 +55,45 @@ def visible_range(steps: np.ndarray, view: ChartView) -> tuple[float, float] | N
     return None
 
 
-class LossChart(Widget):
+class StripChart(Widget):
+    """A chart drawn once per change into strips, then handed out row by row (Textual's line API).
+
+    This skips Textual's conversion of a many-span ``Text`` on every repaint, most of a redraw's
+    cost. Subclasses give ``render_text`` (the whole drawing) and may hook ``drawn``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._strips: list[Strip] | None = None
+        self._strips_size: Size | None = None
+
+    def render_text(self) -> Text:
+        """The whole chart as lines of ``Text``."""
+        raise NotImplementedError
+
+    def drawn(self) -> None:
+        """Called after each new drawing."""
+
+    def invalidate(self) -> None:
+        """Draw again from the data (new rows arrived)."""
+        self._strips = None
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the cached drawing (drawn again when invalidated or resized)."""
+        if self._strips is None or self._strips_size != self.size:
+            base = self.rich_style
+            width = self.size.width
+            self._strips = [text_strip(line, base, width)
+                            for line in self.render_text().split("\n", allow_blank=True)]
+            self._strips_size = self.size
+            self.drawn()
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(self.size.width, self.rich_style)
+
+
+class LossChart(StripChart):
     """A chart of one term; reads the run's columns under its lock, draws only what fits."""
 
     view: reactive[ChartView] = reactive(ChartView, layout=False)
@@ -65,8 +103,6 @@ class LossChart(Widget):
         self.live = live
         self.term = term
         self._ema = np.empty(0, dtype=np.float32)
-        self._strips: list[Strip] | None = None
-        self._strips_size: Size | None = None
 
     def _series(self) -> tuple[np.ndarray, np.ndarray]:
         h = self.live.history
@@ -89,32 +125,15 @@ class LossChart(Widget):
         with self.live.lock:
             return self._render_locked(width, height)
 
-    def invalidate(self) -> None:
-        """Draw again from the data (new rows arrived)."""
-        self._strips = None
-        self.refresh()
-
     def watch_view(self) -> None:
         """A new view (zoom, log-y, smoothing...) means a new drawing."""
         self.invalidate()
 
-    def render_line(self, y: int) -> Strip:
-        """Line API: the chart is drawn once per change into strips, then handed out row by row.
-
-        This skips Textual's conversion of a many-span ``Text`` on every repaint, most of a redraw's cost.
-        """
-        if self._strips is None or self._strips_size != self.size:
-            base = self.rich_style
-            width = self.size.width
-            self._strips = [_strip(line, base, width) for line in self.render_text().split("\n", allow_blank=True)]
-            self._strips_size = self.size
-            first_drawn = self.live.first_drawn
-            if self.live.judged and first_drawn is not None and not first_drawn.is_set():
-                # after this drawing pass (every chart of the screen), the reader may smooth the lines
-                self.app.call_later(first_drawn.set)
-        if y < len(self._strips):
-            return self._strips[y]
-        return Strip.blank(self.size.width, self.rich_style)
+    def drawn(self) -> None:
+        """After this drawing pass (every chart of the screen), the reader may smooth the lines."""
+        first_drawn = self.live.first_drawn
+        if self.live.judged and first_drawn is not None and not first_drawn.is_set():
+            self.app.call_later(first_drawn.set)
 
     def _render_locked(self, width: int, height: int) -> Text:
         h = self.live.history
@@ -167,7 +186,7 @@ class LossChart(Widget):
             out.append("\n")
             if i in labels:
                 v = labels[i]
-                out.append(f"{_label(10 ** v if view.log_y else v):>{GUTTER - 1}}┤", style="dim")
+                out.append(f"{y_label(10 ** v if view.log_y else v):>{GUTTER - 1}}┤", style="dim")
             else:
                 out.append(" " * (GUTTER - 1) + "│", style="dim")
             out.append_text(row)
@@ -249,7 +268,7 @@ class LossChart(Widget):
         return axis + line
 
 
-def _label(v: float) -> str:
+def y_label(v: float) -> str:
     """A y-axis label of at most ``GUTTER - 1`` characters."""
     for digits in (4, 3, 2, 1):
         text = f"{v:.{digits}g}"
@@ -258,7 +277,7 @@ def _label(v: float) -> str:
     return f"{v:.0e}"
 
 
-def _strip(line: Text, base: Style, width: int) -> Strip:
+def text_strip(line: Text, base: Style, width: int) -> Strip:
     """One line of ``Text`` (spans in order, not overlapping) as a ``Strip`` on ``base``, cut to ``width``."""
     plain = line.plain
     if line.style:

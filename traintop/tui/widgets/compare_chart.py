@@ -1,0 +1,215 @@
+"""``CompareChart``: one term, one line per run of a comparison, each in its colour with its letter.
+
+The single-run chart's machinery per line: decimation to the chart's width, EMA, log-y, raw or
+weighted values, zoom; weight (``w``), lr (``l``) and resume (``R``) marks on the axis in the line's
+colour. The x axis is the comparison's alignment (step, steps from each start or resume, seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich.style import Style
+from rich.text import Text
+
+from traintop.health.compare import ALIGN_TITLE, changes, pieces, series_of
+from traintop.protocol.text import shown
+from traintop.tui.canvas import BrailleCanvas
+from traintop.tui.comparison import TOTAL, Comparison
+from traintop.tui.series import Decimated, decimate, map_decimated, nice_range, to_log
+from traintop.tui.widgets.loss_chart import GUTTER, ZONE_BG, ChartView, StripChart, y_label
+
+
+@dataclass(frozen=True)
+class CompareView(ChartView):
+    """A chart view plus how the lines are aligned (``health.compare.ALIGNS``)."""
+
+    align: str = "step"
+
+
+@dataclass
+class _Drawn:
+    """One line's decimated pieces and where it ends."""
+
+    decs: list[Decimated]
+    end: tuple[float, float] | None  # (x, y) of its last finite point in view
+    marks: list[tuple[float, str]]
+
+
+def x_extent(comparison: Comparison, view: CompareView) -> tuple[float, float]:
+    """The x range every line spans, in the view's alignment (call under ``comparison.locked``)."""
+    lo, hi = math.inf, -math.inf
+    for ln in comparison.lines:
+        for x, _, _ in pieces(ln.live.history, ln.member, view.align):
+            fin = x[np.isfinite(x)]
+            if len(fin):
+                lo, hi = min(lo, float(fin[0])), max(hi, float(fin[-1]))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+class CompareChart(StripChart):
+    """A chart of one term across the comparison's lines."""
+
+    def __init__(self, comparison: Comparison, term: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.comparison = comparison
+        self.term = term
+        self.view = CompareView()
+        self.drawn_lines: dict[str, int] = {}  # letter → points in view at the last drawing (tests read it)
+
+    def set_view(self, view: CompareView) -> None:
+        """Draw with ``view`` from now on."""
+        if view != self.view:
+            self.view = view
+            self.invalidate()
+
+    def render_text(self) -> Text:
+        """Title, the overlaid lines with y labels, the axis with each line's marks."""
+        width, height = self.size.width, self.size.height
+        view = self.view
+        with self.comparison.locked():
+            x0, x1 = self._window(view)
+            plot_w, plot_h = max(1, width - GUTTER), max(1, height - 2)
+            drawn, missing = self._lines(view, x0, x1, plot_w * 2)
+            bands = self._bands(view)
+        title = self._title(missing, width)
+        if height < 4 or width < GUTTER + 8:
+            return title
+        if not any(d.decs for d in drawn):
+            return Text.assemble(title, "\n", Text("  no steps yet", style="dim"))
+        los = [np.nanmin(d.lo) for dd in drawn for d in dd.decs if np.isfinite(d.lo).any()]
+        his = [np.nanmax(d.hi) for dd in drawn for d in dd.decs if np.isfinite(d.hi).any()]
+        y0, y1 = nice_range(float(min(los, default=np.nan)), float(max(his, default=np.nan)), view.log_y)
+        canvas = BrailleCanvas(plot_w, plot_h, y0, y1)
+        for low, high, zone in bands:
+            if view.log_y:
+                low, high = (math.log10(v) if v > 0 else -math.inf for v in (low, high))
+            canvas.add_band(low, high, ZONE_BG[zone])
+        for ln, d in zip(self.comparison.lines, drawn):
+            for dec in d.decs:
+                canvas.add_columns(dec, ln.style)
+        rows = canvas.render()
+        used: set[tuple[int, int]] = set()
+        for ln, d in zip(self.comparison.lines, drawn):  # each line's letter where it ends
+            if d.end is not None:
+                ex, ey = d.end
+                col = min(plot_w - 1, max(0, int((ex - x0) / (x1 - x0) * plot_w)))
+                span = (y1 - y0) or 1.0
+                r0 = min(plot_h - 1, max(0, int((y1 - ey) / span * plot_h)))
+                # lines ending together (equal values): the next letter goes just above or below
+                free = [(r, c) for c in (col, col - 1, col - 2) for r in (r0, r0 - 1, r0 + 1, r0 - 2, r0 + 2)
+                        if 0 <= r < plot_h and 0 <= c < plot_w and (r, c) not in used]
+                r, col = free[0] if free else (r0, col)
+                used.add((r, col))
+                cut = rows[r]
+                rows[r] = cut[:col] + Text(ln.member.label, style=ln.style + Style(reverse=True)) + cut[col + 1:]
+        out = Text()
+        out.append_text(title)
+        labels = {0: y1, plot_h // 2: (y0 + y1) / 2, plot_h - 1: y0}
+        for i, row in enumerate(rows):
+            out.append("\n")
+            if i in labels:
+                v = labels[i]
+                out.append(f"{y_label(10 ** v if view.log_y else v):>{GUTTER - 1}}┤", style="dim")
+            else:
+                out.append(" " * (GUTTER - 1) + "│", style="dim")
+            out.append_text(row)
+        out.append("\n")
+        out.append_text(self._axis(x0, x1, plot_w, drawn))
+        return out
+
+    def _window(self, view: CompareView) -> tuple[float, float]:
+        lo, hi = x_extent(self.comparison, view)
+        if view.window is not None:
+            lo, hi = view.window
+        elif view.span is not None:
+            lo = max(lo, hi - view.span)
+        return (lo, hi if hi > lo else lo + 1)
+
+    def _lines(self, view: CompareView, x0: float, x1: float, px: int) -> tuple[list[_Drawn], list[str]]:
+        """Each line decimated to ``px`` pixel columns (under the locks), and the letters without the term."""
+        transform = to_log if view.log_y else (lambda a: np.asarray(a, dtype=np.float64))
+        out, missing = [], []
+        self.drawn_lines = {}
+        for ln in self.comparison.lines:
+            h = ln.live.history
+            weighted = view.weighted and self.term != TOTAL
+            raw = series_of(h, self.term, weighted)
+            if not len(raw) or not np.isfinite(raw).any():
+                missing.append(ln.member.label)
+                out.append(_Drawn([], None, []))
+                continue
+            ema = ln.live.smoothed(self.term, raw, weighted, view.strength, wait_for_warm=True) \
+                if view.smoothing else None
+            y = raw if ema is None else ema
+            decs, end, points = [], None, 0
+            for x, a, b in pieces(h, ln.member, view.align):
+                dec = map_decimated(decimate(x, y[a:b], x0, x1, px), transform)
+                decs.append(dec)
+                filled = np.flatnonzero(np.isfinite(dec.last))
+                points += len(filled)
+                if len(filled):
+                    c = int(filled[-1])
+                    end = (x0 + (c + 0.5) / px * (x1 - x0), float(dec.last[c]))
+            self.drawn_lines[ln.member.label] = points
+            out.append(_Drawn(decs, end, self._marks(ln, view)))
+        return out, missing
+
+    def _marks(self, ln: Any, view: CompareView) -> list[tuple[float, str]]:
+        """The line's weight / lr changes and resumes as ``(x, letter)`` in the view's alignment."""
+        h = ln.live.history
+        rows: list[tuple[int, str]] = [(c.row, "l" if c.term is None else "w") for c in changes(h)
+                                       if c.term is None or self.term in (c.term, TOTAL)]
+        rows += [(int(r["row"]), "R") for r in h.resumes if isinstance(r.get("row"), int)]
+        out = []
+        for x, a, b in pieces(h, ln.member, view.align):
+            out += [(float(x[r - a]), ch) for r, ch in rows if a <= r < b]
+        return out
+
+    def _bands(self, view: CompareView) -> list[tuple[float, float, str]]:
+        """Zone bands when every run judges the term with the same bands (one profile), else none."""
+        if self.term == TOTAL or view.weighted:
+            return []
+        bands = [ln.live.bands(self.term) for ln in self.comparison.lines]
+        if not bands or any(b != bands[0] for b in bands):
+            return []
+        return [(lo, hi, zone) for lo, hi, zone in bands[0] if zone in ZONE_BG]
+
+    def _title(self, missing: list[str], width: int) -> Text:
+        t = Text()
+        t.append(shown(self.term), style="bold")
+        if missing:
+            have = [ln.member.label for ln in self.comparison.lines if ln.member.label not in missing]
+            t.append(f"  only in {', '.join(have)}" if have else "  in no run yet", style="yellow")
+        flags = [ALIGN_TITLE[self.view.align]]
+        if self.view.smoothing:
+            flags.append(f"ema {self.view.strength:.2f}")
+        if self.view.weighted and self.term != TOTAL:
+            flags.append("weighted")
+        if self.view.log_y:
+            flags.append("log")
+        if self.view.window:
+            flags.append("zoom")
+        elif self.view.span:
+            flags.append(f"last {self.view.span:,.0f}")
+        t.append(f"  [{' · '.join(flags)}]", style="dim")
+        t.truncate(max(1, width), overflow="ellipsis")
+        return t
+
+    def _axis(self, x0: float, x1: float, plot_w: int, drawn: list[_Drawn]) -> Text:
+        cells: list[tuple[str, Style | None]] = [(" ", None)] * plot_w
+        for ln, d in zip(self.comparison.lines, drawn):
+            for x, ch in d.marks:
+                if x0 <= x <= x1:
+                    cells[min(plot_w - 1, int((x - x0) / (x1 - x0) * plot_w))] = (ch, ln.style)
+        left, right = f"{x0:,.0f}", f"{x1:,.0f}"
+        line = Text(" " * (GUTTER - 1) + "└", style="dim")
+        if plot_w > len(left) + len(right) + 2:
+            cells[:len(left)] = [(c, Style(dim=True)) for c in left]
+            cells[plot_w - len(right):] = [(c, Style(dim=True)) for c in right]
+        for ch, style in cells:
+            line.append(ch, style=style or "")
+        return line
