@@ -223,3 +223,44 @@ async def test_run_text_is_data_in_every_part_of_the_comparison(logs: Path) -> N
 async def test_more_runs_than_a_comparison_takes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="2 to 8"):
         CompareScreen([tmp_path / f"r{i}" for i in range(9)])
+
+
+async def test_a_tensorboard_run_and_a_traintop_run_side_by_side(logs: Path) -> None:
+    pytest.importorskip("torch")
+    from tests.tensorboard.writers import write_coqui_vits
+    from tests.tui.fixtures import vits_run
+
+    tb = write_coqui_vits(logs / "coqui-vits", steps=300)
+    ours = vits_run(logs, steps=300)
+    app = make_app(ours, CLOCK, compare=[ours, tb])
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await wait_compared(pilot)
+        assert screen.term == "loss_mel"  # both runs log it: one chart, two lines
+        legend = _text(screen.query_one("#cmp-legend"))
+        assert "coqui-vits" in legend and ours.name in legend
+        assert "loss_disc_real_0" in screen.charts  # coqui logs it, our VITS run does not
+        while screen.term != "loss_disc_real_0":
+            await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert "only in B" in _text(screen.query_one("#cmp-table"))
+        await wait_for(pilot, lambda: screen.charts["loss_disc_real_0"].drawn_lines.get("B", 0) > 0,
+                       what="B's line of its own term")
+
+
+async def test_the_palette_offers_the_comparison(logs: Path) -> None:
+    weight_run(logs, "voice-a")
+    weight_run(logs, "voice-b")
+    app = make_app(Path("logs"), CLOCK)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen.paths) == 2,
+                       what="two runs listed")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Mark run" in titles and "Compare marked runs" in titles
+        for command in app.get_system_commands(app.screen):
+            if command.title == "Mark run":
+                command.callback()
+                command.callback()
+        assert len(app.screen.marked) == 2
+        next(c for c in app.get_system_commands(app.screen) if c.title == "Compare marked runs").callback()
+        screen = await wait_compared(pilot)
+        assert "Align by wall time" in [c.title for c in app.get_system_commands(screen)]
