@@ -27,12 +27,12 @@ from traintop.protocol.text import MESSAGE_MAX, shown
 from traintop.tui.comparison import Comparison
 from traintop.tui.live import LiveRun
 from traintop.tui.messages import RunChanged
+from traintop.tui.widgets.charts import VIEW_BINDINGS, ZOOM
 from traintop.tui.widgets.compare_chart import CompareChart, CompareView, x_extent
 from traintop.tui.widgets.compare_table import alerts, differences, legend, term_table
 
 REFRESH_EVERY = 3.0  # seconds between redraws for plain new steps (as the run screen)
 WIDE = (140, 40)  # from this size up, a chart per term in a grid
-ZOOM = 2.0
 
 
 class CompareOpened(Message):
@@ -60,14 +60,7 @@ class CompareScreen(Screen[None]):
         Binding("t", "align_time", "Wall time"),
         Binding("r", "align_relative", "Relative step"),
         Binding("d", "diff", "Differences"),
-        Binding("m", "toggle_smoothing", "EMA", show=False),
-        Binding("greater_than_sign", "strength(1)", "Smoother", show=False),
-        Binding("less_than_sign", "strength(-1)", "Less smooth", show=False),
-        Binding("g", "toggle_log", "Log-y", show=False),
-        Binding("v", "toggle_weighted", "Raw/weighted", show=False),
-        Binding("plus,equals_sign", "zoom(1)", "Zoom in", show=False),
-        Binding("minus", "zoom(-1)", "Zoom out", show=False),
-        Binding("0", "zoom(0)", "Whole runs", show=False),
+        *VIEW_BINDINGS,
         Binding("left", "pan(-1)", "Pan ←", show=False),
         Binding("right", "pan(1)", "Pan →", show=False),
         Binding("question_mark", "help", "Help"),

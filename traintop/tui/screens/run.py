@@ -25,7 +25,7 @@ from traintop.tui.messages import LoadProgress, MelLoaded, RunChanged, RunLoaded
 from traintop.tui.screens.run_control import RunControl
 from traintop.tui.summary import summarize
 from traintop.tui.widgets.alerts import AlertsPane, SuggestionRef
-from traintop.tui.widgets.charts import ZOOM, ChartsPane
+from traintop.tui.widgets.charts import VIEW_BINDINGS, ZOOM, ChartsPane
 from traintop.tui.widgets.event_log import EventLog
 from traintop.tui.widgets.header import RunHeader
 from traintop.tui.widgets.samples import SampleList, SamplesPane, load_mel
@@ -57,14 +57,7 @@ class RunScreen(RunControl):
         *[Binding(str(i + 1), f"pane('{p}')", PANE_TITLES[i], show=False) for i, p in enumerate(PANES)],
         Binding("right_square_bracket", "cycle(1)", "Next chart", show=False),
         Binding("left_square_bracket", "cycle(-1)", "Prev chart", show=False),
-        Binding("m", "toggle_smoothing", "EMA", show=False),
-        Binding("greater_than_sign", "strength(1)", "Smoother", show=False),
-        Binding("less_than_sign", "strength(-1)", "Less smooth", show=False),
-        Binding("g", "toggle_log", "Log-y", show=False),
-        Binding("v", "toggle_weighted", "Raw/weighted", show=False),
-        Binding("plus,equals_sign", "zoom(1)", "Zoom in", show=False),
-        Binding("minus", "zoom(-1)", "Zoom out", show=False),
-        Binding("0", "zoom(0)", "Whole run", show=False),
+        *VIEW_BINDINGS,
         Binding("escape", "back", "Runs", show=False),
     ]
 

@@ -17,6 +17,17 @@ from traintop.tui.widgets.loss_chart import TOTAL, ChartView, LossChart, visible
 from traintop.tui.widgets.term_table import AlertLine, TermTable, column_widths, term_row, worst_term
 
 ZOOM = 2.0  # each + halves the visible steps
+# the keys of a chart's view, the same on a run's charts and on a comparison's
+VIEW_BINDINGS = [
+    Binding("m", "toggle_smoothing", "EMA", show=False),
+    Binding("greater_than_sign", "strength(1)", "Smoother", show=False),
+    Binding("less_than_sign", "strength(-1)", "Less smooth", show=False),
+    Binding("g", "toggle_log", "Log-y", show=False),
+    Binding("v", "toggle_weighted", "Raw/weighted", show=False),
+    Binding("plus,equals_sign", "zoom(1)", "Zoom in", show=False),
+    Binding("minus", "zoom(-1)", "Zoom out", show=False),
+    Binding("0", "zoom(0)", "Whole run", show=False),
+]
 
 
 class ChartsPane(Container, can_focus=True):

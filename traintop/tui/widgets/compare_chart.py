@@ -20,7 +20,7 @@ from traintop.protocol.text import shown
 from traintop.tui.canvas import BrailleCanvas
 from traintop.tui.comparison import TOTAL, Comparison
 from traintop.tui.series import Decimated, decimate, map_decimated, nice_range, to_log
-from traintop.tui.widgets.loss_chart import GUTTER, ZONE_BG, ChartView, StripChart, y_label
+from traintop.tui.widgets.loss_chart import GUTTER, ZONE_BG, ChartView, StripChart, with_y_axis
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,7 @@ class CompareChart(StripChart):
                 used.add((r, col))
                 cut = rows[r]
                 rows[r] = cut[:col] + Text(ln.member.label, style=ln.style + Style(reverse=True)) + cut[col + 1:]
-        out = Text()
-        out.append_text(title)
-        labels = {0: y1, plot_h // 2: (y0 + y1) / 2, plot_h - 1: y0}
-        for i, row in enumerate(rows):
-            out.append("\n")
-            if i in labels:
-                v = labels[i]
-                out.append(f"{y_label(10 ** v if view.log_y else v):>{GUTTER - 1}}┤", style="dim")
-            else:
-                out.append(" " * (GUTTER - 1) + "│", style="dim")
-            out.append_text(row)
-        out.append("\n")
+        out = with_y_axis(title, rows, y0, y1, view.log_y)
         out.append_text(self._axis(x0, x1, plot_w, drawn))
         return out
 

@@ -178,19 +178,7 @@ class LossChart(StripChart):
         if len(ev_x):
             cols = ((ev_x - x0) / (x1 - x0) * px).astype(np.int64)
             canvas.add_points(cols, ev_y, EVAL)
-        out = Text()
-        out.append_text(title)
-        rows = canvas.render()
-        labels = {0: y1, plot_h // 2: (y0 + y1) / 2, plot_h - 1: y0}
-        for i, row in enumerate(rows):
-            out.append("\n")
-            if i in labels:
-                v = labels[i]
-                out.append(f"{y_label(10 ** v if view.log_y else v):>{GUTTER - 1}}┤", style="dim")
-            else:
-                out.append(" " * (GUTTER - 1) + "│", style="dim")
-            out.append_text(row)
-        out.append("\n")
+        out = with_y_axis(title, canvas.render(), y0, y1, view.log_y)
         out.append_text(self._axis(x0, x1, plot_w))
         return out
 
@@ -266,6 +254,24 @@ class LossChart(StripChart):
             line = Text(left, style="dim") + Text("".join(cells[len(left):plot_w - len(right)]), style=MARK) + Text(
                 right, style="dim")
         return axis + line
+
+
+def with_y_axis(title: Text, rows: list[Text], y0: float, y1: float, log_y: bool) -> Text:
+    """The title, then the canvas rows behind a y axis labelled at the top, middle and bottom (the
+    x axis is the caller's, on the line this leaves open)."""
+    out = Text()
+    out.append_text(title)
+    labels = {0: y1, len(rows) // 2: (y0 + y1) / 2, len(rows) - 1: y0}
+    for i, row in enumerate(rows):
+        out.append("\n")
+        if i in labels:
+            v = labels[i]
+            out.append(f"{y_label(10 ** v if log_y else v):>{GUTTER - 1}}┤", style="dim")
+        else:
+            out.append(" " * (GUTTER - 1) + "│", style="dim")
+        out.append_text(row)
+    out.append("\n")
+    return out
 
 
 def y_label(v: float) -> str:
