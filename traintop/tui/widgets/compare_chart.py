@@ -176,14 +176,7 @@ class CompareChart(StripChart):
         flags = [ALIGN_TITLE[self.view.align]]
         if self.view.smoothing:
             flags.append(f"ema {self.view.strength:.2f}")
-        if self.view.weighted and self.term != TOTAL:
-            flags.append("weighted")
-        if self.view.log_y:
-            flags.append("log")
-        if self.view.window:
-            flags.append("zoom")
-        elif self.view.span:
-            flags.append(f"last {self.view.span:,.0f}")
+        flags += self.view.flags(self.term, "s" if self.view.align == "time" else "steps")
         t.append(f"  [{' · '.join(flags)}]", style="dim")
         t.truncate(max(1, width), overflow="ellipsis")
         return t

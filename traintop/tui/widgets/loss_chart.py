@@ -44,6 +44,19 @@ class ChartView:
     window: tuple[float, float] | None = None  # visible steps, fixed; None follows the run
     span: float | None = None  # while following: show only the newest this many steps (None: the whole run)
 
+    def flags(self, term: str, unit: str = "steps") -> list[str]:
+        """What a chart's title says of this view: weighted, log, zoom or the newest steps shown."""
+        out = []
+        if self.weighted and term != TOTAL:
+            out.append("weighted")
+        if self.log_y:
+            out.append("log")
+        if self.window:
+            out.append("zoom")
+        elif self.span:
+            out.append(f"last {self.span:,.0f} {unit}")
+        return out
+
 
 def visible_range(steps: np.ndarray, view: ChartView) -> tuple[float, float] | None:
     """The steps a chart shows now: the fixed window, the newest ``span`` steps, or ``None`` (all)."""
@@ -210,15 +223,7 @@ class LossChart(StripChart):
             zone = self.live.zone(self.term)
             if zone:
                 t.append(f"  ■ {zone.upper() if zone != 'good' else zone}", style=ZONE_FG.get(zone, ""))
-        flags = []
-        if self.view.weighted and self.term != TOTAL:
-            flags.append("weighted")
-        if self.view.log_y:
-            flags.append("log")
-        if self.view.window:
-            flags.append("zoom")
-        elif self.view.span:
-            flags.append(f"last {self.view.span:,.0f} steps")
+        flags = self.view.flags(self.term)
         if flags:
             t.append(f"  [{' '.join(flags)}]", style="dim")
         expectation = self.live.expectation(self.term) if self.term != TOTAL else None
