@@ -264,3 +264,16 @@ async def test_the_palette_offers_the_comparison(logs: Path) -> None:
         next(c for c in app.get_system_commands(app.screen) if c.title == "Compare marked runs").callback()
         screen = await wait_compared(pilot)
         assert "Align by wall time" in [c.title for c in app.get_system_commands(screen)]
+
+
+async def test_under_no_color_each_line_carries_its_letter_along_it(logs: Path, monkeypatch) -> None:
+    a = weight_run(logs, "voice-a", speed=150.0)
+    b = weight_run(logs, "voice-b", speed=40.0)
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(a, CLOCK, compare=[a, b])
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await wait_compared(pilot)
+        assert app.no_color
+        drawing = _text_of_chart(screen.charts["loss_mel"])
+        plot = "\n".join(line[8:] for line in drawing.splitlines()[1:-1])  # the canvas, no title or axes
+        assert plot.count("A") >= 3 and plot.count("B") >= 3

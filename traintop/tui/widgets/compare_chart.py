@@ -22,6 +22,8 @@ from traintop.tui.comparison import TOTAL, Comparison
 from traintop.tui.series import Decimated, decimate, map_decimated, nice_range, to_log
 from traintop.tui.widgets.loss_chart import GUTTER, ZONE_BG, ChartView, StripChart, with_y_axis
 
+LETTER_EVERY = 12  # cells between a line's letters under NO_COLOR
+
 
 @dataclass(frozen=True)
 class CompareView(ChartView):
@@ -37,6 +39,36 @@ class _Drawn:
     decs: list[Decimated]
     end: tuple[float, float] | None  # (x, y) of its last finite point in view
     marks: list[tuple[float, str]]
+
+
+def _along(decs: list[Decimated], x0: float, x1: float, every: int) -> list[tuple[float, float]]:
+    """Points of a line every ``every`` cells (two pixel columns each), for its letters under NO_COLOR."""
+    out = []
+    for dec in decs:
+        px = len(dec.last)
+        for c in range(every, px - every, every * 2):
+            if np.isfinite(dec.last[c]):
+                out.append((x0 + (c + 0.5) / px * (x1 - x0), float(dec.last[c])))
+    return out
+
+
+def _put_letters(rows: list[Text], marks: list[tuple[Any, float, float, bool]], x0: float, x1: float,
+                 y0: float, y1: float) -> None:
+    """Draw each mark's line letter into ``rows`` (reversed at a line's end); letters never overlap:
+    one that would goes just above or below, or a cell to the left."""
+    plot_h, plot_w = len(rows), len(rows[0]) if rows else 0
+    used: set[tuple[int, int]] = set()
+    for ln, x, y, end in marks:
+        col = min(plot_w - 1, max(0, int((x - x0) / ((x1 - x0) or 1.0) * plot_w)))
+        r0 = min(plot_h - 1, max(0, int((y1 - y) / ((y1 - y0) or 1.0) * plot_h)))
+        free = [(r, c) for c in (col, col - 1, col - 2) for r in (r0, r0 - 1, r0 + 1, r0 - 2, r0 + 2)
+                if 0 <= r < plot_h and 0 <= c < plot_w and (r, c) not in used]
+        if not free:
+            continue
+        r, c = free[0]
+        used.add((r, c))
+        style = ln.style + Style(reverse=True) if end else ln.style
+        rows[r] = rows[r][:c] + Text(ln.member.label, style=style) + rows[r][c + 1:]
 
 
 def x_extent(comparison: Comparison, view: CompareView) -> tuple[float, float]:
@@ -92,20 +124,14 @@ class CompareChart(StripChart):
             for dec in d.decs:
                 canvas.add_columns(dec, ln.style)
         rows = canvas.render()
-        used: set[tuple[int, int]] = set()
+        marks: list[tuple[Any, float, float, bool]] = []  # (line, x, y, at its end)
         for ln, d in zip(self.comparison.lines, drawn):  # each line's letter where it ends
             if d.end is not None:
-                ex, ey = d.end
-                col = min(plot_w - 1, max(0, int((ex - x0) / (x1 - x0) * plot_w)))
-                span = (y1 - y0) or 1.0
-                r0 = min(plot_h - 1, max(0, int((y1 - ey) / span * plot_h)))
-                # lines ending together (equal values): the next letter goes just above or below
-                free = [(r, c) for c in (col, col - 1, col - 2) for r in (r0, r0 - 1, r0 + 1, r0 - 2, r0 + 2)
-                        if 0 <= r < plot_h and 0 <= c < plot_w and (r, c) not in used]
-                r, col = free[0] if free else (r0, col)
-                used.add((r, col))
-                cut = rows[r]
-                rows[r] = cut[:col] + Text(ln.member.label, style=ln.style + Style(reverse=True)) + cut[col + 1:]
+                marks.append((ln, *d.end, True))
+        if getattr(self.app, "no_color", False):  # one colour for all: letters along each line tell them apart
+            for ln, d in zip(self.comparison.lines, drawn):
+                marks += [(ln, x, y, False) for x, y in _along(d.decs, x0, x1, LETTER_EVERY)]
+        _put_letters(rows, marks, x0, x1, y0, y1)
         out = with_y_axis(title, rows, y0, y1, view.log_y)
         out.append_text(self._axis(x0, x1, plot_w, drawn))
         return out
