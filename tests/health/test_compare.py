@@ -44,8 +44,8 @@ def test_a_weight_change_and_an_lr_command_are_the_forks_cuts(tmp_path: Path) ->
         (120, 119, "speaker 0.8 → 1.2", "speaker"), (201, 200, "scale_lr 0.5 (lr → 5e-05)", None)]
     before, after = fork("a", found[0])
     assert after.rows(h) == (119, 201) and before.rows(h) == (37, 119)  # 82 rows on each side
-    x_before = pieces(h, before, "start")[0][0]
-    x_after = pieces(h, after, "start")[0][0]
+    x_before = pieces(h, before, "start")[0].aligned
+    x_after = pieces(h, after, "start")[0].aligned
     assert x_before[0] == x_after[0] == 0 and x_before[-1] == x_after[-1] == 81  # both from 0, same length
 
 
@@ -110,6 +110,8 @@ def test_run_yaml_is_read_as_untrusted_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize("align", ["step", "start", "resume", "time"])
 def test_every_alignment_rises_along_each_piece(tmp_path: Path, align: str) -> None:
     h = _history(weight_run(tmp_path, "a", steps=120))
-    (x, a, b), = pieces(h, Member("A", "a"), align)
-    assert (a, b) == (0, 120) and np.all(np.diff(x) > 0)
+    (piece,) = pieces(h, Member("A", "a"), align)
+    x = piece.aligned
+    assert (piece.a, piece.b) == (0, 120) and np.all(np.diff(x) > 0) and piece.reach == x[-1]
+    assert piece.upto(x[10]) == 10 and piece.upto(x[0] - 1) == -1
     assert x[0] == {"step": 1.0, "start": 0.0, "resume": 0.0, "time": 0.0}[align]

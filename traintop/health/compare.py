@@ -113,21 +113,46 @@ def _row_of(history: RunHistory, ack: dict[str, Any], step: int, start: int) -> 
     return start + int(np.searchsorted(steps[start:], step, side="left"))
 
 
-def pieces(history: RunHistory, member: Member, align: str) -> list[tuple[np.ndarray, int, int]]:
-    """The member's rows as pieces along which ``x`` rises: ``(x, a, b)`` per step segment (a
-    resume that went back starts a piece), ``x`` in the units of ``align``."""
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[a, b)`` of a member along which ``x`` rises; ``x`` is a view of the run's own column
+    (steps or wall time) and the aligned x is ``x - base`` (no copy: a window is shifted instead)."""
+
+    x: np.ndarray
+    base: float
+    a: int
+    b: int
+
+    @property
+    def aligned(self) -> np.ndarray:
+        """The aligned x of every row (a copy)."""
+        return self.x.astype(np.float64) - self.base
+
+    @property
+    def reach(self) -> float:
+        """The aligned x of the last row."""
+        return float(self.x[-1]) - self.base
+
+    def upto(self, x: float) -> int:
+        """Index (within the piece) of the last row at or before aligned ``x``; -1 when none."""
+        key = math.floor(x + self.base) if self.x.dtype.kind in "iu" else x + self.base
+        return int(np.searchsorted(self.x, key, side="right")) - 1
+
+
+def pieces(history: RunHistory, member: Member, align: str) -> list[Piece]:
+    """The member's rows as pieces along which x rises, one per step segment (a resume that went
+    back starts one), x in the units of ``align``."""
     a, b = member.rows(history)
     if b <= a:
         return []
     steps = history.steps["step"]
     if align == "time":
-        t = history.steps["t"]
-        t0 = t[a:b][np.isfinite(t[a:b])]
-        origin = float(t0[0]) if len(t0) else 0.0
-        col, base = t, origin
+        col = history.steps["t"]
+        t0 = col[a:min(b, a + 1000)]
+        t0 = t0[np.isfinite(t0)]
+        base = float(t0[0]) if len(t0) else 0.0
     else:
-        col = steps
-        base = 0.0
+        col, base = steps, 0.0
         if align == "start":
             base = float(steps[a])
         elif align == "resume":
@@ -137,7 +162,7 @@ def pieces(history: RunHistory, member: Member, align: str) -> list[tuple[np.nda
     for sa, sb in history.segment_bounds():
         lo, hi = max(a, sa), min(b, sb)
         if hi > lo:
-            out.append((col[lo:hi].astype(np.float64) - base, lo, hi))
+            out.append(Piece(col[lo:hi], base, lo, hi))
     return out
 
 
@@ -189,41 +214,40 @@ def series_of(history: RunHistory, term: str, weighted: bool = False) -> np.ndar
 
 
 def member_stats(history: RunHistory, member: Member, raw: np.ndarray, ema: np.ndarray | None,
-                 zone: str | None, align: str) -> tuple[TermStats, np.ndarray, np.ndarray | None]:
-    """The member's stats on a term whose whole-run column is ``raw`` (and its EMA), and the x and
-    EMA of its last rising piece (where "at the same x" is looked up)."""
+                 zone: str | None, align: str) -> tuple[TermStats, Piece | None, np.ndarray | None]:
+    """The member's stats on a term whose whole-run column is ``raw`` (and its EMA), and its last
+    rising piece with the EMA there (where "at the same x" is looked up)."""
     a, b = member.rows(history)
     if not len(raw) or b <= a or not np.isfinite(raw[a:b]).any():
-        return TermStats(present=False), np.empty(0), None  # no value logged: the run has no such term
+        return TermStats(present=False), None, None  # no value logged: the run has no such term
     steps = history.steps["step"]
     last = _last_finite(raw[a:b])
     smooth = ema[a:b] if ema is not None and len(ema) >= b else None
     ema_now = best = best_step = change = None
-    if smooth is not None:
-        fin = np.flatnonzero(np.isfinite(smooth))
-        if len(fin):
-            ema_now = float(smooth[fin[-1]])
-            i = int(fin[np.argmin(smooth[fin])])
-            best, best_step = float(smooth[i]), int(steps[a + i])
-            change = ema_now - float(smooth[fin[0]])
-    x, pa, pb = pieces(history, member, align)[-1]
-    tail_ema = ema[pa:pb] if ema is not None and len(ema) >= pb else None
+    now = _last_finite(smooth) if smooth is not None else None
+    if smooth is not None and now is not None:  # no temporary as long as the run: this runs every redraw
+        ema_now = now[1]
+        i = int(np.nanargmin(smooth))
+        best, best_step = float(smooth[i]), int(steps[a + i])
+        change = ema_now - float(smooth[int(np.argmax(np.isfinite(smooth)))])
+    piece = pieces(history, member, align)[-1]
+    tail_ema = ema[piece.a:piece.b] if ema is not None and len(ema) >= piece.b else None
     stats = TermStats(True, last[1] if last else None, ema_now, best, best_step, None, change, zone,
                       int(steps[b - 1]))
-    return stats, x, tail_ema
+    return stats, piece, tail_ema
 
 
-def compare_term(term: str, parts: list[tuple[TermStats, np.ndarray, np.ndarray | None]]) -> TermComparison:
+def compare_term(term: str, parts: list[tuple[TermStats, Piece | None, np.ndarray | None]]) -> TermComparison:
     """Combine the members' ``member_stats``: the common x (the furthest every member reached in its
     last piece), each member's EMA there, and who is lowest now and there."""
-    reach = [float(np.nanmax(x)) for s, x, e in parts if s.present and len(x) and e is not None
-             and np.isfinite(x).any()]
+    reach = [p.reach for s, p, e in parts if s.present and p is not None and e is not None
+             and math.isfinite(p.reach)]
     common = min(reach) if len(reach) == len(parts) and reach else None
     stats = []
-    for s, x, e in parts:
+    for s, p, e in parts:
         at = None
-        if common is not None and e is not None and len(x):
-            i = int(np.searchsorted(x, common, side="right")) - 1
+        if common is not None and e is not None and p is not None:
+            i = p.upto(common)
             if i >= 0:
                 fin = np.flatnonzero(np.isfinite(e[max(0, i - 200):i + 1]))
                 at = float(e[max(0, i - 200) + fin[-1]]) if len(fin) else None

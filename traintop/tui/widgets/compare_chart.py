@@ -75,10 +75,10 @@ def x_extent(comparison: Comparison, view: CompareView) -> tuple[float, float]:
     """The x range every line spans, in the view's alignment (call under ``comparison.locked``)."""
     lo, hi = math.inf, -math.inf
     for ln in comparison.lines:
-        for x, _, _ in pieces(ln.live.history, ln.member, view.align):
-            fin = x[np.isfinite(x)]
-            if len(fin):
-                lo, hi = min(lo, float(fin[0])), max(hi, float(fin[-1]))
+        for p in pieces(ln.live.history, ln.member, view.align):
+            first, last = float(p.x[0]) - p.base, p.reach
+            if math.isfinite(first) and math.isfinite(last):
+                lo, hi = min(lo, first), max(hi, last)
     return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
@@ -161,8 +161,8 @@ class CompareChart(StripChart):
                 if view.smoothing else None
             y = raw if ema is None else ema
             decs, end, points = [], None, 0
-            for x, a, b in pieces(h, ln.member, view.align):
-                dec = map_decimated(decimate(x, y[a:b], x0, x1, px), transform)
+            for p in pieces(h, ln.member, view.align):  # the window shifted onto the run's own x: no copy
+                dec = map_decimated(decimate(p.x, y[p.a:p.b], x0 + p.base, x1 + p.base, px), transform)
                 decs.append(dec)
                 filled = np.flatnonzero(np.isfinite(dec.last))
                 points += len(filled)
@@ -180,8 +180,8 @@ class CompareChart(StripChart):
                                        if c.term is None or self.term in (c.term, TOTAL)]
         rows += [(int(r["row"]), "R") for r in h.resumes if isinstance(r.get("row"), int)]
         out = []
-        for x, a, b in pieces(h, ln.member, view.align):
-            out += [(float(x[r - a]), ch) for r, ch in rows if a <= r < b]
+        for p in pieces(h, ln.member, view.align):
+            out += [(float(p.x[r - p.a]) - p.base, ch) for r, ch in rows if p.a <= r < p.b]
         return out
 
     def _bands(self, view: CompareView) -> list[tuple[float, float, str]]:
