@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def test_the_tabs_command_carries_no_token_and_execs_the_app(tmp_path: Path) -> 
     command = watch_command(tmp_path, poll=True)
     assert command.startswith(f"exec {sys.executable} -m traintop.cli watch ") and command.endswith(" --poll")
     assert "token" not in command
+
+
+def test_a_comparison_is_served_as_one_watch_of_every_run(tmp_path: Path) -> None:
+    a, b = tmp_path / "a b", tmp_path / "c"
+    command = watch_command([a, b], poll=False)
+    assert command == f"exec {shlex.join([sys.executable, '-m', 'traintop.cli', 'watch', str(a), str(b)])}"
 
 
 def test_serve_help_names_every_way_to_give_the_token(capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,6 +115,27 @@ async def test_file_path_argument_is_refused_in_words(tmp_path: Path) -> None:
     assert run_watch(parser.parse_args([str(f)])) == 2
 
 
+@pytest.mark.parametrize(("given", "said"), [
+    (["voice-a", "notes"], "notes is not a run directory"),
+    (["voice-a", "voice-a"], "the same run is named twice"),
+    (["voice-a"] + [f"r{i}" for i in range(8)], "a comparison takes 2 to 8 runs; 9 were given"),
+])
+def test_a_comparison_of_what_is_not_two_runs_is_refused_in_words(logs: Path, capsys, given, said) -> None:
+    import argparse
+
+    from tests.tui.fixtures import weight_run
+    from traintop.serve import add_serve_arguments, run_serve
+    from traintop.tui.cli import add_watch_arguments, run_watch
+
+    weight_run(logs, "voice-a")
+    (logs / "notes").mkdir()
+    for add, run, name in ((add_watch_arguments, run_watch, "watch"), (add_serve_arguments, run_serve, "serve")):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        assert run(parser.parse_args([str(logs / g) for g in given])) == 2
+        assert f"traintop {name}: " in (err := capsys.readouterr().err) and said in err
+
+
 
 def test_a_large_run_opens_through_parallel_parsing(logs: Path) -> None:
     """In its own process (as a person runs it: no pytest capture), so spawn sees Textual's stderr."""
