@@ -310,10 +310,9 @@ def run_facts(history: RunHistory, config: dict[str, Any] | None) -> dict[str, s
     if isinstance(declared, dict):
         for term, value in declared.items():
             facts.setdefault(f"weight {term}", _g(value))
-    lr = history.steps["lr"]
-    first = np.flatnonzero(np.isfinite(lr[:1000]))
-    if len(first):
-        facts["lr"] = _g(float(lr[first[0]]))
+    early = history.steps["lr"][:1000]
+    if np.isfinite(early).any():  # the peak of the first steps: past a warm-up, the lr the run asked for
+        facts["lr"] = _g(float(np.nanmax(early)))
     if config:
         facts.update(_flatten(config, "run.yaml:"))
     return facts
@@ -336,7 +335,8 @@ def diff_rows(facts: list[dict[str, str]]) -> list[DiffRow]:
     for f in facts:
         keys.update(dict.fromkeys(f))
     rows = []
-    for key in keys:
+    # what every run says (recipe, weights, lr) before the many keys of a run.yaml
+    for key in sorted(keys, key=lambda k: k.startswith("run.yaml:")):
         values = tuple(f.get(key, "–") for f in facts)
         if len(set(values)) > 1:
             rows.append(DiffRow(key, values))

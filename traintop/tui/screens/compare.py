@@ -203,8 +203,8 @@ class CompareScreen(Screen[None]):
             cmp = comparison.compare(self.term, weighted=v.weighted, strength=v.strength, align=v.align)
             rows, sentences = comparison.differences()
             self.query_one("#cmp-legend", Static).update(legend(comparison, self.clock(), width))
-        self.query_one("#cmp-diff", Static).update(differences(comparison, rows, sentences, self.full_diff))
-        self.query_one("#cmp-table", Static).update(term_table(comparison, cmp, ALIGN_TITLE[v.align]))
+        self.query_one("#cmp-diff", Static).update(differences(comparison, rows, sentences, self.full_diff, width - 2))
+        self.query_one("#cmp-table", Static).update(term_table(comparison, cmp, ALIGN_TITLE[v.align], width - 2))
         self.query_one("#cmp-alerts", Static).update(alerts(comparison, width))
         self._sync_charts(terms)
         self._show_title()
@@ -224,6 +224,7 @@ class CompareScreen(Screen[None]):
             where = f" ({terms.index(self.term) + 1}/{len(terms)})" if self.term in terms else ""
             t.append(f"  ·  {shown(self.term)}{where}", style="bold")
         t.append(f"  ·  {ALIGN_TITLE[self.view.align]}", style="dim")
+        t.truncate(max(1, self.size.width), overflow="ellipsis")
         self.query_one("#cmp-title", Static).update(t)
 
     def _sync_charts(self, terms: list[str]) -> None:

@@ -41,6 +41,12 @@ class _Drawn:
     marks: list[tuple[float, str]]
 
 
+def _has(history: Any, term: str) -> bool:
+    """Whether the run logged a finite value of ``term`` (the newest rows first: usually decided there)."""
+    raw = series_of(history, term)
+    return bool(np.isfinite(raw[-500:]).any() or np.isfinite(raw).any())
+
+
 def _along(decs: list[Decimated], x0: float, x1: float, every: int) -> list[tuple[float, float]]:
     """Points of a line every ``every`` cells (two pixel columns each), for its letters under NO_COLOR."""
     out = []
@@ -71,10 +77,13 @@ def _put_letters(rows: list[Text], marks: list[tuple[Any, float, float, bool]], 
         rows[r] = rows[r][:c] + Text(ln.member.label, style=style) + rows[r][c + 1:]
 
 
-def x_extent(comparison: Comparison, view: CompareView) -> tuple[float, float]:
-    """The x range every line spans, in the view's alignment (call under ``comparison.locked``)."""
+def x_extent(comparison: Comparison, view: CompareView, term: str | None = None) -> tuple[float, float]:
+    """The x range the lines span in the view's alignment (with ``term``: the lines that have it;
+    call under ``comparison.locked``)."""
     lo, hi = math.inf, -math.inf
     for ln in comparison.lines:
+        if term is not None and not _has(ln.live.history, term):
+            continue
         for p in pieces(ln.live.history, ln.member, view.align):
             first, last = float(p.x[0]) - p.base, p.reach
             if math.isfinite(first) and math.isfinite(last):
@@ -137,7 +146,7 @@ class CompareChart(StripChart):
         return out
 
     def _window(self, view: CompareView) -> tuple[float, float]:
-        lo, hi = x_extent(self.comparison, view)
+        lo, hi = x_extent(self.comparison, view, self.term)  # a term one run has: that run's steps
         if view.window is not None:
             lo, hi = view.window
         elif view.span is not None:

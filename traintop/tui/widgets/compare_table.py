@@ -50,9 +50,9 @@ def legend(comparison: Comparison, now: float, width: int) -> Text:
     return out
 
 
-def term_table(comparison: Comparison, cmp: TermComparison, align_title: str) -> Text:
+def term_table(comparison: Comparison, cmp: TermComparison, align_title: str, width: int) -> Text:
     """The selected term across the lines: at the same x, last, EMA, best (at step), change, zone."""
-    out = Text(no_wrap=True, overflow="ellipsis")
+    out = Text()
     at = "–" if cmp.common_x is None else f"{cmp.common_x:,.0f}"
     out.append(f"{shown(cmp.term)}", style="bold")
     out.append(f"   same x = {at} ({align_title})", style="dim")
@@ -81,16 +81,22 @@ def term_table(comparison: Comparison, cmp: TermComparison, align_title: str) ->
     out.append("\n")
     out.append(f"{AHEAD_NOW} lowest EMA now   {AHEAD_SAME} lowest at the same x   change: EMA since each line began",
                style="dim")
-    return out
+    lines = out.split("\n", allow_blank=True)
+    for line in lines:  # a Static wraps whatever no_wrap says: each row is cut to the width instead
+        line.truncate(max(1, width), overflow="ellipsis")
+    return Text("\n").join(lines)
 
 
-def differences(comparison: Comparison, rows: list[DiffRow], sentences: list[str], full: bool) -> Text:
-    """One line of what differs (``full``: the table of every differing setting, then every change)."""
-    out = Text(no_wrap=not full, overflow="ellipsis")
+def differences(comparison: Comparison, rows: list[DiffRow], sentences: list[str], full: bool,
+                width: int) -> Text:
+    """One line of what differs, cut to ``width`` (``full``: the table of every differing setting,
+    then every change)."""
+    out = Text()
     if not full:
-        out.append("differs: ", style="bold")
+        out.append("differs ", style="bold")
+        out.append("(d: all) ", style="dim")
         out.append(shown(" · ".join(sentences) or "nothing in their settings or commands", MESSAGE_MAX * 2))
-        out.append("   d: the whole table", style="dim")
+        out.truncate(max(1, width), overflow="ellipsis")  # a Static wraps whatever no_wrap says
         return out
     out.append("What differs (d closes)\n", style="bold underline")
     if rows:
@@ -122,16 +128,19 @@ def alerts(comparison: Comparison, width: int) -> Text:
         name = ln.live.run_dir.name
         for a in ln.live.alerts:
             found.append((getattr(a, "rank", 0), ln, name, a))
-    out = Text(no_wrap=True, overflow="ellipsis")
+    out = Text()
     if not found:
         out.append(" no active alerts in any run", style="green")
         return out
     found.sort(key=lambda f: -f[0])
     for i, (_, ln, name, a) in enumerate(found):
+        line = Text()
+        line.append_text(badge(ln))
+        line.append(f" {shown(name, 40)} ", style="bold")
+        line.append(f" {shown(str(a.severity).upper())} ", style=SEVERITY_BADGE.get(a.severity, "bold"))
+        line.append(f" {shown(getattr(a, 'message', ''), MESSAGE_MAX)}")
+        line.truncate(max(1, width), overflow="ellipsis")  # one alert a line: the next ones stay in view
         if i:
             out.append("\n")
-        out.append_text(badge(ln))
-        out.append(f" {shown(name, 40)} ", style="bold")
-        out.append(f" {shown(str(a.severity).upper())} ", style=SEVERITY_BADGE.get(a.severity, "bold"))
-        out.append(f" {shown(getattr(a, 'message', ''), MESSAGE_MAX)}")
+        out.append_text(line)
     return out
