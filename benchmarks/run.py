@@ -2,7 +2,8 @@
 
 Runs startup.py (``traintop --help`` and ``traintop ctl RUN pause``, launch → exit), coldopen.py
 (report and watch against TensorBoard's Rust server, re-open from the cache, memory), tui.py
---live-only (append → store latency, CPU while following), trainer_overhead.py (instrumented vs
+--live-only (append → store latency, CPU while following), compare.py (4 runs compared: cold open
+against one run's, re-open, memory, CPU while following 4 live runs), trainer_overhead.py (instrumented vs
 bare tiny XTTS steps), charts.py (our braille canvas vs textual-plotext) and install.py (the base
 install's time and size, from the package index), then prints every ratio against its budget; then
 tfevents.py (TensorBoard event files: cold open vs the Rust data server, live latency), f5_tiny.py
@@ -83,6 +84,8 @@ def main() -> int:
     co = run_json("coldopen.py", "--steps", steps, "--rounds", rounds, "--dir", args.dir)
     print("live following ...", file=sys.stderr, flush=True)
     live = run_json("tui.py", "--live-only", "--seconds", "10" if args.quick else "20")
+    print("comparison ...", file=sys.stderr, flush=True)
+    cmp = run_json("compare.py", *(["--quick"] if args.quick else ["--rounds", rounds]), "--dir", args.dir)
     print("charts ...", file=sys.stderr, flush=True)
     try:  # its baseline, textual-plotext, is no dependency of ours: `pip install textual-plotext` for that row
         charts = run_json("charts.py", "--points", "10000", *([] if args.quick else ["100000"]), "--repeat", "3")
@@ -134,6 +137,18 @@ def main() -> int:
     r = live["inotify"]
     rows.append(("TUI CPU following 10 events/s (inotify)", f"{r['cpu_pct']:.2f} % of a core", "",
                  f"≤ 2 % → {'ok' if r['cpu_pct'] <= 2 else 'OVER'}"))
+    one, cold = min(cmp["single_cold"]), min(cmp["compare_cold"])
+    rows.append((f"comparing 4 runs × {cmp['steps'][0]:,} steps, cold: launch → chart+zones", rng(cmp["compare_cold"]),
+                 f"{cold / one:.2f}× one run's {one:.2f} s ({cmp['cores']} cores, 4× the bytes)",
+                 f"≤ 1.5× → {'ok' if cold <= 1.5 * one else 'OVER'}"))
+    best = min(cmp["compare_reopen"])
+    rows.append(("comparison re-open (caches)", rng(cmp["compare_reopen"]),
+                 f"one run {min(cmp['single_reopen']):.2f} s", f"≤ 0.5 s → {'ok' if best <= 0.5 else 'OVER'}"))
+    rss, one_rss = min(cmp["compare_rss_mb"]), min(cmp["single_rss_mb"])
+    rows.append(("comparison memory, 4 runs vs one (RSS)", f"{rss:.0f} vs {one_rss:.0f} MiB", f"{rss / one_rss:.2f}×",
+                 f"≤ 4× → {'ok' if rss <= 4 * one_rss else 'OVER'}"))
+    rows.append(("TUI CPU comparing 4 runs × 10 events/s", f"{cmp['live_cpu_pct']:.2f} % of a core", "",
+                 f"≤ 3 % → {'ok' if cmp['live_cpu_pct'] <= 3 else 'OVER'}"))
     if over is not None:
         rows.append(("trainer instrumentation (tiny XTTS, paired)", f"{over[0]:+.2f} %", over[1],
                      f"≤ 1 % → {'ok' if over[0] <= 1 else 'OVER'}"))

@@ -53,3 +53,25 @@ def test_follow_delivers_a_live_writers_lines(tmp_path: Path, use_watchdog: bool
     assert idle_calls  # the idle hook ran on the loop's cadence
     if use_watchdog:
         assert reader.watch_mode == "inotify"
+
+
+def test_a_paced_follow_reads_a_live_writer_in_batches(tmp_path: Path) -> None:
+    """``pace``: after a read that found something, the loop rests; what arrived meanwhile is one read."""
+    run = tmp_path / "run"
+    reader = RunReader(run, use_watchdog=True)
+    stop = threading.Event()
+    reads: list[int] = []
+
+    def on_update(update: ReadUpdate) -> None:
+        reads.append(update.events)
+        if reader.history.run_end is not None:
+            stop.set()
+
+    thread = threading.Thread(target=reader.follow, args=(on_update, stop), kwargs={"pace": 0.3}, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    subprocess.run([sys.executable, "-c", WRITER, str(run)], check=True, timeout=60)  # 21 events over ~0.4 s
+    assert stop.wait(20), "the follower never saw run_end"
+    thread.join(5)
+    assert reader.history.steps["step"].tolist() == list(range(20)) and reader.history.status() == "completed"
+    assert sum(reads) == 21 and len(reads) <= 6  # a few batches, not a read per event

@@ -59,9 +59,11 @@ class Follower:
         return None
 
     def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
-               idle: Callable[[], float | None] | None = None) -> None:
+               idle: Callable[[], float | None] | None = None, pace: float = 0.0) -> None:
         """Poll until ``stop`` is set: ``on_update`` gets every non-empty update, ``idle`` runs after
-        every pass and may return how soon (seconds) it wants the next one."""
+        every pass and may return how soon (seconds) it wants the next one. With ``pace``, a read that
+        found something is followed by at least that long before the next (what arrives meanwhile is
+        read at once then, as one chunk: a poll per event costs more than the event)."""
         self._waker = FileWaker(self.path, use_watchdog=self.use_watchdog)
         self.watch_mode = self._waker.mode
         try:
@@ -79,6 +81,8 @@ class Follower:
                 for due in (soon, self.recheck_in()):
                     if due is not None:
                         interval = max(0.005, min(interval, due))
+                if update and pace > 0:
+                    stop.wait(pace)  # the waker keeps what changed meanwhile: the next wait returns at once
                 if not stop.is_set():
                     self._waker.wait(interval)
         finally:

@@ -52,8 +52,8 @@ class RunSource(Protocol):
         ...
 
     def follow(self, on_update: Callable[[ReadUpdate], None], stop: threading.Event, *,
-               idle: Callable[[], float | None] | None = None) -> None:
-        """Poll until ``stop`` is set, sleeping on file changes."""
+               idle: Callable[[], float | None] | None = None, pace: float = 0.0) -> None:
+        """Poll until ``stop`` is set, sleeping on file changes (at least ``pace`` s after a read)."""
         ...
 
     def wake(self) -> None:

@@ -83,9 +83,11 @@ class TraintopApp(App[int]):
 
     def __init__(self, path: str | Path, *, use_watchdog: bool = True, clock: Callable[[], float] = time.time,
                  monitor_factory: Callable[[Any], Any] = default_monitor_factory, live: LiveRun | None = None,
-                 tag_rules: tuple[tuple[str, str], ...] = (), compare: list[Path] | None = None) -> None:
+                 tag_rules: tuple[tuple[str, str], ...] = (), compare: list[Path] | None = None,
+                 opening: list[LiveRun] | None = None) -> None:
         super().__init__()
         self.compare_paths = compare or []  # ``traintop watch A B …``: a comparison is the first screen
+        self._opening = opening  # ... whose runs ``traintop watch`` began opening before the UI started
         # A big cold open parses in spawned processes; their resource tracker must start while
         # sys.stderr is still the real one (Textual replaces it, and spawn then fails on its fileno).
         from multiprocessing import resource_tracker
@@ -102,7 +104,8 @@ class TraintopApp(App[int]):
         """A run directory opens at once; anything else is a folder to list (or wait for)."""
         self.set_timer(GC_PAUSE, gc.enable)  # ``traintop watch`` paused the collector for its start-up
         if len(self.compare_paths) > 1:
-            self.open_compare(self.compare_paths, first=True)
+            self.open_compare(self.compare_paths, first=True, lives=self._opening)
+            self._opening = None
             return
         path = self.path
         if path.is_file() and path.name == EVENTS_FILE:
@@ -124,13 +127,16 @@ class TraintopApp(App[int]):
         else:
             self.push_screen(screen)
 
-    def open_compare(self, paths: list[Path], *, cut: Change | None = None, first: bool = False) -> None:
-        """Compare the runs at ``paths`` (one run: before / after ``cut``, asked for when None)."""
+    def open_compare(self, paths: list[Path], *, cut: Change | None = None, first: bool = False,
+                     lives: list[LiveRun] | None = None) -> None:
+        """Compare the runs at ``paths`` (one run: before / after ``cut``, asked for when None);
+        ``lives``: those runs, already opening."""
         from traintop.tui.screens.compare import CompareScreen
 
         options = {"monitor_factory": self.monitor_factory, "use_watchdog": self.use_watchdog, "clock": self.clock,
                    "tag_rules": self.tag_rules}
-        self.push_screen(CompareScreen(paths, cut=cut, clock=self.clock, options=options, can_go_back=not first))
+        self.push_screen(CompareScreen(paths, cut=cut, clock=self.clock, options=options, can_go_back=not first,
+                                       lives=lives))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette offers every run action besides Textual's own."""

@@ -57,10 +57,12 @@ def run_watch(args: argparse.Namespace) -> int:
     # start-up builds many objects and no garbage worth a collection pass: the app turns the
     # collector back on once it has drawn the run (or after GC_PAUSE seconds at most)
     gc.disable()
-    live = start_open(path, not args.poll, options) if not compare else None
+    # every run starts opening now (a comparison's too): its parsing runs while Textual loads
+    opening = [start_open(p, not args.poll, options) for p in compare or [path]]
     from traintop.tui.app import TraintopApp  # Textual is imported only here, while the run is read
 
-    app = TraintopApp(path, use_watchdog=not args.poll, live=live, compare=compare, **options)
+    app = TraintopApp(path, use_watchdog=not args.poll, live=None if compare else opening[0], compare=compare,
+                      opening=[live for live in opening if live is not None] if compare else None, **options)
     app.run()
     return int(app.return_code or 0)
 

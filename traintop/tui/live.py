@@ -130,8 +130,9 @@ class LiveRun:
         self.judged = True
         return RunUpdate(events=update.events, alerts_changed=changed)
 
-    def follow(self, on_update: Callable[[RunUpdate], object], stop: threading.Event) -> None:
-        """Tail the events file from where ``open`` stopped until ``stop`` is set."""
+    def follow(self, on_update: Callable[[RunUpdate], object], stop: threading.Event, *, pace: float = 0.0) -> None:
+        """Tail the events file from where ``open`` stopped until ``stop`` is set (``pace``: at least
+        this long between reads that find something; a comparison of several runs reads in batches)."""
         pending = RunUpdate()
         # ``open`` judged what it read: the next pass is due when rows arrive (or after a quiet while)
         cadence: dict[str, Any] = {"last_health": time.monotonic() if self.judged else -math.inf,
@@ -175,7 +176,7 @@ class LiveRun:
             return max(0.01, POST_EVERY - (time.monotonic() - cadence["last_post"])) if waiting else None
 
         try:
-            self.reader.follow(on_read, stop, idle=idle)
+            self.reader.follow(on_read, stop, idle=idle, pace=pace)
         finally:
             self.reader.close()
 

@@ -32,6 +32,7 @@ from traintop.tui.widgets.compare_chart import CompareChart, CompareView, x_exte
 from traintop.tui.widgets.compare_table import alerts, differences, legend, term_table
 
 REFRESH_EVERY = 3.0  # seconds between redraws for plain new steps (as the run screen)
+FOLLOW_PACE = 1.0  # seconds at least between a run's reads: several live runs read in batches, not per event
 WIDE = (140, 40)  # from this size up, a chart per term in a grid
 
 
@@ -68,7 +69,8 @@ class CompareScreen(Screen[None]):
     ]
 
     def __init__(self, paths: list[Path], *, cut: Change | None = None, clock: Any = time.time,
-                 options: dict[str, Any] | None = None, can_go_back: bool = True) -> None:
+                 options: dict[str, Any] | None = None, can_go_back: bool = True,
+                 lives: list[LiveRun] | None = None) -> None:
         super().__init__()
         if not 1 <= len(paths) <= MAX_MEMBERS:
             raise ValueError(f"a comparison takes 2 to {MAX_MEMBERS} runs (or one run and a change); got {len(paths)}")
@@ -76,9 +78,11 @@ class CompareScreen(Screen[None]):
         self.cut = cut
         self.clock = clock
         self.can_go_back = can_go_back
-        self.lives = [LiveRun(p, **(options or {})) for p in paths]
+        given = {live.run_dir: live for live in lives or []}  # runs ``traintop watch`` began opening
+        self.lives = [given.get(p) or LiveRun(p, **(options or {})) for p in paths]
+        first = threading.Event()
         for live in self.lives:
-            live.first_drawn = None  # nothing waits for this screen's first drawing
+            live.first_drawn = first  # the readers smooth after the comparison's first drawing, not during it
         self.comparison: Comparison | None = None
         self.view = CompareView()
         self.term: str | None = None
@@ -124,7 +128,7 @@ class CompareScreen(Screen[None]):
             self.post_message(CompareOpened(live, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(CompareOpened(live))
-        live.follow(lambda u: self.post_message(RunChanged(u)), self._stop)
+        live.follow(lambda u: self.post_message(RunChanged(u)), self._stop, pace=FOLLOW_PACE)
 
     def on_compare_opened(self, message: CompareOpened) -> None:
         """Once every run is open: the fork dialog (one run, no change given) or the comparison."""
@@ -189,6 +193,8 @@ class CompareScreen(Screen[None]):
 
     def refresh_all(self) -> None:
         """Legend, differences, the selected term's table, the charts and the alerts, from the runs."""
+        if self._timer is not None:  # this drawing is the one it was waiting for
+            self._timer.stop()
         self._timer = None
         self._last_refresh = time.monotonic()
         comparison = self.comparison

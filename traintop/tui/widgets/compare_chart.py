@@ -101,6 +101,13 @@ class CompareChart(StripChart):
         self.view = CompareView()
         self.drawn_lines: dict[str, int] = {}  # letter → points in view at the last drawing (tests read it)
 
+    def drawn(self) -> None:
+        """After the comparison's first drawing with every run judged, the readers may smooth."""
+        lives = self.comparison.lives
+        first = lives[0].first_drawn if lives else None
+        if first is not None and not first.is_set() and all(live.judged for live in lives):
+            self.app.call_later(first.set)
+
     def set_view(self, view: CompareView) -> None:
         """Draw with ``view`` from now on."""
         if view != self.view:
