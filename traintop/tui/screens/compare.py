@@ -32,6 +32,7 @@ from traintop.tui.widgets.compare_chart import CompareChart, CompareView, x_exte
 from traintop.tui.widgets.compare_table import alerts, differences, legend, term_table
 
 REFRESH_EVERY = 3.0  # seconds between redraws for plain new steps (as the run screen)
+URGENT_GATHER = 0.05  # seconds: news from several runs at once (each run's first smoothing) is one drawing
 FOLLOW_PACE = 1.0  # seconds at least between a run's reads: several live runs read in batches, not per event
 WIDE = (140, 40)  # from this size up, a chart per term in a grid
 
@@ -92,6 +93,7 @@ class CompareScreen(Screen[None]):
         self._stop = threading.Event()
         self._last_refresh = 0.0
         self._timer: Any = None
+        self._timer_at = 0.0  # when the planned drawing is due (monotonic)
         self._charts: dict[str, CompareChart] = {}
         self._wide = False
 
@@ -182,14 +184,18 @@ class CompareScreen(Screen[None]):
     # -- drawing ----------------------------------------------------------------------------
 
     def on_run_changed(self, message: RunChanged) -> None:
-        """Alerts and restarts at once; plain steps every ``REFRESH_EVERY`` seconds."""
+        """Alerts and restarts at once (several runs' news in one drawing); plain steps every
+        ``REFRESH_EVERY`` seconds."""
         if not self.loaded:
             return
         now = time.monotonic()
-        if message.update.alerts_changed or message.update.restarted or now - self._last_refresh >= REFRESH_EVERY:
-            self.refresh_all()
-        elif self._timer is None:
-            self._timer = self.set_timer(REFRESH_EVERY - (now - self._last_refresh), self.refresh_all)
+        urgent = message.update.alerts_changed or message.update.restarted or now - self._last_refresh >= REFRESH_EVERY
+        due = URGENT_GATHER if urgent else REFRESH_EVERY - (now - self._last_refresh)
+        if self._timer is not None and now + due < self._timer_at:
+            self._timer.stop()  # news moves the planned drawing forward (never back)
+            self._timer = None
+        if self._timer is None:
+            self._timer, self._timer_at = self.set_timer(due, self.refresh_all), now + due
 
     def refresh_all(self) -> None:
         """Legend, differences, the selected term's table, the charts and the alerts, from the runs."""
@@ -250,8 +256,10 @@ class CompareScreen(Screen[None]):
                 chart.invalidate()
 
     def on_resize(self, event: Any) -> None:
-        """Grid of charts when large, one chart when not."""
+        """Grid of charts when large, one chart when not; the one-line texts cut to the new width."""
         self._layout()
+        if self.loaded:
+            self.refresh_all()
 
     def _layout(self) -> None:
         width, height = self.size.width, self.size.height
