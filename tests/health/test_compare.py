@@ -86,6 +86,8 @@ def test_what_differs_reads_as_sentences(tmp_path: Path) -> None:
     one_sided = diff_sentences([Member("A", "a"), Member("B", "b")], [ha, hb],
                                diff_rows([{"lr": "1e-4"}, {}]))
     assert one_sided[0] == "lr 1e-4 in A (none in B)"
+    only_b = diff_sentences([Member("A", "a"), Member("B", "b")], [ha, hb], diff_rows([{}, {"weight loss_kl": "1"}]))
+    assert only_b[0] == "weight loss_kl 1 in B (none in A)"  # one side only: the key says it is a weight
 
 
 def test_run_yaml_is_read_as_untrusted_data(tmp_path: Path) -> None:

@@ -354,10 +354,10 @@ def diff_sentences(members: list[Member], histories: list[RunHistory], rows: lis
         for m, h, v in zip(members[1:], histories[1:], row.values[1:]):
             if v == ref:
                 continue
-            if ref == "–":
-                out.append(f"{key} {v} in {m.label} (none in {first})")
+            if ref == "–":  # one side only: the whole key ("weight loss_kl"), a bare term name would not say what
+                out.append(f"{row.key} {v} in {m.label} (none in {first})")
             elif v == "–":
-                out.append(f"{key} {ref} in {first} (none in {m.label})")
+                out.append(f"{row.key} {ref} in {first} (none in {m.label})")
             else:  # a weight or lr: in force from the run's first step on
                 steps = h.steps["step"]
                 start = int(steps[0]) if len(steps) and steps[0] > 1 else 0
