@@ -18,7 +18,7 @@ from rich.text import Text
 from traintop.health.compare import ALIGN_TITLE, changes, pieces, series_of
 from traintop.protocol.text import shown
 from traintop.tui.canvas import BrailleCanvas
-from traintop.tui.comparison import TOTAL, Comparison
+from traintop.tui.comparison import TOTAL, Comparison, Line
 from traintop.tui.series import Decimated, decimate, map_decimated, nice_range, to_log
 from traintop.tui.widgets.loss_chart import GUTTER, ZONE_BG, ChartView, StripChart, with_y_axis
 
@@ -77,13 +77,11 @@ def _put_letters(rows: list[Text], marks: list[tuple[Any, float, float, bool]], 
         rows[r] = rows[r][:c] + Text(ln.member.label, style=style) + rows[r][c + 1:]
 
 
-def x_extent(comparison: Comparison, view: CompareView, term: str | None = None) -> tuple[float, float]:
-    """The x range the lines span in the view's alignment (with ``term``: the lines that have it;
-    call under ``comparison.locked``)."""
+def x_extent(comparison: Comparison, view: CompareView, lines: list[Line] | None = None) -> tuple[float, float]:
+    """The x range the lines span (``lines``: only those) in the view's alignment (call under
+    ``comparison.locked``)."""
     lo, hi = math.inf, -math.inf
-    for ln in comparison.lines:
-        if term is not None and not _has(ln.live.history, term):
-            continue
+    for ln in comparison.lines if lines is None else lines:
         for p in pieces(ln.live.history, ln.member, view.align):
             first, last = float(p.x[0]) - p.base, p.reach
             if math.isfinite(first) and math.isfinite(last):
@@ -119,9 +117,10 @@ class CompareChart(StripChart):
         width, height = self.size.width, self.size.height
         view = self.view
         with self.comparison.locked():
-            x0, x1 = self._window(view)
+            have = [_has(ln.live.history, self.term) for ln in self.comparison.lines]  # once a drawing
+            x0, x1 = self._window(view, [ln for ln, yes in zip(self.comparison.lines, have) if yes])
             plot_w, plot_h = max(1, width - GUTTER), max(1, height - 2)
-            drawn, missing = self._lines(view, x0, x1, plot_w * 2)
+            drawn, missing = self._lines(view, x0, x1, plot_w * 2, have)
             bands = self._bands(view)
         title = self._title(missing, width)
         if height < 4 or width < GUTTER + 8:
@@ -152,27 +151,29 @@ class CompareChart(StripChart):
         out.append_text(self._axis(x0, x1, plot_w, drawn))
         return out
 
-    def _window(self, view: CompareView) -> tuple[float, float]:
-        lo, hi = x_extent(self.comparison, view, self.term)  # a term one run has: that run's steps
+    def _window(self, view: CompareView, lines: list[Line]) -> tuple[float, float]:
+        lo, hi = x_extent(self.comparison, view, lines)  # a term one run has: that run's steps
         if view.window is not None:
             lo, hi = view.window
         elif view.span is not None:
             lo = max(lo, hi - view.span)
         return (lo, hi if hi > lo else lo + 1)
 
-    def _lines(self, view: CompareView, x0: float, x1: float, px: int) -> tuple[list[_Drawn], list[str]]:
-        """Each line decimated to ``px`` pixel columns (under the locks), and the letters without the term."""
+    def _lines(self, view: CompareView, x0: float, x1: float, px: int,
+               have: list[bool]) -> tuple[list[_Drawn], list[str]]:
+        """Each line that ``have``s the term decimated to ``px`` pixel columns (under the locks), and
+        the letters of those without it."""
         transform = to_log if view.log_y else (lambda a: np.asarray(a, dtype=np.float64))
         out, missing = [], []
         self.drawn_lines = {}
-        for ln in self.comparison.lines:
-            h = ln.live.history
-            weighted = view.weighted and self.term != TOTAL
-            raw = series_of(h, self.term, weighted)
-            if not len(raw) or not np.isfinite(raw).any():
+        for ln, yes in zip(self.comparison.lines, have):
+            if not yes:
                 missing.append(ln.member.label)
                 out.append(_Drawn([], None, []))
                 continue
+            h = ln.live.history
+            weighted = view.weighted and self.term != TOTAL
+            raw = series_of(h, self.term, weighted)
             ema = ln.live.smoothed(self.term, raw, weighted, view.strength, wait_for_warm=True) \
                 if view.smoothing else None
             y = raw if ema is None else ema
